@@ -1,0 +1,86 @@
+"""``slimlab <family> <command>``: one explicit dispatch table.
+
+Each entry names the function that runs the command; it is imported only when that command runs, so
+``slimlab --help`` stays fast. A command function takes the remaining argv and returns an exit status.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import NamedTuple, Sequence
+
+from slimlab import __version__
+from slimlab.core.errors import SlimlabError
+
+
+class Command(NamedTuple):
+    family: str
+    name: str
+    target: str  # "module:function"
+    summary: str
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("ckpt", "compress", "slimlab.ckpt.cli:compress_command",
+            "ExCP: compress one checkpoint (HF folder or torch file) against a reference, or losslessly"),
+    Command("ckpt", "decompress", "slimlab.ckpt.cli:decompress_command",
+            "ExCP: rebuild a normal HF / torch checkpoint folder from a .excp file or chain"),
+    Command("ckpt", "info", "slimlab.ckpt.cli:info_command",
+            "ExCP: show tensors, sizes, bits/param and settings of a .excp file or chain"),
+    Command("ckpt", "chain", "slimlab.ckpt.cli:chain_command",
+            "ExCP: compress a series of checkpoints (e.g. checkpoint-*/) into a chain with keyframes"),
+    Command("demo", "", "slimlab.demo:demo_command",
+            "run every system on built-in data and write runs/demo/report.md"),
+)
+
+
+def usage() -> str:
+    lines = [f"slimlab {__version__}: make deep models cheaper to store, train, align and run.", "",
+             "usage: slimlab <family> <command> [options]   (slimlab <family> <command> --help for options)", ""]
+    width = max(len(f"{c.family} {c.name}".strip()) for c in COMMANDS)
+    for command in COMMANDS:
+        lines.append(f"  {f'{command.family} {command.name}'.strip():<{width}}  {command.summary}")
+    return "\n".join(lines)
+
+
+def find_command(argv: Sequence[str]) -> tuple[Command, list[str]]:
+    families = {c.family for c in COMMANDS}
+    if not argv or argv[0] not in families:
+        raise SlimlabError(f"unknown family '{argv[0]}'\n\n{usage()}" if argv else usage())
+    family_commands = [c for c in COMMANDS if c.family == argv[0]]
+    if len(family_commands) == 1 and family_commands[0].name == "":
+        return family_commands[0], list(argv[1:])
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        names = "\n".join(f"  {c.name:<12} {c.summary}" for c in family_commands)
+        raise SlimlabError(f"slimlab {argv[0]} <command>:\n{names}")
+    for command in family_commands:
+        if command.name == argv[1]:
+            return command, list(argv[2:])
+    raise SlimlabError(f"unknown command '{argv[0]} {argv[1]}'; "
+                       f"known: {', '.join(c.name for c in family_commands)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    try:
+        command, rest = find_command(argv)
+        module_name, function_name = command.target.split(":")
+        function = getattr(importlib.import_module(module_name), function_name)
+        return int(function(rest) or 0)
+    except SlimlabError as error:
+        print(f"slimlab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("slimlab: interrupted; outputs are written atomically, so nothing partial was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Method-agnostic building blocks shared by every slimlab family."""
