@@ -1,0 +1,123 @@
+"""Builders: the official layouts (``vit_b``, ``vit_t``/TinySAM) and the scaled-down CPU models, plus loading.
+
+A model is described by a small ``spec`` dict (name + overrides) that travels with our own checkpoints, so a
+distilled or quantized model is rebuilt from a state_dict and never unpickled as a module.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from slimlab.core.errors import SlimlabError
+from slimlab.sam.mask_decoder import MaskDecoder, TwoWayTransformer
+from slimlab.sam.model import Sam
+from slimlab.sam.prompt_encoder import PromptEncoder
+from slimlab.sam.tiny_vit import TinyViT
+from slimlab.sam.vit_encoder import ImageEncoderViT
+
+# name -> (encoder kind, encoder kwargs, image size, embedding stride, decoder dim, decoder heads, decoder mlp)
+MODEL_SPECS: dict[str, dict] = {
+    "vit_b": {"encoder": "vit", "image_size": 1024, "stride": 16, "dim": 256, "heads": 8, "mlp": 2048,
+              "encoder_args": {"patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12, "window_size": 14,
+                               "global_attn_indexes": (2, 5, 8, 11)}},
+    "vit_t": {"encoder": "tiny_vit", "image_size": 1024, "stride": 16, "dim": 256, "heads": 8, "mlp": 2048,
+              "encoder_args": {}},
+    # CPU-scale models for the synthetic shapes set: 128 px input, 16 x 16 embedding, narrow decoder.
+    "shapes_teacher": {"encoder": "vit", "image_size": 128, "stride": 8, "dim": 64, "heads": 4, "mlp": 256,
+                       "encoder_args": {"patch_size": 8, "embed_dim": 160, "depth": 6, "num_heads": 5,
+                                        "window_size": 8, "global_attn_indexes": (2, 5)}},
+    "shapes_student": {"encoder": "tiny_vit", "image_size": 128, "stride": 8, "dim": 64, "heads": 4, "mlp": 256,
+                       "encoder_args": {"embed_dims": (16, 32, 48, 64), "depths": (1, 1, 2, 1),
+                                        "num_heads": (1, 2, 3, 4), "window_sizes": (8, 8, 8, 8),
+                                        "merge_strides": (2, 1, 1), "num_classes": 10}},
+}
+MODEL_SPECS["tinysam"] = MODEL_SPECS["vit_t"]
+
+
+def build_model(name: str, device: str | torch.device = "cpu") -> Sam:
+    """Randomly initialised model of a known layout; ``device="meta"`` builds shapes only (no memory)."""
+    if name not in MODEL_SPECS:
+        raise SlimlabError(f"unknown SAM model '{name}'; known: {', '.join(sorted(MODEL_SPECS))}")
+    spec = copy.deepcopy(MODEL_SPECS[name])
+    size, dim = spec["image_size"], spec["dim"]
+    grid = size // spec["stride"]
+    with torch.device(device):
+        if spec["encoder"] == "vit":
+            encoder = ImageEncoderViT(img_size=size, out_chans=dim, **spec["encoder_args"])
+        else:
+            encoder = TinyViT(img_size=size, out_chans=dim, **spec["encoder_args"])
+        prompt_encoder = PromptEncoder(dim, (grid, grid), (size, size), mask_in_chans=16)
+        transformer = TwoWayTransformer(2, dim, spec["heads"], spec["mlp"], 2)
+        decoder = MaskDecoder(dim, transformer, 3, 3, dim)
+        model = Sam(encoder, prompt_encoder, decoder)
+    model.spec = {"name": name}
+    return model.eval()
+
+
+def build_sam_vit_b(checkpoint: str | Path | None = None) -> Sam:
+    model = build_model("vit_b")
+    return load_checkpoint(model, checkpoint) if checkpoint else model
+
+
+def build_tinysam(checkpoint: str | Path | None = None) -> Sam:
+    model = build_model("vit_t")
+    return load_checkpoint(model, checkpoint) if checkpoint else model
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors of a ``.pth`` file (official raw state_dict, or ours with a ``spec``), never unpickling modules."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlimlabError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt zip, truncated file, pickled module objects
+        raise SlimlabError(f"{path}: not a readable weights-only torch checkpoint ({error})") from error
+    spec: dict = {}
+    if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
+        spec = payload.get("spec", {}) or {}
+        payload = payload["model"]
+    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise SlimlabError(f"{path}: expected a state_dict (name -> tensor)")
+    return payload, spec
+
+
+def load_checkpoint(model: Sam, path: str | Path) -> Sam:
+    """Strictly load a checkpoint; list missing / unexpected / wrong-shape keys in the error."""
+    state, _ = read_state_dict(path)
+    own = model.state_dict()
+    # BatchNorm counters are optional in official files (PyTorch tolerates their absence).
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state if k not in own)
+    wrong = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                   for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        lines = [f"{path}: does not match the '{model.spec.get('name', '?')}' layout"]
+        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
+            if keys:
+                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
+        raise SlimlabError("\n".join(lines))
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def save_model(model: Sam, path: str | Path) -> None:
+    """Save ``{"spec", "model"}`` atomically (tensors only, loadable with ``weights_only=True``)."""
+    import io
+
+    from slimlab.core.io import atomic_write_bytes
+    buffer = io.BytesIO()
+    torch.save({"spec": dict(model.spec), "model": model.state_dict()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_model(path: str | Path, name: str | None = None) -> Sam:
+    """Build the layout named in the file (or ``name``; official files carry none) and load the weights."""
+    state, spec = read_state_dict(path)
+    name = name or spec.get("name")
+    if name is None:  # an official file: tell the layouts apart by a key only one of them has
+        name = "vit_b" if "image_encoder.pos_embed" in state else "vit_t"
+    return load_checkpoint(build_model(name), path)

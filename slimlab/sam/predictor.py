@@ -1,0 +1,1 @@
+SamPredictor = None
