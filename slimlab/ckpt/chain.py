@@ -1,0 +1,178 @@
+"""Chains of ``.excp`` files: keyframes every K checkpoints, lineage found by content id.
+
+Each file names its parent by content id, so the lineage of any file is rebuilt by reading the footers of
+the ``.excp`` files in its folder; ``chain.json`` is an index for people and tools, not a dependency.
+Decoding step t needs at most K - 1 delta applications after its keyframe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from slimlab.ckpt.codec import EncodeResult, ExcpCodec
+from slimlab.ckpt.container import ContainerReader
+from slimlab.ckpt.decode import decode_checkpoint, decode_weight
+from slimlab.ckpt.state import CheckpointState, read_checkpoint, write_checkpoint
+from slimlab.core.errors import SlimlabError
+from slimlab.core.io import atomic_write_text
+
+INDEX_FILE = "chain.json"
+
+
+@dataclass
+class MemoryReference:
+    """Decoded weights held in memory (what the encoder just reconstructed)."""
+    content_id: str
+    depth: int
+    weights: dict[str, torch.Tensor]
+
+    def weight(self, name: str) -> torch.Tensor | None:
+        return self.weights.get(name)
+
+
+class LineageReference:
+    """Decoded weights of a file, rebuilt tensor by tensor through its lineage (one tensor in memory)."""
+
+    def __init__(self, readers: list[ContainerReader]):
+        self.readers = readers
+        self.content_id = readers[-1].content_id
+        self.depth = readers[-1].header["depth"]
+
+    def weight(self, name: str) -> torch.Tensor | None:
+        if name not in self.readers[-1].header["tensors"]:
+            return None
+        weight = None
+        for reader in self.readers:
+            weight, _ = decode_weight(reader, name, weight)
+        return weight
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
+
+
+def lineage(path: str | Path) -> list[ContainerReader]:
+    """Readers from the keyframe to ``path``, found among the ``.excp`` files of its folder."""
+    path = Path(path)
+    target = ContainerReader(path)
+    chain = [target]
+    if target.header["parent_id"] is None:
+        return chain
+    by_id: dict[str, Path] = {}
+    for candidate in sorted(path.parent.glob("*.excp")):
+        if candidate.resolve() != path.resolve():
+            try:
+                with ContainerReader(candidate) as other:
+                    by_id[other.content_id] = candidate
+            except SlimlabError:
+                continue  # a damaged sibling only matters if it is on this lineage (reported below)
+    while chain[0].header["parent_id"] is not None:
+        parent_id = chain[0].header["parent_id"]
+        if parent_id not in by_id:
+            raise SlimlabError(f"{chain[0].path}: its reference (content id {parent_id[:16]}...) is missing or "
+                               f"damaged in {path.parent}; it cannot be decoded without it")
+        chain.insert(0, ContainerReader(by_id[parent_id]))
+    return chain
+
+
+def compress_checkpoint(source: str | Path, out: str | Path, reference: str | Path | None = None,
+                        codec: ExcpCodec | None = None, param_names: list[str] | None = None,
+                        step: int | None = None) -> EncodeResult:
+    """Compress one checkpoint (folder or file) into ``out``; ``reference`` is the parent ``.excp`` (None: keyframe)."""
+    codec = codec or ExcpCodec()
+    state = read_checkpoint(source, param_names)
+    parent = LineageReference(lineage(reference)) if reference is not None else None
+    try:
+        return codec.encode(state, out, parent, step, source=str(source))
+    finally:
+        if parent is not None:
+            parent.close()
+
+
+def load_file(path: str | Path, stats: dict[str, int] | None = None) -> CheckpointState:
+    """Decode one ``.excp`` file (its lineage is found beside it)."""
+    readers = lineage(path)
+    try:
+        parent = LineageReference(readers[:-1]) if len(readers) > 1 else None
+        return decode_checkpoint(readers[-1], parent.weight if parent else (lambda name: None), stats)
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def decompress_checkpoint(source: str | Path, out: str | Path, step: int | None = None, layout: str | None = None,
+                          overwrite: bool = False) -> Path:
+    """Write a normal checkpoint (HF folder or torch file) from a ``.excp`` file or a chain folder."""
+    source = Path(source)
+    if source.is_dir():
+        source = CheckpointChain(source).path_for(step)
+    state = load_file(source)
+    return write_checkpoint(state, out, layout, overwrite)
+
+
+class CheckpointChain:
+    """A folder of ``step-XXXXXXXX.excp`` files with ``chain.json``; ``append`` picks keyframe or delta."""
+
+    def __init__(self, folder: str | Path, codec: ExcpCodec | None = None):
+        self.folder = Path(folder)
+        self.codec = codec or ExcpCodec()
+        self.index_path = self.folder / INDEX_FILE
+        self.entries: list[dict] = []
+        if self.index_path.exists():
+            try:
+                self.entries = json.loads(self.index_path.read_text())["entries"]
+            except (ValueError, KeyError) as error:
+                raise SlimlabError(f"{self.index_path}: not a chain index ({error})") from error
+        self._last_reconstruction: MemoryReference | None = None
+
+    def steps(self) -> list[int]:
+        return [entry["step"] for entry in self.entries]
+
+    def path_for(self, step: int | None = None) -> Path:
+        if not self.entries:
+            raise SlimlabError(f"{self.folder}: the chain is empty (no {INDEX_FILE} entries)")
+        if step is None:
+            return self.folder / self.entries[-1]["file"]
+        for entry in self.entries:
+            if entry["step"] == step:
+                return self.folder / entry["file"]
+        raise SlimlabError(f"{self.folder}: no checkpoint for step {step}; steps: {self.steps()}")
+
+    def append(self, state: CheckpointState, step: int) -> EncodeResult:
+        """Compress ``state`` as the next checkpoint of the chain."""
+        if self.entries and step <= self.entries[-1]["step"]:
+            raise SlimlabError(f"{self.folder}: step {step} is not after the last step {self.entries[-1]['step']}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        reference = None
+        if self.entries and self.entries[-1]["depth"] + 1 < self.codec.keyframe_every:
+            reference = self._reference()
+        out = self.folder / f"step-{step:08d}.excp"
+        try:
+            result = self.codec.encode(state, out, reference, step)
+        finally:
+            if isinstance(reference, LineageReference):
+                reference.close()
+        depth = 0 if reference is None else reference.depth + 1
+        self._last_reconstruction = MemoryReference(result.content_id, depth, result.reconstructed)
+        self.entries.append({"step": step, "file": out.name, "id": result.content_id,
+                             "parent_id": None if reference is None else reference.content_id, "depth": depth,
+                             "raw_bytes": result.raw_bytes, "coded_bytes": result.coded_bytes})
+        self._write_index()
+        return result
+
+    def load(self, step: int | None = None, stats: dict[str, int] | None = None) -> CheckpointState:
+        return load_file(self.path_for(step), stats)
+
+    def _reference(self):
+        last = self.entries[-1]
+        if self._last_reconstruction is not None and self._last_reconstruction.content_id == last["id"]:
+            return self._last_reconstruction
+        return LineageReference(lineage(self.folder / last["file"]))
+
+    def _write_index(self) -> None:
+        index = {"format": "slimlab-excp-chain", "version": 1, "codec": self.codec.settings(), "entries": self.entries}
+        atomic_write_text(self.index_path, json.dumps(index, indent=1))

@@ -1,0 +1,285 @@
+"""ExcpCodec: encode one checkpoint into a ``.excp`` container.
+
+Modes
+* ``excp`` (default): residual against the *reconstructed* reference, weight-momentum joint shrinking,
+  k-means on the kept values (log domain for v, fp32 codebooks), the support coded once (mask M_w over N
+  positions, M_o as a sub-mask over M_w), rANS for every index stream. Keyframes store weights losslessly.
+* ``excp-ref``: the official code's semantics: dense 4-bit index arrays (0 = exact zero), fp16
+  codebooks, v in the linear domain, xz (LZMA) over the nibble arrays, raw keyframe; the in-run baseline.
+* ``lossless``: every tensor bit-exact (XOR against the reference's weights, byte planes, zstd).
+"""
+
+from __future__ import annotations
+
+import lzma
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from slimlab.ckpt.container import ContainerWriter
+from slimlab.ckpt.lossless import encode_lossless
+from slimlab.ckpt.shrink import ShrinkSettings, momentum_mask, quantize_values, weight_support
+from slimlab.ckpt.state import CheckpointState
+from slimlab.ckpt.values import dtype_name, is_header_scalar, to_json_value
+from slimlab.core.entropy import encode_mask, encode_symbols
+from slimlab.core.errors import SlimlabError
+from slimlab.core.io import atomic_open
+
+MODES = ("excp", "excp-ref", "lossless")
+MOMENT_KEYS = ("exp_avg", "exp_avg_sq")
+
+
+class Reference(Protocol):
+    """The reconstructed parent checkpoint: its content id and its decoded weights."""
+    content_id: str
+    depth: int
+
+    def weight(self, name: str) -> torch.Tensor | None: ...
+
+
+@dataclass
+class EncodeResult:
+    content_id: str
+    reconstructed: dict[str, torch.Tensor]   # W_hat_t, the reference for the next checkpoint
+    raw_bytes: int
+    coded_bytes: int
+    seconds: float
+    bytes_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExcpCodec:
+    mode: str = "excp"
+    alpha: float = 5e-5
+    beta: float = 2.0
+    bits: tuple[int, int, int] = (4, 4, 4)     # for residual weights, first and second moment
+    v_domain: str = "log"                      # "log" (fp32 codebook) or "linear-fp16" (the official choice)
+    quantizer: str = "kmeans"                  # or "uniform" (ablation)
+    residual: bool = True                      # False codes weights directly (ablation)
+    momentum_shrinking: bool = True            # False keeps moments wherever the residual is kept (ablation)
+    zstd_level: int = 3
+    keyframe_every: int = 10
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise SlimlabError(f"codec mode '{self.mode}' is not one of {', '.join(MODES)}")
+        if len(self.bits) != 3 or not all(1 <= b <= 8 for b in self.bits):
+            raise SlimlabError(f"bits must be three integers in [1, 8], got {self.bits}")
+        if self.v_domain not in ("log", "linear-fp16"):
+            raise SlimlabError(f"v_domain '{self.v_domain}' is not 'log' or 'linear-fp16'")
+        if self.keyframe_every < 1:
+            raise SlimlabError("keyframe_every must be at least 1")
+
+    @property
+    def shrink(self) -> ShrinkSettings:
+        clusters = [2 ** b - 1 for b in self.bits]
+        return ShrinkSettings(self.alpha, self.beta, 2.5, *clusters, self.quantizer, self.momentum_shrinking)
+
+    def settings(self) -> dict[str, Any]:
+        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta, "bits": list(self.bits),
+                "v_domain": self.v_domain, "quantizer": self.quantizer, "residual": self.residual,
+                "momentum_shrinking": self.momentum_shrinking, "zstd_level": self.zstd_level,
+                "keyframe_every": self.keyframe_every}
+
+    def encode(self, state: CheckpointState, out_path: str | Path, reference: Reference | None = None,
+               step: int | None = None, source: str = "") -> EncodeResult:
+        """Write ``state`` to ``out_path`` (atomically) coded against ``reference`` (None: a keyframe)."""
+        started = time.perf_counter()
+        keyframe = reference is None
+        optimizer = state.optimizer
+        index_of = {name: i for i, name in enumerate(optimizer.param_names) if name} if optimizer else {}
+        reconstructed: dict[str, torch.Tensor] = {}
+        with atomic_open(out_path) as stream:
+            writer = ContainerWriter(stream)
+            tensors: dict[str, Any] = {}
+            moments_header: dict[int, Any] = {}
+            for name, tensor in state.model.items():
+                where = f"{source or out_path}: tensor '{name}'"
+                base = self._base_for(name, tensor, reference, where)
+                index = index_of.get(name)
+                entry = optimizer.state.get(index) if index is not None else None
+                has_moments = entry is not None and all(isinstance(entry.get(k), torch.Tensor) for k in MOMENT_KEYS)
+                if has_moments:
+                    _check_moment_shapes(entry, tensor, where)
+                if self.mode == "lossless" or keyframe or not has_moments:
+                    tensors[name], reconstructed[name] = self._lossless(writer, tensor, base, "w")
+                    support = None
+                elif self.mode == "excp":
+                    tensors[name], reconstructed[name], support = self._joint_weight(writer, tensor, base, entry)
+                else:
+                    tensors[name], reconstructed[name], support = self._reference_weight(writer, tensor, base, entry)
+                if has_moments:
+                    moments_header[index] = self._moments(writer, entry, support, keyframe, name)
+            optimizer_header = self._optimizer_header(writer, optimizer, moments_header) if optimizer else None
+            files = {path: {**writer.add(data, "files"), "size": len(data)} for path, data in state.files.items()}
+            extra = writer.add(state.extra, "files") if state.extra else None
+            header = {
+                "step": step if step is not None else state.step, "is_keyframe": keyframe,
+                "parent_id": None if keyframe else reference.content_id,
+                "depth": 0 if keyframe else reference.depth + 1, "codec": self.settings(),
+                "layout": state.layout, "model_file": state.model_file, "aliases": state.aliases,
+                "tensors": tensors, "optimizer": optimizer_header, "files": files, "extra": extra,
+                "raw_bytes": raw_checkpoint_bytes(state),
+            }
+            content_id = writer.finish(header)
+            coded = writer.offset
+        return EncodeResult(content_id, reconstructed, header["raw_bytes"], coded, time.perf_counter() - started,
+                            dict(writer.bytes_by_kind))
+
+    # ---- weights -------------------------------------------------------------------------------------------
+    def _base_for(self, name, tensor, reference, where) -> torch.Tensor | None:
+        if reference is None:
+            return None
+        base = reference.weight(name)
+        if base is None:
+            raise SlimlabError(f"{where}: not present in the reference checkpoint; compress it as a keyframe")
+        if tuple(base.shape) != tuple(tensor.shape) or base.dtype != tensor.dtype:
+            raise SlimlabError(f"{where}: has shape {tuple(tensor.shape)} {dtype_name(tensor.dtype)} but the reference "
+                               f"has {tuple(base.shape)} {dtype_name(base.dtype)}")
+        return base
+
+    def _lossless(self, writer, tensor, base, kind):
+        data, digest = encode_lossless(tensor, base, self.zstd_level)
+        entry = {"coding": "lossless", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
+                 "sha256": digest, "stream": writer.add(data, kind)}
+        return entry, tensor.detach().clone()
+
+    def _residual(self, tensor, base) -> tuple[torch.Tensor, torch.Tensor]:
+        base_flat = base.reshape(-1).float() if self.residual else torch.zeros(tensor.numel())
+        return tensor.detach().reshape(-1).float() - base_flat, base_flat  # (N,), (N,)
+
+    def _joint_weight(self, writer, tensor, base, moments):
+        residual, base_flat = self._residual(tensor, base)
+        support = weight_support(residual, moments["exp_avg_sq"].reshape(-1), self.shrink)  # (N,) bool
+        indices, codebook = quantize_values(residual[support], self.shrink.clusters_w, self.quantizer)
+        delta = torch.zeros_like(residual)
+        delta[support] = codebook[indices] if indices.numel() else delta[support]
+        rebuilt = (base_flat + delta).to(tensor.dtype).reshape(tensor.shape)
+        entry = {"coding": "excp", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
+                 "residual": self.residual, "codebook": codebook.tolist(),
+                 "support": writer.add(encode_mask(support.numpy()), "mask"),
+                 "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), "w")}
+        return entry, rebuilt, support
+
+    def _reference_weight(self, writer, tensor, base, moments):
+        residual, base_flat = self._residual(tensor, base)
+        support = weight_support(residual, moments["exp_avg_sq"].reshape(-1), self.shrink)
+        values = torch.zeros_like(residual)
+        indices, codebook16 = _fp16_quantize(residual[support], self.shrink.clusters_w, self.quantizer)
+        values[support] = codebook16[indices] if indices.numel() else values[support]
+        rebuilt = (base_flat + values).to(tensor.dtype).reshape(tensor.shape)
+        dense = torch.zeros(residual.numel(), dtype=torch.int64)
+        dense[support] = indices + 1  # 0 is reserved for exact zero
+        entry = {"coding": "excp-ref", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
+                 "residual": self.residual, "codebook_fp16": codebook16.tolist(), "bits": self.bits[0],
+                 "indices": writer.add(_pack_xz(dense, self.bits[0]), "w")}
+        return entry, rebuilt, support
+
+    # ---- optimizer -----------------------------------------------------------------------------------------
+    def _moments(self, writer, entry, support, keyframe, name) -> dict[str, Any]:
+        m = entry["exp_avg"].detach().reshape(-1)
+        v = entry["exp_avg_sq"].detach().reshape(-1)
+        shapes = {"shape": list(entry["exp_avg"].shape)}
+        if self.mode == "lossless" or (self.mode == "excp-ref" and keyframe):
+            return {"coding": "lossless", **shapes, **{key: self._lossless(writer, entry[key], None, kind)[0]
+                                                        for key, kind in zip(MOMENT_KEYS, "mv")}}
+        if self.mode == "excp-ref":
+            magnitude = m.float().abs()  # official mask: |m| > beta * mean|m| on the kept residual; no v > 0 check
+            keep = (magnitude > self.beta * float(magnitude.mean())) & support
+            result = {"coding": "excp-ref", **shapes, "dtypes": [dtype_name(m.dtype), dtype_name(v.dtype)]}
+            for key, values, bits, kind in (("m", m, self.bits[1], "m"), ("v", v, self.bits[2], "v")):
+                indices, codebook16 = _fp16_quantize(values.float()[keep], 2 ** bits - 1, self.quantizer)
+                dense = torch.zeros(values.numel(), dtype=torch.int64)
+                dense[keep] = indices + 1
+                result[key] = {"codebook_fp16": codebook16.tolist(), "bits": bits,
+                               "indices": writer.add(_pack_xz(dense, bits), kind)}
+            return result
+        scope = "full" if support is None else "support"
+        keep = momentum_mask(m.float(), v.float(), support, self.shrink)  # (N,) bool, inside support
+        sub_mask = keep if support is None else keep[support]
+        result = {"coding": "excp", **shapes, "scope": scope, "tensor": name, "v_domain": self.v_domain,
+                  "dtypes": [dtype_name(m.dtype), dtype_name(v.dtype)],
+                  "mask": writer.add(encode_mask(sub_mask.numpy()), "mask")}
+        v_values = v.float()[keep]
+        if self.v_domain == "log":
+            v_values = torch.log(v_values)
+        for key, values, bits, kind in (("m", m.float()[keep], self.bits[1], "m"), ("v", v_values, self.bits[2], "v")):
+            if self.v_domain == "linear-fp16" and key == "v":
+                indices, codebook = _fp16_quantize(values, 2 ** bits - 1, self.quantizer)
+            else:
+                indices, codebook = quantize_values(values, 2 ** bits - 1, self.quantizer)
+            result[key] = {"codebook": codebook.tolist(),
+                           "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
+        return result
+
+    def _optimizer_header(self, writer, optimizer, moments_header) -> dict[str, Any]:
+        state_header = {}
+        for index, entry in optimizer.state.items():
+            record: dict[str, Any] = {"scalars": {}, "tensors": {}}
+            if index in moments_header:
+                record["moments"] = moments_header[index]
+            for key, value in entry.items():
+                if index in moments_header and key in MOMENT_KEYS:
+                    continue
+                if is_header_scalar(value):
+                    record["scalars"][key] = to_json_value(value)
+                elif isinstance(value, torch.Tensor):
+                    record["tensors"][key] = self._lossless(writer, value, None, "optimizer")[0]
+                else:
+                    raise SlimlabError(f"optimizer state '{key}' of parameter {index} has unsupported type "
+                                       f"{type(value).__name__}")
+            state_header[str(index)] = record
+        return {"param_groups": to_json_value(optimizer.param_groups), "param_names": optimizer.param_names,
+                "state": state_header}
+
+
+def raw_checkpoint_bytes(state: CheckpointState) -> int:
+    """Bytes of the weights and every optimizer tensor, as stored uncompressed."""
+    total = sum(t.numel() * t.element_size() for t in state.model.values())
+    if state.optimizer:
+        for entry in state.optimizer.state.values():
+            total += sum(v.numel() * v.element_size() for v in entry.values() if isinstance(v, torch.Tensor))
+    return total
+
+
+def _check_moment_shapes(entry, tensor, where) -> None:
+    for key in MOMENT_KEYS:
+        if entry[key].numel() != tensor.numel():
+            raise SlimlabError(f"{where}: optimizer '{key}' has shape {tuple(entry[key].shape)} but the weight has "
+                               f"{tuple(tensor.shape)}; the parameter names do not match the optimizer")
+
+
+def _fp16_quantize(values: torch.Tensor, clusters: int, quantizer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Official storage: codebook rounded to fp16 (tiny v values flush to zero), indices to the rounded book."""
+    indices, codebook = quantize_values(values, clusters, quantizer)
+    return indices, codebook.half().float()
+
+
+def _pack_xz(dense: torch.Tensor, bits: int) -> bytes:
+    """Dense index array, two 4-bit indices per byte when bits <= 4, then LZMA (xz) as the official pipeline."""
+    codes = dense.numpy().astype(np.uint8)
+    if bits <= 4:
+        if codes.size % 2:
+            codes = np.append(codes, np.uint8(0))
+        codes = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
+    return lzma.compress(codes.tobytes(), preset=6)
+
+
+def unpack_xz(data: bytes, bits: int, count: int) -> torch.Tensor:
+    codes = np.frombuffer(lzma.decompress(data), dtype=np.uint8)
+    if bits <= 4:
+        codes = np.stack([codes & 0x0F, codes >> 4], axis=1).reshape(-1)
+    return torch.from_numpy(codes[:count].astype(np.int64))
+
+
+def bits_per_parameter(coded_bytes: int, parameter_count: int) -> float:
+    return 8 * coded_bytes / max(1, parameter_count)
+
+
+def ratio(raw_bytes: int, coded_bytes: int) -> float:
+    return raw_bytes / coded_bytes if coded_bytes else math.inf

@@ -1,0 +1,110 @@
+"""The ``.excp`` container: binary streams followed by a JSON footer (no pickle).
+
+    b"SLIMEXCP" | stream 0 | stream 1 | ... | footer JSON | u64 footer length | 32-byte SHA-256 of footer | b"SLIMEXCP"
+
+The footer comes last (unlike safetensors' leading header) so a checkpoint is written in one pass, one tensor
+at a time, without holding the whole output in memory. Each stream entry in the footer carries its offset,
+length and CRC-32; the footer itself is protected by its SHA-256. The content id of a file is that footer
+hash: it covers every stream checksum and the parent's id, so ids form a hash chain along a checkpoint chain.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from slimlab.core.errors import SlimlabError
+
+MAGIC = b"SLIMEXCP"
+FORMAT_NAME = "slimlab-excp"
+FORMAT_VERSION = 1
+_TRAILER = struct.Struct("<Q32s8s")
+
+
+class ContainerWriter:
+    """Appends streams to an open binary file; ``finish`` writes the footer and returns the content id."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.stream.write(MAGIC)
+        self.offset = len(MAGIC)
+        self.bytes_by_kind: dict[str, int] = {}
+
+    def add(self, data: bytes | memoryview, kind: str = "other") -> dict[str, int]:
+        """Write one stream; ``kind`` only feeds the size accounting (w, m, v, mask, lossless, ...)."""
+        self.stream.write(data)
+        entry = {"offset": self.offset, "length": len(data), "crc32": zlib.crc32(data)}
+        self.offset += len(data)
+        self.bytes_by_kind[kind] = self.bytes_by_kind.get(kind, 0) + len(data)
+        return entry
+
+    def finish(self, header: dict[str, Any]) -> str:
+        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **header,
+                  "stream_bytes_by_kind": self.bytes_by_kind}
+        footer = json.dumps(header, separators=(",", ":"), allow_nan=True).encode()
+        digest = _sha256(footer)
+        self.stream.write(footer)
+        self.stream.write(_TRAILER.pack(len(footer), bytes.fromhex(digest), MAGIC))
+        return digest
+
+
+class ContainerReader:
+    """Validates the trailer and footer on open; streams are checked against their CRC when read."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.file = open(self.path, "rb")
+        except OSError as error:
+            raise SlimlabError(f"{self.path}: cannot open ({error.strerror})") from error
+        size = self.file.seek(0, 2)
+        if size < len(MAGIC) + _TRAILER.size:
+            raise SlimlabError(f"{self.path}: too short to be a .excp file ({size} bytes); truncated?")
+        self.file.seek(0)
+        if self.file.read(len(MAGIC)) != MAGIC:
+            raise SlimlabError(f"{self.path}: not a .excp file (bad magic bytes)")
+        self.file.seek(size - _TRAILER.size)
+        footer_length, digest, end_magic = _TRAILER.unpack(self.file.read(_TRAILER.size))
+        if end_magic != MAGIC or footer_length > size - len(MAGIC) - _TRAILER.size:
+            raise SlimlabError(f"{self.path}: the footer is missing; the file is truncated or was not finished")
+        self.file.seek(size - _TRAILER.size - footer_length)
+        footer = self.file.read(footer_length)
+        self.content_id = _sha256(footer)
+        if self.content_id != digest.hex():
+            raise SlimlabError(f"{self.path}: the footer is corrupted (SHA-256 mismatch)")
+        self.header: dict[str, Any] = json.loads(footer)
+        if self.header.get("format") != FORMAT_NAME:
+            raise SlimlabError(f"{self.path}: format '{self.header.get('format')}' is not {FORMAT_NAME}")
+        if self.header.get("version") != FORMAT_VERSION:
+            raise SlimlabError(f"{self.path}: format version {self.header.get('version')} is not supported by "
+                               f"this slimlab (reads version {FORMAT_VERSION}); upgrade slimlab")
+        self.data_end = size - _TRAILER.size - footer_length
+        self.size = size
+
+    def read(self, entry: dict[str, int], what: str) -> bytes:
+        """Read one stream and check it; ``what`` names the tensor and stream for error messages."""
+        offset, length = entry["offset"], entry["length"]
+        if offset < len(MAGIC) or offset + length > self.data_end:
+            raise SlimlabError(f"{self.path}: {what}: stream lies outside the data section; file corrupted")
+        self.file.seek(offset)
+        data = self.file.read(length)
+        if zlib.crc32(data) != entry["crc32"]:
+            raise SlimlabError(f"{self.path}: {what}: checksum mismatch, the file is corrupted")
+        return data
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "ContainerReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,149 @@
+"""Decode ``.excp`` files: weights through a lineage (keyframe -> ... -> file), moments from the file alone."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from slimlab.ckpt.codec import MOMENT_KEYS, unpack_xz
+from slimlab.ckpt.container import ContainerReader
+from slimlab.ckpt.lossless import decode_lossless
+from slimlab.ckpt.state import CheckpointState, OptimizerState
+from slimlab.ckpt.values import dtype_from_name, from_json_value
+from slimlab.core.entropy import decode_mask, decode_symbols
+from slimlab.core.errors import SlimlabError
+
+
+def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Return (weight, support mask or None) of tensor ``name``; ``base`` is the parent's decoded weight."""
+    entry = reader.header["tensors"].get(name)
+    where = f"{reader.path}: tensor '{name}'"
+    if entry is None:
+        raise SlimlabError(f"{where}: not in this file")
+    dtype = dtype_from_name(entry["dtype"], where)
+    shape = tuple(entry["shape"])
+    if entry["coding"] == "lossless":
+        return decode_lossless(reader.read(entry["stream"], f"tensor '{name}'"), dtype, shape, entry["sha256"],
+                               base, where), None
+    count = _numel(shape)
+    if base is None and entry["residual"]:
+        raise SlimlabError(f"{where}: is a residual, but no reference weights were given")
+    if base is not None and (tuple(base.shape) != shape or base.dtype != dtype):
+        raise SlimlabError(f"{where}: reference has shape {tuple(base.shape)} {base.dtype} but this file expects "
+                           f"{shape} {dtype}; wrong reference")
+    base_flat = base.reshape(-1).float() if entry["residual"] else torch.zeros(count)
+    if entry["coding"] == "excp":
+        support = _mask(reader, entry["support"], count, f"tensor '{name}' support")
+        codebook = torch.tensor(entry["codebook"], dtype=torch.float32)
+        indices = _symbols(reader, entry["indices"], int(support.sum()), f"tensor '{name}' indices", codebook.numel())
+        delta = torch.zeros(count)
+        if indices.numel():
+            delta[support] = codebook[indices]
+    elif entry["coding"] == "excp-ref":
+        dense = unpack_xz(reader.read(entry["indices"], f"tensor '{name}' indices"), entry["bits"], count)
+        codebook = torch.cat([torch.zeros(1), torch.tensor(entry["codebook_fp16"], dtype=torch.float32)])
+        delta = codebook[dense.clamp(max=codebook.numel() - 1)]
+        support = dense > 0
+    else:
+        raise SlimlabError(f"{where}: unknown coding '{entry['coding']}'")
+    return (base_flat + delta).to(dtype).reshape(shape), support
+
+
+def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
+                   support_of: Callable[[str], torch.Tensor | None], stats: dict[str, int]) -> dict[str, torch.Tensor]:
+    where = f"optimizer parameter {index}"
+    shape = tuple(record["shape"])
+    count = _numel(shape)
+    if record["coding"] == "lossless":
+        return {key: decode_lossless(reader.read(record[key]["stream"], f"{where} {key}"),
+                                     dtype_from_name(record[key]["dtype"]), shape, record[key]["sha256"],
+                                     None, f"{reader.path}: {where} {key}") for key in MOMENT_KEYS}
+    m_dtype, v_dtype = (dtype_from_name(name) for name in record["dtypes"])
+    if record["coding"] == "excp-ref":
+        m_hat, v_hat = (_dense_values(reader, record[key], count, f"{where} {key}") for key in ("m", "v"))
+    else:
+        scope_mask = torch.ones(count, dtype=torch.bool) if record["scope"] == "full" else support_of(record["tensor"])
+        if scope_mask is None:
+            raise SlimlabError(f"{reader.path}: {where}: moments refer to tensor '{record['tensor']}' which has no support")
+        keep = torch.zeros(count, dtype=torch.bool)
+        keep[scope_mask] = _mask(reader, record["mask"], int(scope_mask.sum()), f"{where} moment mask")
+        kept = int(keep.sum())
+        values = {}
+        for key in ("m", "v"):
+            codebook = torch.tensor(record[key]["codebook"], dtype=torch.float32)
+            indices = _symbols(reader, record[key]["indices"], kept, f"{where} {key}", codebook.numel())
+            values[key] = codebook[indices] if kept else torch.zeros(0)
+        if record["v_domain"] == "log":
+            values["v"] = torch.exp(values["v"])
+        m_hat, v_hat = torch.zeros(count), torch.zeros(count)
+        m_hat[keep], v_hat[keep] = values["m"], values["v"]
+    # Invariant: Adam divides m by sqrt(v) + eps, so m without v would explode; count and repair.
+    orphaned = (m_hat != 0) & (v_hat <= 0)
+    stats["orphaned_first_moments"] = stats.get("orphaned_first_moments", 0) + int(orphaned.sum())
+    if record["coding"] == "excp":
+        m_hat[orphaned] = 0
+    return {"exp_avg": m_hat.to(m_dtype).reshape(shape), "exp_avg_sq": v_hat.to(v_dtype).reshape(shape)}
+
+
+def decode_checkpoint(reader: ContainerReader, base_weight: Callable[[str], torch.Tensor | None],
+                      stats: dict[str, int] | None = None) -> CheckpointState:
+    """Rebuild the full checkpoint; ``base_weight(name)`` gives the parent's decoded weight (delta files)."""
+    stats = {} if stats is None else stats
+    header = reader.header
+    model: dict[str, torch.Tensor] = {}
+    supports: dict[str, torch.Tensor | None] = {}
+    for name in header["tensors"]:
+        model[name], supports[name] = decode_weight(reader, name, base_weight(name) if header["parent_id"] else None)
+    optimizer = None
+    if header["optimizer"] is not None:
+        optimizer_header = header["optimizer"]
+        state: dict[int, dict[str, Any]] = {}
+        for index, record in optimizer_header["state"].items():
+            entry: dict[str, Any] = {key: from_json_value(value) for key, value in record["scalars"].items()}
+            for key, tensor_entry in record["tensors"].items():
+                entry[key] = decode_lossless(reader.read(tensor_entry["stream"], f"optimizer {index} {key}"),
+                                             dtype_from_name(tensor_entry["dtype"]), tuple(tensor_entry["shape"]),
+                                             tensor_entry["sha256"], None, f"{reader.path}: optimizer {index} {key}")
+            if "moments" in record:
+                entry.update(decode_moments(reader, index, record["moments"], supports.get, stats))
+            state[int(index)] = _in_original_order(entry, record)
+        optimizer = OptimizerState(list(optimizer_header["param_names"]), state,
+                                   from_json_value(optimizer_header["param_groups"]))
+    files = {path: reader.read(entry, f"file '{path}'") for path, entry in header["files"].items()}
+    extra = reader.read(header["extra"], "extra") if header.get("extra") else b""
+    return CheckpointState(model, optimizer, dict(header["aliases"]), files, header["layout"], header["model_file"],
+                           extra, header.get("step"))
+
+
+def _in_original_order(entry: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    # torch's Adam writes step, exp_avg, exp_avg_sq; keep that order so the state dict looks untouched.
+    order = ["step", *MOMENT_KEYS]
+    return {key: entry[key] for key in sorted(entry, key=lambda k: order.index(k) if k in order else len(order))}
+
+
+def _dense_values(reader, record, count, what) -> torch.Tensor:
+    dense = unpack_xz(reader.read(record["indices"], what), record["bits"], count)
+    codebook = torch.cat([torch.zeros(1), torch.tensor(record["codebook_fp16"], dtype=torch.float32)])
+    return codebook[dense.clamp(max=codebook.numel() - 1)]
+
+
+def _mask(reader, entry, count, what) -> torch.Tensor:
+    mask = decode_mask(reader.read(entry, what))
+    if mask.size != count:
+        raise SlimlabError(f"{reader.path}: {what}: has {mask.size} positions, expected {count}")
+    return torch.from_numpy(mask)
+
+
+def _symbols(reader, entry, count, what, alphabet) -> torch.Tensor:
+    symbols = decode_symbols(reader.read(entry, what))
+    if symbols.size != count or (symbols.size and symbols.max() >= max(1, alphabet)):
+        raise SlimlabError(f"{reader.path}: {what}: stream does not match its mask or codebook")
+    return torch.from_numpy(symbols.astype("int64"))
+
+
+def _numel(shape) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count

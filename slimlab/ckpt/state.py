@@ -1,0 +1,269 @@
+"""Checkpoints in memory: model tensors, optimizer state keyed by parameter name, and side files.
+
+Readers accept a Hugging Face Trainer folder (``model.safetensors`` [sharded or not] or
+``pytorch_model.bin``, ``optimizer.pt``, plus ``trainer_state.json``, ``scheduler.pt``, ... kept verbatim)
+and a plain ``torch.save`` file holding ``{"model": state_dict, "optimizer": optimizer_state_dict, ...}``.
+Writers produce the same layouts, so ``transformers`` and ``torch`` load the result unchanged.
+
+Optimizer state is indexed by integer ids in PyTorch; ExCP pairs each parameter's Adam moments with its
+weights, so the ids are mapped to model tensor names (see ``names.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_save
+
+from slimlab.ckpt.names import infer_parameter_names, PARAM_NAMES_FILE
+from slimlab.core.errors import SlimlabError
+from slimlab.core.io import atomic_directory, atomic_write_bytes
+
+MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+@dataclass
+class OptimizerState:
+    """A torch optimizer ``state_dict`` with each parameter id mapped to a model tensor name ('' if unknown)."""
+    param_names: list[str]
+    state: dict[int, dict[str, Any]]
+    param_groups: list[dict[str, Any]]
+
+    def tensor_shapes(self) -> dict[int, tuple[int, ...]]:
+        shapes = {}
+        for index, entry in self.state.items():
+            for value in entry.values():
+                if isinstance(value, torch.Tensor) and value.dim() > 0:
+                    shapes[index] = tuple(value.shape)
+                    break
+        return shapes
+
+    def to_torch(self) -> dict[str, Any]:
+        return {"state": self.state, "param_groups": self.param_groups}
+
+
+@dataclass
+class CheckpointState:
+    """Everything one training checkpoint holds."""
+    model: dict[str, torch.Tensor]                       # stored tensors, in the file's order
+    optimizer: OptimizerState | None = None
+    aliases: dict[str, str] = field(default_factory=dict)  # tied name -> stored name it shares memory with
+    files: dict[str, bytes] = field(default_factory=dict)  # other files of the folder, verbatim
+    layout: str = "hf"                                     # "hf" folder or "torch" single file
+    model_file: str = "model.safetensors"                  # how the weights were stored (hf layout)
+    extra: bytes = b""                                     # other top-level keys of a torch file (torch.save bytes)
+    step: int | None = None
+
+    def parameter_count(self) -> int:
+        return sum(tensor.numel() for tensor in self.model.values())
+
+
+def read_checkpoint(path: str | Path, param_names: list[str] | None = None) -> CheckpointState:
+    """Read an HF Trainer checkpoint folder or a torch.save file; never modifies it."""
+    path = Path(path)
+    if not path.exists():
+        raise SlimlabError(f"{path}: no such checkpoint file or folder")
+    if path.is_dir():
+        return _read_hf_folder(path, param_names)
+    return _read_torch_file(path, param_names)
+
+
+def _read_hf_folder(folder: Path, param_names: list[str] | None) -> CheckpointState:
+    model, model_file = _read_model_tensors(folder)
+    model, aliases = _deduplicate_tied(model)
+    optimizer = None
+    optimizer_path = folder / OPTIMIZER_FILE
+    if optimizer_path.exists():
+        raw = _torch_load(optimizer_path)
+        optimizer = _optimizer_from_dict(raw, optimizer_path)
+        names = param_names or _sidecar_names(folder) or infer_parameter_names(folder, model, optimizer)
+        optimizer.param_names = attach_parameter_names(names, model, optimizer, optimizer_path)
+    skip = {OPTIMIZER_FILE, PARAM_NAMES_FILE, *MODEL_FILES}
+    files = {}
+    for item in sorted(folder.rglob("*")):
+        relative = item.relative_to(folder).as_posix()
+        if item.is_file() and relative not in skip and not _is_weight_shard(relative, folder):
+            files[relative] = item.read_bytes()
+    step = _step_from_trainer_state(files.get("trainer_state.json"))
+    return CheckpointState(model, optimizer, aliases, files, "hf", model_file, step=step)
+
+
+def _read_model_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
+    if (folder / "model.safetensors").exists():
+        return _read_safetensors(folder / "model.safetensors"), "model.safetensors"
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.exists():
+        try:
+            weight_map = json.loads(index_path.read_text())["weight_map"]
+        except (ValueError, KeyError) as error:
+            raise SlimlabError(f"{index_path}: not a safetensors index (no 'weight_map')") from error
+        model: dict[str, torch.Tensor] = {}
+        for shard in dict.fromkeys(weight_map.values()):
+            model.update(_read_safetensors(folder / shard))
+        return model, "model.safetensors.index.json"
+    if (folder / "pytorch_model.bin").exists():
+        state = _torch_load(folder / "pytorch_model.bin")
+        if not isinstance(state, dict):
+            raise SlimlabError(f"{folder / 'pytorch_model.bin'}: expected a state dict")
+        return dict(state), "pytorch_model.bin"
+    raise SlimlabError(f"{folder}: no model weights found (expected one of {', '.join(MODEL_FILES)})")
+
+
+def _is_weight_shard(relative: str, folder: Path) -> bool:
+    index_path = folder / "model.safetensors.index.json"
+    if not index_path.exists():
+        return False
+    return relative in set(json.loads(index_path.read_text()).get("weight_map", {}).values())
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types for truncated / bad headers
+        raise SlimlabError(f"{path}: not a readable safetensors file ({error})") from error
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # truncated zip, pickle of a forbidden class, ...
+        raise SlimlabError(f"{path}: could not be loaded as a torch file ({type(error).__name__}: {error})") from error
+
+
+def _read_torch_file(path: Path, param_names: list[str] | None) -> CheckpointState:
+    raw = _torch_load(path)
+    if not isinstance(raw, dict):
+        raise SlimlabError(f"{path}: expected a dict with 'model' (and 'optimizer'), got {type(raw).__name__}")
+    if "model" in raw and isinstance(raw["model"], dict):
+        model_state = raw["model"]
+    elif "state_dict" in raw and isinstance(raw["state_dict"], dict):
+        model_state = raw["state_dict"]
+    elif raw and all(isinstance(value, torch.Tensor) for value in raw.values()):
+        model_state = raw
+    else:
+        raise SlimlabError(f"{path}: no 'model' or 'state_dict' entry holding a state dict")
+    model, aliases = _deduplicate_tied(dict(model_state))
+    optimizer = None
+    if isinstance(raw.get("optimizer"), dict):
+        optimizer = _optimizer_from_dict(raw["optimizer"], path)
+        names = param_names or raw.get("param_names") or infer_parameter_names(None, model, optimizer)
+        optimizer.param_names = attach_parameter_names(names, model, optimizer, path)
+    reserved = {"model", "state_dict", "optimizer", "param_names"}
+    rest = {key: value for key, value in raw.items() if key not in reserved} if model_state is not raw else {}
+    extra = b""
+    if rest:
+        buffer = io.BytesIO()
+        torch.save(rest, buffer)
+        extra = buffer.getvalue()
+    step = raw.get("step") if isinstance(raw.get("step"), int) else None
+    return CheckpointState(model, optimizer, aliases, {}, "torch", "", extra, step)
+
+
+def _optimizer_from_dict(raw: Any, path: Path) -> OptimizerState:
+    if not isinstance(raw, dict) or "state" not in raw or "param_groups" not in raw:
+        raise SlimlabError(f"{path}: not an optimizer state dict (needs 'state' and 'param_groups')")
+    state = {int(index): dict(entry) for index, entry in raw["state"].items()}
+    return OptimizerState([], state, [dict(group) for group in raw["param_groups"]])
+
+
+def attach_parameter_names(names: list[str], model: dict[str, torch.Tensor], optimizer: OptimizerState, path: Path) -> list[str]:
+    ids = [index for group in optimizer.param_groups for index in group["params"]]
+    if len(names) != len(ids):
+        raise SlimlabError(f"{path}: {len(names)} parameter names given for {len(ids)} optimizer parameters")
+    shapes = optimizer.tensor_shapes()
+    for index, name in zip(ids, names):
+        if name and name not in model:
+            raise SlimlabError(f"{path}: parameter name '{name}' is not a tensor of the model")
+        if name and index in shapes and tuple(model[name].shape) != shapes[index]:
+            raise SlimlabError(f"{path}: optimizer state of parameter {index} has shape {shapes[index]} but "
+                               f"'{name}' has {tuple(model[name].shape)}")
+    ordered = [""] * (max(ids) + 1 if ids else 0)
+    for index, name in zip(ids, names):
+        ordered[index] = name
+    return ordered
+
+
+def _sidecar_names(folder: Path) -> list[str] | None:
+    path = folder / PARAM_NAMES_FILE
+    if not path.exists():
+        return None
+    try:
+        names = json.loads(path.read_text())
+    except ValueError as error:
+        raise SlimlabError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise SlimlabError(f"{path}: expected a JSON list of parameter names")
+    return names
+
+
+def _deduplicate_tied(model: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Store tensors that share memory (tied embeddings) once; remember the other names as aliases."""
+    kept: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple, tuple], str] = {}
+    for name, tensor in model.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise SlimlabError(f"model entry '{name}' is a {type(tensor).__name__}, not a tensor")
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+        if tensor.numel() and key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+            kept[name] = tensor
+    return kept, aliases
+
+
+def _step_from_trainer_state(data: bytes | None) -> int | None:
+    if not data:
+        return None
+    try:
+        return int(json.loads(data).get("global_step"))
+    except (ValueError, TypeError):
+        return None
+
+
+def write_checkpoint(state: CheckpointState, out: str | Path, layout: str | None = None, overwrite: bool = False) -> Path:
+    """Write a checkpoint folder (hf) or file (torch) atomically; tied tensors are shared again on load."""
+    out = Path(out)
+    layout = layout or state.layout
+    full_model = dict(state.model)
+    for alias, target in state.aliases.items():
+        full_model[alias] = state.model[target]
+    if layout == "torch":
+        payload: dict[str, Any] = {"model": full_model}
+        if state.optimizer is not None:
+            payload["optimizer"] = state.optimizer.to_torch()
+            payload["param_names"] = [name for name in _names_in_group_order(state.optimizer)]
+        if state.extra:
+            payload.update(torch.load(io.BytesIO(state.extra), weights_only=True))
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(out, buffer.getvalue())
+        return out
+    with atomic_directory(out, overwrite=overwrite) as folder:
+        if state.model_file == "pytorch_model.bin":
+            torch.save(full_model, folder / "pytorch_model.bin")
+        else:  # safetensors forbids shared memory: save tied names once, as transformers does
+            tensors = {name: tensor.contiguous() for name, tensor in state.model.items()}
+            (folder / "model.safetensors").write_bytes(safetensors_save(tensors, metadata={"format": "pt"}))
+        if state.optimizer is not None:
+            torch.save(state.optimizer.to_torch(), folder / OPTIMIZER_FILE)
+            (folder / PARAM_NAMES_FILE).write_text(json.dumps(_names_in_group_order(state.optimizer)))
+        for relative, data in state.files.items():
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return out
+
+
+def _names_in_group_order(optimizer: OptimizerState) -> list[str]:
+    return [optimizer.param_names[index] if index < len(optimizer.param_names) else ""
+            for group in optimizer.param_groups for index in group["params"]]
