@@ -1,0 +1,57 @@
+import numpy as np
+import torch
+
+from slimlab.sam.build import build_model
+from slimlab.sam.everything import MaskGenerator, build_point_grid
+
+
+def test_point_grid_centres():
+    grid = build_point_grid(2, 10, 20)
+    assert grid.tolist() == [[5, 2.5], [15, 2.5], [5, 7.5], [15, 7.5]]
+
+
+class LeftHalfModel:
+    """Wraps a real small model; its decoder answers 'the left half' (very confidently) to every prompt and
+    records every point it is asked about (in model-input pixels)."""
+
+    def __init__(self):
+        self.model = build_model("shapes_student")
+        self.asked = []
+        original = self.model.decode
+
+        def decode(embeddings, coords, labels, boxes=None, masks=None, multimask_output=True):
+            low, iou, tokens = original(embeddings, coords, labels, boxes, masks, multimask_output)
+            self.asked.append(coords[:, 0].clone())
+            low = torch.full_like(low, -20.0)
+            low[..., :32] = 20.0  # left half of the 64 x 64 low-res grid (image is square: no padding)
+            return low, torch.full_like(iou, 0.99), tokens
+        self.model.decode = decode
+
+
+def test_hierarchical_never_prompts_covered_points():
+    wrapped = LeftHalfModel()
+    generator = MaskGenerator(wrapped.model, points_per_side=16, hierarchical=True)
+    records = generator.generate(np.zeros((64, 64, 3), np.uint8))
+    stats = generator.stats
+    assert stats.covered[:, :32].all() and not stats.covered[:, 32:].any()
+    sparse, dense = stats.round_points
+    assert len(sparse) == 16 and len(dense) + stats.skipped_points == 16 * 15
+    assert (dense[:, 0] >= 31.5).all()  # only points whose rounded pixel lies in the uncovered right half
+    asked = torch.cat(wrapped.asked)[16:] / 2  # model input is 128 px for a 64 px image
+    assert torch.allclose(asked, torch.as_tensor(dense, dtype=torch.float32))
+    assert stats.decoder_prompts == 16 + len(dense) < 16 * 16
+    assert len(records) == 1 and records[0]["area"] == 64 * 32  # NMS merges the identical masks
+
+
+def test_grid_mode_prompts_every_point_and_filters():
+    wrapped = LeftHalfModel()
+    generator = MaskGenerator(wrapped.model, points_per_side=8, points_per_batch=10)
+    generator.generate(np.zeros((64, 64, 3), np.uint8))
+    assert generator.stats.decoder_prompts == 64 and generator.stats.decoder_batches == 7
+    strict = MaskGenerator(wrapped.model, points_per_side=8, pred_iou_thresh=0.995)
+    assert strict.generate(np.zeros((64, 64, 3), np.uint8)) == []  # predicted IoU 0.99 is filtered out
+
+
+def test_tau_as_probability():
+    generator = MaskGenerator(build_model("shapes_student"), hierarchical=True, high_score_probability=0.5)
+    assert abs(generator.high_score_thresh) < 1e-9
