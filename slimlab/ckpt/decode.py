@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable
 
 import torch
@@ -26,7 +28,7 @@ def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None)
     if entry["coding"] == "lossless":
         return decode_lossless(reader.read(entry["stream"], f"tensor '{name}'"), dtype, shape, entry["sha256"],
                                base, where), None
-    count = _numel(shape)
+    count = math.prod(shape)
     if base is None and entry["residual"]:
         raise SlimlabError(f"{where}: is a residual, but no reference weights were given")
     if base is not None and (tuple(base.shape) != shape or base.dtype != dtype):
@@ -54,7 +56,7 @@ def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
                    support_of: Callable[[str], torch.Tensor | None], stats: dict[str, int]) -> dict[str, torch.Tensor]:
     where = f"optimizer parameter {index}"
     shape = tuple(record["shape"])
-    count = _numel(shape)
+    count = math.prod(shape)
     if record["coding"] == "lossless":
         return {key: decode_lossless(reader.read(record[key]["stream"], f"{where} {key}"),
                                      dtype_from_name(record[key]["dtype"]), shape, record[key]["sha256"],
@@ -140,10 +142,3 @@ def _symbols(reader, entry, count, what, alphabet) -> torch.Tensor:
     if symbols.size != count or (symbols.size and symbols.max() >= max(1, alphabet)):
         raise SlimlabError(f"{reader.path}: {what}: stream does not match its mask or codebook")
     return torch.from_numpy(symbols.astype("int64"))
-
-
-def _numel(shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count

@@ -30,12 +30,13 @@ def state_from_objects(model: torch.nn.Module, optimizer: torch.optim.Optimizer 
                        model_state: dict[str, torch.Tensor] | None = None,
                        optimizer_state: dict | None = None) -> CheckpointState:
     """Snapshot live objects (or the local shards passed explicitly) with exact parameter names."""
-    tensors = {name: tensor.detach().to("cpu") for name, tensor in (model_state or model.state_dict()).items()}
-    tensors, aliases = _deduplicate_tied(tensors)
+    # Find tied tensors before copying: the copy would give each name its own memory.
+    tensors, aliases = _deduplicate_tied(dict(model_state or model.state_dict()))
+    tensors = {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}
     optimizer_record = None
     if optimizer is not None:
         raw = optimizer_state if optimizer_state is not None else optimizer.state_dict()
-        state = {int(index): {key: value.detach().to("cpu") if isinstance(value, torch.Tensor) else value
+        state = {int(index): {key: value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor) else value
                               for key, value in entry.items()} for index, entry in raw["state"].items()}
         optimizer_record = OptimizerState([], state, [dict(group) for group in raw["param_groups"]])
         names = names_from_live_objects(model, optimizer)

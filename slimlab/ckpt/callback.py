@@ -1,0 +1,69 @@
+"""``transformers.Trainer`` integration: store every saved checkpoint compressed, resume from it.
+
+    trainer = Trainer(..., callbacks=[ExcpTrainerCallback("runs/excp-chain")])
+    trainer.train()
+    folder = restore_for_trainer("runs/excp-chain", step=500, output_dir=args.output_dir)
+    trainer.train(resume_from_checkpoint=folder)
+
+After the Trainer writes ``checkpoint-<step>/``, the callback reads it (with exact parameter names taken
+from the live model and optimizer), appends it to the chain, and removes the raw folder unless
+``keep_latest_raw`` is set, in which case only the newest raw folder is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from slimlab.ckpt.chain import CheckpointChain, decompress_checkpoint
+from slimlab.ckpt.codec import ExcpCodec
+from slimlab.ckpt.names import PARAM_NAMES_FILE, names_from_live_objects
+from slimlab.ckpt.state import read_checkpoint
+from slimlab.core.io import atomic_write_text
+from slimlab.ckpt.training import rank_folder
+
+
+class ExcpTrainerCallback(TrainerCallback):
+    def __init__(self, chain_dir: str | Path | None = None, codec: ExcpCodec | None = None,
+                 keep_latest_raw: bool = False):
+        self.chain_dir = chain_dir
+        self.codec = codec or ExcpCodec()
+        self.keep_latest_raw = keep_latest_raw
+        self.chain: CheckpointChain | None = None
+        self.previous_raw: Path | None = None
+        self.history: list[dict] = []
+
+    def on_save(self, args, state, control, model=None, optimizer=None, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not folder.is_dir() or not state.is_world_process_zero and not _is_sharded(optimizer):
+            return control
+        if self.chain is None:
+            self.chain = CheckpointChain(rank_folder(self.chain_dir or Path(args.output_dir) / "excp"), self.codec)
+        names = names_from_live_objects(model, optimizer) if model is not None and optimizer is not None else None
+        if names is not None:  # record exact names so the folder is also readable on its own
+            atomic_write_text(folder / PARAM_NAMES_FILE, json.dumps(names))
+        result = self.chain.append(read_checkpoint(folder, names), state.global_step)
+        self.history.append({"step": state.global_step, "raw_bytes": result.raw_bytes,
+                             "coded_bytes": result.coded_bytes, "seconds": result.seconds})
+        if self.keep_latest_raw:
+            if self.previous_raw is not None and self.previous_raw.exists():
+                shutil.rmtree(self.previous_raw)
+            self.previous_raw = folder
+        else:
+            shutil.rmtree(folder)
+        return control
+
+
+def restore_for_trainer(chain_dir: str | Path, step: int | None, output_dir: str | Path) -> Path:
+    """Decode ``step`` of the chain into ``output_dir/checkpoint-<step>`` for ``resume_from_checkpoint``."""
+    chain = CheckpointChain(chain_dir)
+    path = chain.path_for(step)
+    chosen = step if step is not None else chain.steps()[-1]
+    return decompress_checkpoint(path, Path(output_dir) / f"checkpoint-{chosen}", layout="hf", overwrite=True)
+
+
+def _is_sharded(optimizer) -> bool:
+    return optimizer is not None and type(optimizer).__name__ == "ZeroRedundancyOptimizer"

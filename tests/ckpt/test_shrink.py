@@ -1,0 +1,34 @@
+import math
+
+import torch
+
+from slimlab.ckpt.shrink import ShrinkSettings, momentum_mask, weight_support, weight_threshold_ratio
+
+
+def test_threshold_ratio_by_hand():
+    settings = ShrinkSettings(alpha=5e-5)
+    # mean(v) = 1e-4 -> sqrt = 1e-2 -> r = 5e-5 / 1e-2 = 5e-3
+    assert math.isclose(weight_threshold_ratio(torch.full((4,), 1e-4), settings), 5e-3, rel_tol=1e-6)
+    # mean(v) = 1e-12 -> r = 5e-5 / 1e-6 = 50, clamped to 2.5
+    assert weight_threshold_ratio(torch.full((4,), 1e-12), settings) == 2.5
+    assert weight_threshold_ratio(torch.zeros(4), settings) == 2.5
+
+
+def test_joint_masks_by_hand():
+    residual = torch.tensor([0.1, -0.2, 0.3, -0.4, 0.5])
+    v = torch.full((5,), 1e-6)  # sqrt(mean v) = 1e-3, so alpha = 1e-3 gives r = 1
+    settings = ShrinkSettings(alpha=1e-3, beta=2.0)
+    # median |dW| = 0.3 -> tau = 0.3 -> keep |dW| > 0.3
+    support = weight_support(residual, v, settings)
+    assert support.tolist() == [False, False, False, True, True]
+    m = torch.tensor([1.0, 0.0, 0.0, -5.0, 1.0])  # mean|m| = 1.4 -> keep |m| > 2.8
+    assert momentum_mask(m, v, support, settings).tolist() == [False, False, False, True, False]
+    # without momentum shrinking the moments follow the residual support
+    loose = ShrinkSettings(alpha=1e-3, momentum_shrinking=False)
+    assert momentum_mask(m, v, support, loose).tolist() == [False, False, False, True, True]
+
+
+def test_moment_mask_excludes_zero_second_moment():
+    m = torch.tensor([4.0, 4.0, 0.0, 0.0])
+    v = torch.tensor([1e-8, 0.0, 1e-8, 1e-8])
+    assert momentum_mask(m, v, None, ShrinkSettings(beta=1.0)).tolist() == [True, False, False, False]
