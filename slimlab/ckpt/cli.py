@@ -119,7 +119,7 @@ def chain_command(argv: list[str]) -> int:
     chain = CheckpointChain(arguments.out, _codec(arguments))
     for position, source in enumerate(sources):
         state = read_checkpoint(source)
-        step = state.step if state.step is not None else _step_of(source) if _step_of(source) >= 0 else position
+        step = _step_of(source) if _step_of(source) >= 0 else state.step if state.step is not None else position
         result = chain.append(state, step)
         print(f"{source} -> step {step}: {ratio(result.raw_bytes, result.coded_bytes):.1f}x in {result.seconds:.2f} s")
     return 0

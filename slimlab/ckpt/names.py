@@ -70,15 +70,13 @@ def _hf_trainer_order(folder: Path, group_count: int) -> list[str] | None:
         return None
     try:
         import transformers
-        from transformers import AutoConfig, Trainer
+        from transformers import AutoConfig, AutoModelForCausalLM, Trainer
 
         config = AutoConfig.from_pretrained(folder)
         architecture = getattr(transformers, (config.architectures or [""])[0], None)
-        if architecture is None:
-            return None
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            module = architecture(config)
+            module = architecture(config) if architecture is not None else AutoModelForCausalLM.from_config(config)
         names = [name for name, parameter in module.named_parameters() if parameter.requires_grad]
         if group_count == 2:  # the HF Trainer's split: decayed parameters first, then the rest
             decay = set(Trainer.get_decay_parameter_names(None, module))

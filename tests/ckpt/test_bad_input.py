@@ -1,0 +1,125 @@
+"""Damaged or mismatched inputs give one clear error naming the file (and tensor), and leave no output."""
+
+import errno
+import hashlib
+import json
+import struct
+
+import pytest
+import torch
+
+from slimlab.ckpt import CheckpointChain, ExcpCodec, compress_checkpoint, decompress_checkpoint
+from slimlab.ckpt.container import MAGIC
+from slimlab.core.errors import SlimlabError
+
+
+@pytest.fixture
+def chain(tmp_path, trained_states):
+    chain = CheckpointChain(tmp_path / "chain", ExcpCodec())
+    for step, state in enumerate(trained_states, start=1):
+        chain.append(state, step)
+    return chain
+
+
+def rewrite_footer(path, change):
+    data = path.read_bytes()
+    length = struct.unpack_from("<Q", data, len(data) - 48)[0]
+    start = len(data) - 48 - length
+    header = json.loads(data[start:start + length])
+    change(header)
+    footer = json.dumps(header).encode()
+    path.write_bytes(data[:start] + footer + struct.pack("<Q32s8s", len(footer), hashlib.sha256(footer).digest(), MAGIC))
+
+
+def test_truncated_file(chain, tmp_path):
+    path = chain.path_for(3)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(SlimlabError, match=r"step-00000003\.excp: the footer is missing"):
+        chain.load(3)
+
+
+def test_corrupted_stream_names_file_and_tensor(chain):
+    path = chain.path_for(2)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF  # inside the first stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlimlabError, match=r"step-00000002\.excp: tensor '[\w.]+'.*checksum mismatch"):
+        chain.load(2)
+
+
+def test_corrupted_footer(chain):
+    path = chain.path_for(1)
+    data = bytearray(path.read_bytes())
+    data[-60] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlimlabError, match="footer is corrupted"):
+        chain.load(1)
+
+
+def test_unknown_format_version(chain):
+    rewrite_footer(chain.path_for(1), lambda header: header.update(version=99))
+    with pytest.raises(SlimlabError, match="format version 99 is not supported"):
+        chain.load(1)
+
+
+def test_missing_reference(chain):
+    chain.path_for(2).unlink()
+    with pytest.raises(SlimlabError, match=r"step-00000003\.excp: its reference .* is missing"):
+        chain.load(3)
+
+
+def test_wrong_reference_is_detected(tmp_path, trained_states):
+    a = CheckpointChain(tmp_path / "a", ExcpCodec(mode="lossless"))
+    a.append(trained_states[0], 1)
+    a.append(trained_states[1], 2)
+    b = CheckpointChain(tmp_path / "b", ExcpCodec(mode="lossless"))
+    b.append(trained_states[2], 1)
+    # Put a's delta beside b's keyframe: the parent id does not match anything there.
+    (tmp_path / "b" / "step-00000002.excp").write_bytes(a.path_for(2).read_bytes())
+    with pytest.raises(SlimlabError, match="its reference .* is missing"):
+        decompress_checkpoint(tmp_path / "b" / "step-00000002.excp", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_shape_mismatch_against_reference(tmp_path, trained_states):
+    chain = CheckpointChain(tmp_path / "c", ExcpCodec())
+    chain.append(trained_states[0], 1)
+    grown = trained_states[1]
+    grown.model["hidden.bias"] = torch.zeros(34)
+    with pytest.raises(SlimlabError, match=r"tensor 'hidden.bias': has shape \(34,\).* reference has \(33,\)"):
+        chain.append(grown, 2)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["chain.json", "step-00000001.excp"]
+
+
+def test_out_of_disk_space_leaves_nothing(tmp_path, trained_states, monkeypatch):
+    chain = CheckpointChain(tmp_path / "d", ExcpCodec())
+    import slimlab.ckpt.container as container
+
+    def full_disk(self, data, kind="other"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(container.ContainerWriter, "add", full_disk)
+    with pytest.raises(SlimlabError, match=r"step-00000001\.excp: could not write \(No space left on device\)"):
+        chain.append(trained_states[0], 1)
+    assert not (tmp_path / "d").exists() or list((tmp_path / "d").iterdir()) == []
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"this is not a torch file")
+    with pytest.raises(SlimlabError, match=r"junk\.pt: could not be loaded as a torch file"):
+        compress_checkpoint(tmp_path / "junk.pt", tmp_path / "out.excp")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SlimlabError, match=r"empty: no model weights found"):
+        compress_checkpoint(tmp_path / "empty", tmp_path / "out.excp")
+    assert not (tmp_path / "out.excp").exists()
+
+
+def test_truncated_safetensors(tmp_path):
+    from safetensors.torch import save_file
+    folder = tmp_path / "checkpoint-1"
+    folder.mkdir()
+    save_file({"w": torch.randn(64, 64)}, folder / "model.safetensors")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SlimlabError, match=r"model\.safetensors: not a readable safetensors file"):
+        compress_checkpoint(folder, tmp_path / "out.excp")
