@@ -30,6 +30,12 @@ COMMANDS: tuple[Command, ...] = (
             "ExCP: show tensors, sizes, bits/param and settings of a .excp file or chain"),
     Command("ckpt", "chain", "slimlab.ckpt.cli:chain_command",
             "ExCP: compress a series of checkpoints (e.g. checkpoint-*/) into a chain with keyframes"),
+    Command("par", "train", "slimlab.par.cli:train_command",
+            "AAP: train a pedestrian-attribute model (attribute aware pooling or a baseline head)"),
+    Command("par", "eval", "slimlab.par.cli:eval_command",
+            "AAP: mA, accuracy, precision, recall, F1 of a PAR checkpoint on its test split"),
+    Command("par", "predict", "slimlab.par.cli:predict_command",
+            "AAP: print each image's pedestrian attributes with probabilities"),
     Command("demo", "", "slimlab.demo:demo_command",
             "run every system on built-in data and write runs/demo/report.md"),
 )

@@ -1,0 +1,89 @@
+"""A small ResNet-style trunk written here (no torchvision), width configurable, and loading user weights by path.
+
+Input (B, 3, H, W) -> feature map (B, 8 * width, H / 8, W / 8): a stride-2 stem, then three stages of basic
+residual blocks with strides 1, 2, 2 (ResNet-18 layout truncated after stage 3, as the spec's CPU profile asks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimlab.core.errors import SlimlabError
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNetTrunk(nn.Module):
+    """Stem (stride 2) + stages of ``blocks_per_stage`` basic blocks at widths (w, 2w, 4w) and strides (1, 2, 2)."""
+
+    def __init__(self, width: int = 16, blocks_per_stage: int = 1):
+        super().__init__()
+        if width < 1 or blocks_per_stage < 1:
+            raise SlimlabError(f"backbone: width ({width}) and blocks per stage ({blocks_per_stage}) must be >= 1")
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        stages, channels = [], width
+        for stage_index, stride in enumerate((1, 2, 2)):
+            out_channels = width * 2 ** stage_index
+            blocks = [BasicBlock(channels, out_channels, stride)]
+            blocks += [BasicBlock(out_channels, out_channels, 1) for _ in range(blocks_per_stage - 1)]
+            stages.append(nn.Sequential(*blocks))
+            channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.out_channels = channels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(images))  # (B, 4w, H/8, W/8)
+
+
+def load_backbone_weights(trunk: nn.Module, path: str | Path) -> list[str]:
+    """Load a trunk state dict from a torch file or a .safetensors file; returns the tensor names loaded.
+
+    Keys may carry a ``trunk.`` prefix (a whole slimlab PAR checkpoint's ``model`` entry works too); heads are
+    ignored. Every trunk tensor must be present with the same shape, else the error names the first mismatch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SlimlabError(f"{path}: backbone weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file gets one clear message
+        raise SlimlabError(f"{path}: cannot read backbone weights ({error})") from error
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise SlimlabError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    stripped = {key[len("trunk."):] if key.startswith("trunk.") else key: value for key, value in state.items()}
+    expected = trunk.state_dict()
+    for name, tensor in expected.items():
+        if name not in stripped:
+            raise SlimlabError(f"{path}: backbone tensor '{name}' is missing (the file has {len(stripped)} tensors; "
+                               f"was it saved from a trunk of another width or depth?)")
+        if tuple(stripped[name].shape) != tuple(tensor.shape):
+            raise SlimlabError(f"{path}: tensor '{name}' has shape {tuple(stripped[name].shape)} but the backbone "
+                               f"expects {tuple(tensor.shape)}")
+    trunk.load_state_dict({name: stripped[name] for name in expected})
+    return list(expected)

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from slimlab.core.errors import SlimlabError
+from slimlab.par.pooling import AttributeAwarePooling, cooccurrence_matrices, shuffle_cooccurrence
+
+
+def hand_matrices():
+    given_positive = torch.full((3, 3), 0.5)
+    given_negative = torch.full((3, 3), 0.5)
+    given_positive[0, 2], given_positive[1, 2], given_positive[2, 0], given_positive[2, 1] = 0.8, 0.3, 0.9, 0.2
+    given_negative[0, 2], given_negative[1, 2], given_negative[2, 0], given_negative[2, 1] = 0.1, 0.6, 0.4, 0.5
+    return given_positive, given_negative
+
+
+def test_cooccurrence_is_laplace_smoothed_conditional_probability():
+    labels = torch.tensor([[1, 1], [1, 0], [0, 0]])
+    given_positive, given_negative = cooccurrence_matrices(labels)
+    # n_0 = 2, n_1 = 1, n_01 = 1
+    assert given_positive[0, 1] == pytest.approx((1 + 1) / (1 + 2))   # P(a0 | a1)
+    assert given_positive[1, 0] == pytest.approx((1 + 1) / (2 + 2))   # P(a1 | a0)
+    assert given_positive[0, 0] == pytest.approx((2 + 1) / (2 + 2))
+    assert given_negative[0, 1] == pytest.approx((1 + 1) / (2 + 2))   # P(a0 | not a1): 1 of 2
+    assert given_negative[1, 0] == pytest.approx((0 + 1) / (1 + 2))   # P(a1 | not a0): 0 of 1
+
+
+def test_pooling_matches_hand_computation_with_uniform_weights():
+    # Branches: attributes 0 and 1 in branch 0, attribute 2 in branch 1, so 0 and 1 see only 2, and 2 sees 0 and 1.
+    pooling = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=0.7, partner_weights="uniform")
+    own = torch.tensor([[0.2, 0.6, 0.7]])
+    pooled, context = pooling(own)
+    expected_context = [0.8 * 0.7 + 0.1 * 0.3, 0.3 * 0.7 + 0.6 * 0.3,
+                        0.5 * (0.9 * 0.2 + 0.4 * 0.8) + 0.5 * (0.2 * 0.6 + 0.5 * 0.4)]   # 0.59, 0.39, 0.41
+    assert context[0].tolist() == pytest.approx(expected_context)
+    assert pooled[0].tolist() == pytest.approx([0.7 * o + 0.3 * c for o, c in zip([0.2, 0.6, 0.7], expected_context)])
+
+
+def test_learned_pooling_starts_at_uniform_weights_and_lambda_07():
+    learned = AttributeAwarePooling([0, 0, 1], *hand_matrices())
+    fixed = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=0.7, partner_weights="uniform")
+    own = torch.rand(5, 3)
+    assert torch.allclose(learned(own)[0], fixed(own)[0], atol=1e-6)
+    assert learned.partner_logits.numel() == 4  # only cross-branch pairs (0,2), (1,2), (2,0), (2,1) are parameters
+
+
+def test_context_gradient_reaches_other_branches_unless_detached():
+    own = torch.tensor([[0.2, 0.6, 0.7]], requires_grad=True)
+    pooling = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=0.7, partner_weights="uniform")
+    pooling(own)[0][0, 0].backward()
+    assert own.grad[0, 2] == pytest.approx(0.3 * (0.8 - 0.1))  # (1 - lambda) * (C_02 - C'_02)
+    own.grad = None
+    detached = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=0.7, partner_weights="uniform",
+                                     context_detach=True)
+    detached(own)[0][0, 0].backward()
+    assert own.grad[0, 2] == 0 and own.grad[0, 0] == pytest.approx(0.7)
+
+
+def test_attribute_without_partners_keeps_its_own_prediction():
+    pooling = AttributeAwarePooling([0, 0], torch.full((2, 2), 0.9), torch.full((2, 2), 0.9), mixing=0.5)
+    own = torch.tensor([[0.1, 0.3]])
+    assert torch.allclose(pooling(own)[0], own)
+
+
+def test_shuffled_prior_keeps_values_but_moves_every_attribute():
+    given_positive, given_negative = cooccurrence_matrices(torch.randint(0, 2, (50, 6)))
+    shuffled_positive, shuffled_negative = shuffle_cooccurrence(given_positive, given_negative, seed=3)
+    assert torch.equal(shuffled_positive.flatten().sort().values, given_positive.flatten().sort().values)
+    assert not torch.equal(shuffled_positive, given_positive) and not torch.equal(shuffled_negative, given_negative)
+
+
+def test_bad_prior_shape_and_lambda_are_named():
+    with pytest.raises(SlimlabError, match="expected \\(3, 3\\)"):
+        AttributeAwarePooling([0, 1, 2], torch.zeros(2, 2), torch.zeros(2, 2))
+    with pytest.raises(SlimlabError, match="lambda"):
+        AttributeAwarePooling([0, 1], torch.zeros(2, 2), torch.zeros(2, 2), mixing=1.5)

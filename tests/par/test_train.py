@@ -1,0 +1,87 @@
+"""Training recipe, resume, CLI commands and 2-process data-parallel training, all on a tiny synthetic set."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import pytest
+import torch
+
+from slimlab.cli import main as cli_main
+from slimlab.core.config import load_config
+from slimlab.par.checkpoint import load_checkpoint
+from slimlab.par.config import ParTrainConfig
+from slimlab.par.recipes.train import main as train
+from slimlab.par.synthetic import ATTRIBUTE_NAMES, make_synthetic_pedestrians
+
+TINY = ["train_count=48", "test_count=16", "width=4", "branch_dim=8", "batch_size=16", "device=cpu"]
+
+
+def tiny_config(out_dir, *extra):
+    return load_config(ParTrainConfig, None, TINY + [f"out_dir={out_dir}", *extra])
+
+
+def test_training_writes_checkpoint_metrics_and_lowers_the_loss(tmp_path):
+    result = train(tiny_config(tmp_path, "epochs=4", "learning_rate=0.01"))
+    assert set(result) >= {"mA", "accuracy", "precision", "recall", "f1", "weak_mA", "ece"}
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 4
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    train(tiny_config(tmp_path / "straight", "epochs=2"))
+    train(tiny_config(tmp_path / "resumed", "epochs=2", "stop_after_epochs=1"))
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    train(tiny_config(tmp_path / "resumed", "epochs=2", "resume=true"))
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["model"]
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    rows = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    loss = lambda run: [row["loss"] for row in rows(run) if "loss" in row]  # noqa: E731
+    assert loss("straight")[1] == pytest.approx(loss("resumed")[1], rel=1e-6)
+
+
+def test_cli_train_eval_predict(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["par", "train", "--head", "global", "--epochs", "1", *TINY, f"out_dir={out}"]) == 0
+    assert cli_main(["par", "eval", str(out / "checkpoint.pt"), "--out", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["attribute_names"] == list(ATTRIBUTE_NAMES)
+    image = make_synthetic_pedestrians(1, 1, seed=9).test_images[0]
+    cv2.imwrite(str(tmp_path / "person.png"), image[:, :, ::-1])
+    capsys.readouterr()
+    assert cli_main(["par", "predict", str(tmp_path / "person.png"), "--checkpoint", str(out / "checkpoint.pt"),
+                     "--all", "--json", str(tmp_path / "p.json")]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ATTRIBUTE_NAMES)
+    probabilities = json.loads((tmp_path / "p.json").read_text())[str(tmp_path / "person.png")]
+    assert set(probabilities) == set(ATTRIBUTE_NAMES) and all(0 <= p <= 1 for p in probabilities.values())
+
+
+def test_cli_reports_bad_inputs_by_name(tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    train(tiny_config(tmp_path / "run", "epochs=1", "head=branches"))
+    assert cli_main(["par", "predict", str(tmp_path / "broken.jpg"), "--checkpoint",
+                     str(tmp_path / "run" / "checkpoint.pt")]) == 2
+    assert "broken.jpg: not a readable image" in capsys.readouterr().err
+    assert cli_main(["par", "train", "--head", "resnet"]) == 2
+    assert "'head' must be one of" in capsys.readouterr().err
+    assert cli_main(["par", "train", "--dataset", "peta", "--data-root", str(tmp_path / "missing.mat")]) == 2
+    assert "missing.mat: annotation file or folder not found" in capsys.readouterr().err
+    assert cli_main(["par", "eval", str(tmp_path / "broken.jpg")]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.distributed
+def test_two_process_data_parallel_training(tmp_path):
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "SLIMLAB_QUIET": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+               "-m", "slimlab.cli", "par", "train", *TINY, "epochs=1", f"out_dir={tmp_path}"]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["world_size"] == 2 and result["replicas_in_sync"] is True
+    assert 0 <= result["mA"] <= 1
