@@ -1,0 +1,117 @@
+"""``slimlab align pretrain|sample|label|train|iterate``: flags for the common fields, ``key=value`` for the rest.
+
+Every field of :class:`IREPOConfig` can be given as ``key=value`` after the flags (or in ``--config`` YAML).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from slimlab.align.annotators import LexiconReward, build_annotator
+from slimlab.align.config import IREPOConfig
+from slimlab.align.data import pair_row, read_jsonl, read_prompts, write_jsonl
+from slimlab.align.loop import annotate_pairs, run_iterate, run_train
+from slimlab.align.policy import check_prompt_lengths, load_policy, sample_responses
+from slimlab.align.tiny_lm import corpus_lines, pretrain_causal_lm
+from slimlab.core.config import load_config
+from slimlab.core.errors import SlimlabError
+from slimlab.core.runtime import select_device
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"slimlab align {prog}", description=description)
+    parser.add_argument("--config", help="YAML file of IREPOConfig fields")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of IREPOConfig fields (e.g. beta=0.05)")
+    return parser
+
+
+def _config(arguments, **values) -> IREPOConfig:
+    return load_config(IREPOConfig, arguments.config, arguments.overrides, **values)
+
+
+def iterate_command(argv: list[str]) -> int:
+    parser = _parser("iterate", "iterative iREPO: sample K responses, annotate, train on soft pairs, repeat")
+    parser.add_argument("--model", help="local transformers causal LM folder (or 'smollm2')")
+    parser.add_argument("--prompts", help="JSONL with a 'prompt' field per line")
+    parser.add_argument("--out", help="run folder (metrics, plots, rounds/, model/)")
+    arguments = parser.parse_args(argv)
+    cfg = _config(arguments, policy=arguments.model, prompts=arguments.prompts, out_dir=arguments.out)
+    print(f"aligned model written to {run_iterate(cfg)}")
+    return 0
+
+
+def train_command(argv: list[str]) -> int:
+    parser = _parser("train", "one round of iREPO (or a baseline) on a prompt/chosen/rejected JSONL with soft labels")
+    parser.add_argument("--model")
+    parser.add_argument("--pairs", help="JSONL: prompt, chosen, rejected and preference_logit | p_hat | votes+n_votes")
+    parser.add_argument("--out")
+    parser.add_argument("--beta", type=float)
+    parser.add_argument("--lora-rank", type=int)
+    arguments = parser.parse_args(argv)
+    cfg = _config(arguments, policy=arguments.model, pairs=arguments.pairs, out_dir=arguments.out,
+                  beta=arguments.beta, lora_rank=arguments.lora_rank)
+    print(f"trained model written to {run_train(cfg)}")
+    return 0
+
+
+def sample_command(argv: list[str]) -> int:
+    parser = _parser("sample", "sample K responses per prompt from a policy")
+    parser.add_argument("--model")
+    parser.add_argument("--prompts")
+    parser.add_argument("-k", type=int, dest="samples_per_prompt")
+    parser.add_argument("--out", required=True, help="samples JSONL to write")
+    arguments = parser.parse_args(argv)
+    cfg = _config(arguments, policy=arguments.model, prompts=arguments.prompts,
+                  samples_per_prompt=arguments.samples_per_prompt)
+    model, tokenizer = load_policy(cfg.policy, select_device(cfg.device), cfg.pad_with_eos, cfg.max_length)
+    prompts = read_prompts(cfg.prompts, tokenizer)
+    check_prompt_lengths(tokenizer, prompts, cfg.max_new_tokens, cfg.max_length, cfg.prompts)
+    responses = sample_responses(model, tokenizer, prompts, cfg.samples_per_prompt, cfg.temperature,
+                                 cfg.max_new_tokens, cfg.seed)
+    write_jsonl(arguments.out, ({"prompt": p, "responses": r} for p, r in zip(prompts, responses)))
+    print(f"{len(prompts)} x {cfg.samples_per_prompt} responses written to {arguments.out}")
+    return 0
+
+
+def label_command(argv: list[str]) -> int:
+    parser = _parser("label", "annotate sampled responses and write training pairs with soft labels")
+    parser.add_argument("samples", help="samples JSONL from `slimlab align sample`")
+    parser.add_argument("--annotator", help="sim:bt | sim:probs | oracle:bt (lexicon reward)")
+    parser.add_argument("--out", required=True, help="pairs JSONL to write")
+    arguments = parser.parse_args(argv)
+    cfg = _config(arguments, policy="", annotator=arguments.annotator)
+    prompts, groups = [], []
+    for number, row in read_jsonl(arguments.samples):
+        responses = row.get("responses")
+        if not isinstance(row.get("prompt"), str) or not isinstance(responses, list) or len(responses) < 2:
+            raise SlimlabError(f"{arguments.samples}:{number}: need 'prompt' and a list of at least 2 'responses'")
+        prompts.append(row["prompt"])
+        groups.append([str(response) for response in responses])
+    annotator = build_annotator(cfg.annotator, LexiconReward(), cfg.n_raters, cfg.rater_bias_std,
+                                cfg.rater_temperature, cfg.vote_prior, cfg.aggregate, cfg.seed)
+    pairs = annotate_pairs(prompts, groups, annotator, cfg)
+    write_jsonl(arguments.out, (pair_row(pair) for pair in pairs))
+    print(f"{len(pairs)} pairs written to {arguments.out}")
+    return 0
+
+
+def pretrain_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="slimlab align pretrain",
+                                     description="build and briefly pre-train a small Llama causal LM on offline text")
+    parser.add_argument("--corpus", default="builtin", choices=["builtin", "shakespeare"])
+    parser.add_argument("--out", required=True, help="model folder to write (save_pretrained format)")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--hidden-size", type=int, default=96)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args(argv)
+    torch.manual_seed(arguments.seed)
+    folder = pretrain_causal_lm(corpus_lines(arguments.corpus), Path(arguments.out), hidden_size=arguments.hidden_size,
+                                layers=arguments.layers, vocab_size=arguments.vocab_size, steps=arguments.steps,
+                                seed=arguments.seed)
+    print(f"model written to {folder}")
+    return 0
