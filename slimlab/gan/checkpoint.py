@@ -1,0 +1,95 @@
+"""Generator / discriminator files: ``{"kind": ..., "spec": {...}, "state_dict": {...}}`` written by torch.save.
+
+A plain state dict from pytorch-CycleGAN-and-pix2pix (``latest_net_G.pth``) loads too, when the caller says
+which architecture it is. Loading checks every key and shape first and names the ones that do not fit.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimlab.core.errors import SlimlabError
+from slimlab.core.io import atomic_write_bytes
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator
+
+
+def save_generator(path: str | Path, generator: nn.Module, spec: GeneratorSpec, **extra) -> None:
+    _save(path, {"kind": "generator", "spec": spec.to_dict(), "state_dict": _cpu(generator.state_dict()), **extra})
+
+
+def save_discriminator(path: str | Path, discriminator: PatchDiscriminator) -> None:
+    _save(path, {"kind": "discriminator", "spec": discriminator.spec(), "state_dict": _cpu(discriminator.state_dict())})
+
+
+def load_generator(path: str | Path, spec: GeneratorSpec | None = None) -> tuple[nn.Module, GeneratorSpec]:
+    """Rebuild a generator from a slimlab file (``spec`` taken from the file) or a plain state dict (``spec`` given)."""
+    payload = read_checkpoint(path)
+    if "state_dict" in payload and "spec" in payload:
+        if payload.get("kind") != "generator":
+            raise SlimlabError(f"{path}: holds a {payload.get('kind')}, not a generator")
+        stored = GeneratorSpec.from_dict(payload["spec"])
+        spec = spec or stored
+        state = payload["state_dict"]
+    else:
+        if spec is None:
+            raise SlimlabError(f"{path}: a plain state dict; give its architecture (e.g. --ngf 64 --n-blocks 9)")
+        state = payload
+    generator = build_generator(spec)
+    load_checked(generator, state, path)
+    generator.eval()
+    return generator, spec
+
+
+def load_discriminator(path: str | Path) -> PatchDiscriminator:
+    payload = read_checkpoint(path)
+    if payload.get("kind") != "discriminator" or "spec" not in payload:
+        raise SlimlabError(f"{path}: not a slimlab discriminator file (expected kind 'discriminator' with a spec)")
+    discriminator = PatchDiscriminator(**payload["spec"])
+    load_checked(discriminator, payload["state_dict"], path)
+    return discriminator
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SlimlabError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise SlimlabError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(payload, dict):
+        raise SlimlabError(f"{path}: expected a dict in the checkpoint, found {type(payload).__name__}")
+    return payload
+
+
+def load_checked(module: nn.Module, state: dict, where: str | Path) -> None:
+    """``load_state_dict`` that first lists missing, unexpected and wrongly shaped keys by name."""
+    expected = module.state_dict()
+    state = {key.removeprefix("module."): value for key, value in state.items()}  # DataParallel prefix
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                        ("shape mismatches (file vs model)", wrong)):
+        if keys:
+            problems.append(f"{label}: {', '.join(keys[:6])}" + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else ""))
+    if problems:
+        raise SlimlabError(f"{where}: weights do not fit the {type(module).__name__} architecture; "
+                           + "; ".join(problems))
+    module.load_state_dict(state)
+
+
+def _cpu(state: dict) -> dict:
+    return {key: value.detach().cpu().clone() for key, value in state.items()}
+
+
+def _save(path: str | Path, payload: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,70 @@
+"""One frozen config per recipe; every field is also a ``key=value`` override on the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Train an image-translation GAN: pix2pix (paired) or CycleGAN (unpaired). Also the from-scratch baseline."""
+    data: str                               # folder (paired: A/+B/ or A|B images; unpaired: trainA/+trainB/) or builtin:<task>
+    mode: Literal["paired", "unpaired"] = "paired"
+    out_dir: str = "runs/gan/teacher"
+    generator: Literal["resnet", "unet"] = "resnet"
+    ngf: int = 16                           # generator width (CycleGAN paper: 64)
+    n_blocks: int = 6                       # residual blocks (CycleGAN paper: 9 at 256 px)
+    num_downs: int = 6                      # unet depth (input sides must divide by 2**num_downs)
+    ndf: int = 16                           # PatchGAN width (paper: 64)
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 2e-4                        # Adam, betas (beta1, 0.999); linear decay to 0 over the second half
+    beta1: float = 0.5
+    lambda_l1: float = 100.0                # pix2pix: weight of L1 to the ground truth
+    lambda_cycle: float = 10.0              # CycleGAN: weight of each cycle-consistency L1
+    lambda_identity: float = 0.0            # CycleGAN: identity loss, as a fraction of lambda_cycle (paper: 0.5)
+    load_size: int = 72                     # augmentation: resize to load_size, random crop_size crop, flip
+    crop_size: int = 64
+    flip: bool = True
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 25
+    checkpoint_every: int = 250             # also written at the last step
+    resume: bool = True                     # continue from out_dir/state.pt when it exists
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Portable-GAN distillation: a thin student G learns from a frozen teacher, judged by a student D."""
+    data: str
+    teacher: str                            # generator file from train-teacher (paired: G.pt; unpaired: G_AB.pt)
+    teacher_d: str = ""                     # teacher discriminator file (features for L_feat); "" = next to teacher
+    teacher_reverse: str = ""               # unpaired only: the B->A teacher (G_BA.pt); "" = next to teacher
+    mode: Literal["paired", "unpaired"] = "paired"
+    out_dir: str = "runs/gan/student"
+    ratio: float = 0.375                    # student width = ratio * teacher width (params ~ ratio^2)
+    init: Literal["scratch", "slice"] = "scratch"
+    student_discriminator: bool = True      # False: pixel + feature distillation only (ablation)
+    triplet: bool = True                    # triplet term for the student discriminator
+    feature_extractor: Literal["teacher_d", "random"] = "teacher_d"
+    lambda_pix: float = 10.0
+    lambda_feat: float = 1.0
+    lambda_gan: float = 1.0
+    lambda_tri: float = 0.1
+    lambda_gt: float = 0.0                  # paired only: extra L1 of the student to the ground truth
+    lambda_cycle: float = 0.0               # unpaired only: student cycle loss (teacher already encodes cycles)
+    triplet_margin: float = 1.0
+    ndf: int = 0                            # student-D width; 0 = the teacher D's width
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 2e-4
+    beta1: float = 0.5
+    load_size: int = 72
+    crop_size: int = 64
+    flip: bool = True
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 25
+    checkpoint_every: int = 250
+    resume: bool = True

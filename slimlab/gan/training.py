@@ -1,0 +1,111 @@
+"""Pieces both recipes share: weight init, Adam with linear decay, and a resumable training state."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimlab.core.config import config_to_dict
+from slimlab.core.errors import SlimlabError
+from slimlab.core.io import atomic_write_bytes, atomic_write_text
+
+
+def init_weights(network: nn.Module, generator: torch.Generator) -> nn.Module:
+    """pix2pix/CycleGAN init: conv weights ~ N(0, 0.02), biases 0, drawn from ``generator`` (reproducible)."""
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.02)
+                if module.bias is not None:
+                    module.bias.zero_()
+    return network
+
+
+def adam(parameters, lr: float, beta1: float) -> torch.optim.Adam:
+    return torch.optim.Adam(list(parameters), lr=lr, betas=(beta1, 0.999))
+
+
+def linear_decay_lr(base_lr: float, step: int, total_steps: int) -> float:
+    """Constant for the first half, then linearly to 0 at the last step (the CycleGAN schedule, in steps)."""
+    half = total_steps // 2
+    if step < half:
+        return base_lr
+    return base_lr * (1.0 - (step - half) / max(1, total_steps - half))
+
+
+def set_lr(optimizers: dict[str, torch.optim.Optimizer], lr: float) -> None:
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def seed_step(seed: int, step: int) -> None:
+    """Seed the global RNGs per step (dropout, replay choices) so a resumed run repeats the same draws."""
+    value = (seed * 1_000_003 + step) % (2**31)
+    torch.manual_seed(value)
+    random.seed(value)
+    np.random.seed(value)
+
+
+def save_state(path: Path, step: int, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+               identity: dict) -> None:
+    """Everything needed to continue at ``step``: weights, optimizer moments and the run's identity."""
+    payload = {"step": step, "identity": identity,
+               "networks": {name: net.state_dict() for name, net in networks.items()},
+               "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()}}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_state(path: Path, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+               identity: dict) -> int:
+    """Restore a state written by ``save_state``; returns the step to continue from."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise SlimlabError(f"{path}: cannot resume, not a readable training state ({error})") from error
+    if payload.get("identity") != identity:
+        raise SlimlabError(f"{path}: was written by a run with different settings "
+                           f"({payload.get('identity')} vs {identity}); use another out_dir or resume=false")
+    for name, net in networks.items():
+        net.load_state_dict(payload["networks"][name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(payload["optimizers"][name])
+    return int(payload["step"])
+
+
+def resume_point(cfg, run, networks: dict, optimizers: dict) -> tuple[int, dict]:
+    """(first step to run, run identity). Continues from ``out_dir/state.pt`` when ``cfg.resume`` and it exists.
+
+    The identity is the config without the fields a resumed run may change (length, logging, device).
+    """
+    identity = {k: v for k, v in config_to_dict(cfg).items()
+                if k not in ("steps", "log_every", "checkpoint_every", "resume", "device", "out_dir")}
+    state = Path(cfg.out_dir) / "state.pt"
+    if not (cfg.resume and state.exists()):
+        return 0, identity
+    start = load_state(state, networks, optimizers, identity)
+    truncate_metrics(run.metrics_path, start)
+    return start, identity
+
+
+def truncate_metrics(metrics_path: Path, first_step: int) -> None:
+    """Drop logged rows at or after ``first_step``: a resumed run logs them again."""
+    if not metrics_path.exists():
+        return
+    rows = [line for line in metrics_path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", -1) < first_step]
+    atomic_write_text(metrics_path, "".join(row + "\n" for row in rows))
+
+
+def all_finite(values: dict[str, float], where: str) -> None:
+    bad = [name for name, value in values.items() if not np.isfinite(value)]
+    if bad:
+        raise SlimlabError(f"{where}: loss term(s) {', '.join(bad)} became non-finite; lower lr or check the data")

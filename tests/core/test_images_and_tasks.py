@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from slimlab.core.errors import SlimlabError
+from slimlab.core.image_tasks import builtin_task, degrade, edge_map, shapes_pair
+from slimlab.core.images import list_images, load_image_tensor, read_image, resize, to_uint8, write_image
+
+
+def test_image_round_trip_grey_conversion_and_errors(tmp_path):
+    image = torch.linspace(-1, 1, 3 * 4 * 5).reshape(3, 4, 5)
+    write_image(tmp_path / "x.png", image)
+    assert np.array_equal(read_image(tmp_path / "x.png"), to_uint8(image))
+    Image.fromarray(np.full((4, 5), 200, np.uint8)).save(tmp_path / "grey.png")
+    assert read_image(tmp_path / "grey.png").shape == (4, 5, 3)
+    assert load_image_tensor(tmp_path / "grey.png").shape == (3, 4, 5)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(SlimlabError, match="broken.png: not a readable image"):
+        read_image(tmp_path / "broken.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SlimlabError, match="empty: no image files"):
+        list_images(tmp_path / "empty")
+    assert resize(torch.ones(3, 8, 8), 4).shape == (3, 4, 4)
+
+
+def test_task_pieces():
+    flat = np.full((16, 16, 3), 90, np.uint8)
+    assert np.array_equal(degrade(flat), flat)            # nothing to lose in a flat image
+    assert (edge_map(flat) == 255).all()                  # and no edges in it
+    a, b = shapes_pair(np.random.default_rng(0), 32)
+    assert a.shape == b.shape == (32, 32, 3)
+    changed = (a != b).any(-1)
+    assert changed.any() and (a[~changed] == b[~changed]).all()  # only the shapes are restyled
+
+
+def test_builtin_task_is_generated_once_and_split_by_source(tmp_path):
+    root = builtin_task("sr4", tmp_path, size=32, train_per_source=1, test_per_source=1)
+    train, test = sorted(p.name for p in (root / "train" / "A").iterdir()), sorted(
+        p.name for p in (root / "test" / "B").iterdir())
+    assert len(train) == 14 and len(test) == 4
+    assert not {n.rsplit("_", 1)[0] for n in train} & {n.rsplit("_", 1)[0] for n in test}
+    assert json.loads((root / "task.json").read_text())["task"] == "sr4"
+    stamp = (root / "train" / "A" / train[0]).stat().st_mtime_ns
+    assert builtin_task("sr4", tmp_path, size=32, train_per_source=1, test_per_source=1) == root
+    assert (root / "train" / "A" / train[0]).stat().st_mtime_ns == stamp  # reused, not regenerated
+    unpaired = builtin_task("shapes2stripes", tmp_path, size=32, train_per_source=1, test_per_source=1)
+    assert len(list((unpaired / "trainA").iterdir())) == 14 and len(list((unpaired / "testB").iterdir())) == 4
+    with pytest.raises(SlimlabError, match="unknown built-in task"):
+        builtin_task("horse2zebra", tmp_path)

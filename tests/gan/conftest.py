@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_rgb(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+
+
+@pytest.fixture
+def paired_dir(tmp_path):
+    """Four 32x32 pairs in A/ + B/: B is A with its colours inverted."""
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        a = rng.integers(0, 256, (32, 32, 3))
+        write_rgb(tmp_path / "pairs" / "A" / f"{index}.png", a)
+        write_rgb(tmp_path / "pairs" / "B" / f"{index}.png", 255 - a)
+    return tmp_path / "pairs"
+
+
+@pytest.fixture
+def unpaired_dir(tmp_path):
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        write_rgb(tmp_path / "unpaired" / "trainA" / f"{index}.png", rng.integers(0, 128, (32, 32, 3)))
+        write_rgb(tmp_path / "unpaired" / "trainB" / f"{index}.png", rng.integers(128, 256, (32, 32, 3)))
+    return tmp_path / "unpaired"

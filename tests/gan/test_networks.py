@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from slimlab.core.errors import SlimlabError
+from slimlab.core.macs import count_cost
+from slimlab.gan.checkpoint import load_generator, save_generator
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator, slice_init
+
+
+def test_resnet_generator_macs_and_params_counted_by_hand():
+    # ngf 2, one block, 8x8 input: widths 2 (8x8), 4 (4x4), 8 (2x2)
+    generator = build_generator(GeneratorSpec(ngf=2, n_blocks=1))
+    cost = count_cost(generator, (3, 8, 8))
+    conv_in = 8 * 8 * 2 * (3 * 49)         # c7s1: every output sums 3 channels x 7x7
+    down = 4 * 4 * 4 * (2 * 9) + 2 * 2 * 8 * (4 * 9)
+    block = 2 * (2 * 2 * 8 * (8 * 9))      # two 3x3 convs 8->8 at 2x2
+    up = (2 * 2 * 8) * (4 * 9) + (4 * 4 * 4) * (2 * 9)  # transposed: input elements x out x 3x3
+    conv_out = 8 * 8 * 3 * (2 * 49)
+    assert cost.macs == conv_in + down + block + up + conv_out == 46848
+    weights = 3 * 2 * 49 + 2 * 4 * 9 + 4 * 8 * 9 + 2 * 8 * 8 * 9 + 8 * 4 * 9 + 4 * 2 * 9 + 2 * 3 * 49
+    biases = 2 + 4 + 8 + 2 * 8 + 4 + 2 + 3
+    assert cost.params == weights + biases == 2499
+    assert generator(torch.zeros(2, 3, 8, 8)).shape == (2, 3, 8, 8)
+
+
+def test_patch_discriminator_shape_and_macs_by_hand():
+    discriminator = PatchDiscriminator(3, ndf=2)
+    logits, features = discriminator.logits_and_features(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 1, 2, 2)  # H/8 - 2
+    assert [tuple(f.shape[1:]) for f in features] == [(2, 16, 16), (4, 8, 8), (8, 4, 4), (16, 3, 3)]
+    expected = 16 * 16 * 2 * 48 + 8 * 8 * 4 * 32 + 4 * 4 * 8 * 64 + 3 * 3 * 16 * 128 + 2 * 2 * 1 * 256
+    assert count_cost(discriminator, (3, 32, 32)).macs == expected == 60416
+
+
+def test_unet_generator_shape_and_width_multiplier():
+    spec = GeneratorSpec(kind="unet", ngf=4, num_downs=5)
+    unet = build_generator(spec)
+    assert unet(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    teacher = build_generator(GeneratorSpec(ngf=8, n_blocks=2))
+    student = build_generator(GeneratorSpec(ngf=8, n_blocks=2).scaled(0.5))
+    # params of the body scale with ratio^2: the 3x3 residual convs hold 4 ngf x 4 ngf x 9 weights
+    assert student.model[10].conv_block[1].weight.shape == (16, 16, 3, 3)
+    assert teacher.model[10].conv_block[1].weight.shape == (32, 32, 3, 3)
+    slice_init(student, teacher)
+    assert torch.equal(student.model[1].weight, teacher.model[1].weight[:4, :3])
+
+
+def test_checkpoint_of_wrong_architecture_names_the_keys(tmp_path):
+    spec = GeneratorSpec(ngf=4, n_blocks=2)
+    save_generator(tmp_path / "G.pt", build_generator(spec), spec)
+    generator, loaded = load_generator(tmp_path / "G.pt")
+    assert loaded == spec
+    with pytest.raises(SlimlabError, match=r"shape mismatches.*model\.1\.weight"):
+        load_generator(tmp_path / "G.pt", GeneratorSpec(ngf=8, n_blocks=2))
+    with pytest.raises(SlimlabError, match=r"unexpected keys: model\.11"):
+        load_generator(tmp_path / "G.pt", GeneratorSpec(ngf=4, n_blocks=1))
+    torch.save(build_generator(GeneratorSpec(ngf=4, n_blocks=3)).state_dict(), tmp_path / "plain.pth")
+    with pytest.raises(SlimlabError, match="missing keys: model.12"):
+        load_generator(tmp_path / "plain.pth", spec)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SlimlabError, match="junk.pt: not a readable torch checkpoint"):
+        load_generator(tmp_path / "junk.pt")

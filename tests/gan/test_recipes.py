@@ -1,0 +1,92 @@
+import json
+
+import pytest
+import torch
+
+from slimlab.core.config import load_config
+from slimlab.gan import training
+from slimlab.gan.checkpoint import load_generator, save_discriminator, save_generator
+from slimlab.gan.config import DistillConfig, TeacherConfig
+from slimlab.gan.data import Augmentation, PairedImageFolder, StepSampler, unpaired_folders
+from slimlab.gan.recipes.distill import build_directions, distill_step
+from slimlab.gan.recipes.teacher import (build_networks, build_optimizers, cyclegan_step, generator_spec,
+                                         pix2pix_step, train_teacher)
+
+TINY = dict(ngf=4, n_blocks=1, ndf=4, batch_size=2, load_size=36, crop_size=32, device="cpu", log_every=1)
+
+
+def snapshot(networks):
+    return {f"{name}.{key}": p.detach().clone() for name, net in networks.items() for key, p in net.named_parameters()}
+
+
+def assert_all_changed(before, networks):
+    after = snapshot(networks)
+    unchanged = [key for key in before if torch.equal(before[key], after[key])]
+    assert not unchanged, f"parameters not updated: {unchanged}"
+
+
+@pytest.mark.parametrize("mode", ["paired", "unpaired"])
+def test_one_teacher_step_changes_every_parameter(mode, paired_dir, unpaired_dir):
+    cfg = load_config(TeacherConfig, data=str(paired_dir if mode == "paired" else unpaired_dir), mode=mode, **TINY)
+    networks = build_networks(cfg, torch.device("cpu"))
+    optimizers = build_optimizers(cfg, networks)
+    sampler = StepSampler(Augmentation(36, 32), 2, 0)
+    if mode == "paired":
+        a, b = sampler.paired(PairedImageFolder(paired_dir), 0)
+    else:
+        a, b = sampler.unpaired(*unpaired_folders(unpaired_dir), 0)
+    before = snapshot(networks)
+    losses = (pix2pix_step if mode == "paired" else cyclegan_step)(networks, optimizers, a, b, cfg)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert_all_changed(before, networks)
+
+
+@pytest.mark.parametrize("mode", ["paired", "unpaired"])
+def test_one_distill_step_changes_every_student_parameter(mode, tmp_path, paired_dir, unpaired_dir):
+    teacher_cfg = load_config(TeacherConfig, data="unused", mode=mode, **{**TINY, "ngf": 8})
+    teachers = build_networks(teacher_cfg, torch.device("cpu"))
+    for name, net in teachers.items():
+        (save_generator(tmp_path / f"{name}.pt", net, generator_spec(teacher_cfg)) if name.startswith("G")
+         else save_discriminator(tmp_path / f"{name}.pt", net))
+    cfg = load_config(DistillConfig, data="unused", mode=mode, ratio=0.5, lambda_cycle=1.0 if mode == "unpaired" else 0.0,
+                      teacher=str(tmp_path / ("G.pt" if mode == "paired" else "G_AB.pt")),
+                      **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    directions = build_directions(cfg, torch.device("cpu"))
+    assert directions[0].student_spec.ngf == 4 and directions[0].student_d.ndf == 4
+    networks = {f"S{d.name}": d.student for d in directions} | {f"D{d.name}": d.student_d for d in directions}
+    optimizers = {"G": training.adam([p for d in directions for p in d.student.parameters()], 2e-4, 0.5),
+                  "D": training.adam([p for d in directions for p in d.student_d.parameters()], 2e-4, 0.5)}
+    teacher_before = {k: v.clone() for k, v in directions[0].teacher.state_dict().items()}
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    batches = {"AB": (x, y), "BA": (y, x)}
+    before = snapshot(networks)
+    logs = distill_step(directions, optimizers, batches, cfg)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert {"AB_pix", "AB_feat", "AB_g_gan", "AB_tri", "AB_d_real_teacher"} <= set(logs)
+    assert_all_changed(before, networks)
+    assert all(torch.equal(teacher_before[k], v) for k, v in directions[0].teacher.state_dict().items())
+
+
+def test_resume_reproduces_the_logged_losses(tmp_path, paired_dir, monkeypatch):
+    common = dict(data=str(paired_dir), steps=4, checkpoint_every=2, **TINY)
+    train_teacher(load_config(TeacherConfig, out_dir=str(tmp_path / "straight"), **common))
+    original_seed_step = training.seed_step
+
+    def crash_at_step_3(seed, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        original_seed_step(seed, step)
+
+    monkeypatch.setattr("slimlab.gan.recipes.teacher.seed_step", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(load_config(TeacherConfig, out_dir=str(tmp_path / "resumed"), **common))
+    assert not (tmp_path / "resumed" / "G.pt").exists()  # nothing final written by the interrupted run
+    monkeypatch.setattr("slimlab.gan.recipes.teacher.seed_step", original_seed_step)
+    train_teacher(load_config(TeacherConfig, out_dir=str(tmp_path / "resumed"), **common))
+    rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("straight", "resumed")]
+    assert [r["step"] for r in rows[1]] == [0, 1, 2, 3]  # step 2 was logged twice; the stale row was dropped
+    assert rows[0] == rows[1]
+    straight, _ = load_generator(tmp_path / "straight" / "G.pt")
+    resumed, _ = load_generator(tmp_path / "resumed" / "G.pt")
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
