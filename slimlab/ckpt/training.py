@@ -56,15 +56,18 @@ def save_compressed(model: torch.nn.Module, optimizer: torch.optim.Optimizer | N
 
 
 def load_compressed(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, chain_dir: str | Path,
-                    step: int | None = None, stats: dict[str, int] | None = None) -> int | None:
-    """Restore model and optimizer of this rank from the chain (latest step by default); returns the step."""
+                    step: int | None = None, stats: dict[str, int] | None = None, strict: bool = True) -> int | None:
+    """Restore model and optimizer of this rank from the chain (latest step by default); returns the step.
+
+    ``strict=False`` loads a shard: only the tensors this rank stored are replaced.
+    """
     folder = rank_folder(chain_dir)
     state = CheckpointChain(folder).load(step, stats)
     full = dict(state.model)
     for alias, target in state.aliases.items():
         full[alias] = state.model[target]
     try:
-        model.load_state_dict(full)
+        model.load_state_dict(full, strict=strict)
     except RuntimeError as error:
         raise SlimlabError(f"{folder}: the checkpoint does not fit this model: {error}") from error
     if optimizer is not None:
