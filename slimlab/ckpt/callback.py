@@ -20,8 +20,8 @@ from transformers import TrainerCallback
 
 from slimlab.ckpt.chain import CheckpointChain, decompress_checkpoint
 from slimlab.ckpt.codec import ExcpCodec
-from slimlab.ckpt.names import PARAM_NAMES_FILE, names_from_live_objects
-from slimlab.ckpt.state import read_checkpoint
+from slimlab.ckpt.names import PARAM_NAMES_FILE, align_live_names_with_file, names_from_live_objects
+from slimlab.ckpt.state import _read_model_tensors, read_checkpoint
 from slimlab.core.io import atomic_write_text
 from slimlab.ckpt.training import rank_folder
 
@@ -42,9 +42,11 @@ class ExcpTrainerCallback(TrainerCallback):
             return control
         if self.chain is None:
             self.chain = CheckpointChain(rank_folder(self.chain_dir or Path(args.output_dir) / "excp"), self.codec)
-        names = names_from_live_objects(model, optimizer) if model is not None and optimizer is not None else None
-        if names is not None:  # record exact names so the folder is also readable on its own
-            atomic_write_text(folder / PARAM_NAMES_FILE, json.dumps(names))
+        names = None
+        if model is not None and optimizer is not None:  # exact names from the live objects, in the file's keys
+            model_tensors, _ = _read_model_tensors(folder)
+            names = align_live_names_with_file(names_from_live_objects(model, optimizer), model, model_tensors)
+            atomic_write_text(folder / PARAM_NAMES_FILE, json.dumps(names))  # the folder stays readable alone
         result = self.chain.append(read_checkpoint(folder, names), state.global_step)
         self.history.append({"step": state.global_step, "raw_bytes": result.raw_bytes,
                              "coded_bytes": result.coded_bytes, "seconds": result.seconds})

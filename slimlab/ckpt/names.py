@@ -84,3 +84,26 @@ def _hf_trainer_order(folder: Path, group_count: int) -> list[str] | None:
         return names
     except (ImportError, OSError, ValueError, TypeError, KeyError, json.JSONDecodeError):
         return None
+
+
+def align_live_names_with_file(names: list[str], module: torch.nn.Module, file_tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Rename live parameter names to the keys the file uses.
+
+    ``save_pretrained`` may write legacy keys (``lm_head.weight`` is saved as ``embed_out.weight`` for
+    GPT-NeoX in transformers 5). At save time the file holds exactly the live values, so a name missing from
+    the file is matched to the unclaimed file tensor of the same shape and equal content.
+    """
+    parameters = dict(module.named_parameters(remove_duplicate=False))
+    unclaimed = [key for key in file_tensors if key not in set(names)]
+    aligned = []
+    for name in names:
+        if not name or name in file_tensors:
+            aligned.append(name)
+            continue
+        live = parameters[name].detach().to("cpu")
+        match = next((key for key in unclaimed if file_tensors[key].shape == live.shape
+                      and torch.equal(file_tensors[key].to(live.dtype), live)), "")
+        if match:
+            unclaimed.remove(match)
+        aligned.append(match)
+    return aligned
