@@ -70,12 +70,18 @@ def check_prompt_lengths(tokenizer, prompts: Sequence[str], max_new_tokens: int,
 
 @torch.no_grad()
 def sample_responses(model, tokenizer, prompts: Sequence[str], samples_per_prompt: int, temperature: float,
-                     max_new_tokens: int, seed: int, batch_prompts: int = 32, greedy: bool = False) -> list[list[str]]:
-    """K responses per prompt ([P][K] strings), sampled in batches of left-padded prompts."""
+                     max_new_tokens: int, seed: int, batch_prompts: int = 32, greedy: bool = False,
+                     return_ids: bool = False):
+    """K responses per prompt ([P][K] strings), sampled in batches of left-padded prompts.
+
+    With ``return_ids`` also the sampled token ids ([P][K] lists, EOS kept when the response finished), for
+    exact log-prob evaluation of what was sampled (decoding then re-encoding text need not give the same ids).
+    """
     model.eval()
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     results: list[list[str]] = []
+    id_results: list[list[list[int]]] = []
     starts = range(0, len(prompts), batch_prompts)
     for start in progress(starts, "generate", total=len(starts)):
         chunk = [encode_prompt(tokenizer, prompt) for prompt in prompts[start:start + batch_prompts]]
@@ -94,19 +100,24 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], samples_per_promp
         texts = [tokenizer.decode(cut_at_eos(ids, tokenizer.eos_token_id), skip_special_tokens=True) for ids in new_tokens]
         per_prompt = 1 if greedy else samples_per_prompt
         results.extend(texts[row:row + per_prompt] for row in range(0, len(texts), per_prompt))
-    return results
+        kept = [cut_at_eos(ids, tokenizer.eos_token_id, keep_eos=True) for ids in new_tokens]
+        id_results.extend(kept[row:row + per_prompt] for row in range(0, len(kept), per_prompt))
+    return (results, id_results) if return_ids else results
 
 
-def cut_at_eos(ids: list[int], eos_id: int) -> list[int]:
-    return ids[:ids.index(eos_id)] if eos_id in ids else ids
+def cut_at_eos(ids: list[int], eos_id: int, keep_eos: bool = False) -> list[int]:
+    return ids[:ids.index(eos_id) + int(keep_eos)] if eos_id in ids else ids
 
 
-def batch_sequences(tokenizer, prompts: Sequence[str], responses: Sequence[str]):
-    """Right-padded [N, L] ids, attention mask, and completion mask (1 on response tokens incl. EOS)."""
+def batch_sequences(tokenizer, prompts: Sequence[str], responses: Sequence):
+    """Right-padded [N, L] ids, attention mask, and completion mask (1 on response tokens incl. EOS).
+
+    A response is a string (encoded and given an EOS) or a list of token ids (used as they are).
+    """
     sequences, prompt_lengths = [], []
     for prompt, response in zip(prompts, responses):
         prompt_ids = encode_prompt(tokenizer, prompt)
-        sequences.append(prompt_ids + encode_response(tokenizer, response))
+        sequences.append(prompt_ids + (list(response) if isinstance(response, list) else encode_response(tokenizer, response)))
         prompt_lengths.append(len(prompt_ids))
     input_ids, attention_mask = right_pad(sequences, tokenizer.pad_token_id)
     positions = torch.arange(input_ids.shape[1])[None, :]
@@ -114,7 +125,7 @@ def batch_sequences(tokenizer, prompts: Sequence[str], responses: Sequence[str])
     return input_ids, attention_mask, completion_mask
 
 
-def sequence_logps(model, tokenizer, prompts: Sequence[str], responses: Sequence[str],
+def sequence_logps(model, tokenizer, prompts: Sequence[str], responses: Sequence,
                    length_norm: bool = False) -> torch.Tensor:
     """log pi(response | prompt) summed over response tokens [N] (mean per token if ``length_norm``)."""
     device = next(model.parameters()).device
@@ -129,7 +140,7 @@ def sequence_logps(model, tokenizer, prompts: Sequence[str], responses: Sequence
 
 
 @torch.no_grad()
-def sequence_logps_batched(model, tokenizer, prompts: Sequence[str], responses: Sequence[str],
+def sequence_logps_batched(model, tokenizer, prompts: Sequence[str], responses: Sequence,
                            length_norm: bool = False, batch_size: int = 64, description: str = "") -> torch.Tensor:
     """:func:`sequence_logps` without gradients, in batches (reference log-probs, evaluation)."""
     was_training = model.training
