@@ -49,6 +49,7 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):
     cfg = load_config(ParTrainConfig, **{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
     model = create_model(cfg.head, state["attribute_to_branch"], width=cfg.width, blocks_per_stage=cfg.blocks_per_stage,
                          branch_dim=cfg.branch_dim, regions=cfg.regions, mixing=cfg.mixing,
-                         partner_weights=cfg.partner_weights, context_detach=cfg.context_detach)
+                         partner_weights=cfg.partner_weights, context_detach=cfg.context_detach,
+                         partner_init=cfg.partner_init)
     model.load_state_dict(state["model"])  # the co-occurrence prior is a buffer, restored with the weights
     return model.to(device).eval(), cfg, tuple(state["attribute_names"])

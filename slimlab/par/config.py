@@ -29,7 +29,9 @@ class ParTrainConfig:
     attribute_to_branch: tuple[int, ...] = ()  # branch (0 head, 1 upper, 2 lower, 3 whole) per attribute; () = by name
     mixing: float | str = "learned"   # AAP lambda in [0, 1], or "learned" (per attribute, starts at 0.7)
     partner_weights: str = "learned"  # uniform | learned weights w_ij over partner attributes
+    partner_init: str = "uniform"     # uniform (u_ij = 0) | informative (w_ij starts proportional to |C_ij - C'_ij|)
     context_detach: bool = False      # stop gradients from the context into the other branches
+    pooling_learning_rate_scale: float = 10.0  # AAP's lambda and partner weights learn this much faster than the net
     prior: str = "train"              # train (co-occurrence of training labels) | shuffled (control) | oracle (synthetic)
     own_loss_weight: float = 0.5      # weight of the extra loss on the branches' own predictions (AAP only)
     loss_weighting: str = "exp_ratio" # exp_ratio (strong-baseline weighted BCE) | none (plain BCE)
@@ -53,6 +55,7 @@ class ParTrainConfig:
                   "head": (self.head, ("aap", "branches", "global", "correlation")),
                   "regions": (self.regions, ("stripes", "learned")),
                   "partner_weights": (self.partner_weights, ("uniform", "learned")),
+                  "partner_init": (self.partner_init, ("uniform", "informative")),
                   "prior": (self.prior, ("train", "shuffled", "oracle")),
                   "loss_weighting": (self.loss_weighting, ("exp_ratio", "none"))}
         for key, (value, allowed) in checks.items():

@@ -73,7 +73,8 @@ class PedestrianAttributeModel(nn.Module):
     def __init__(self, head: str, attribute_to_branch: Sequence[int], width: int = 16, blocks_per_stage: int = 1,
                  branch_dim: int = 64, regions: Literal["stripes", "learned"] = "stripes",
                  given_positive: torch.Tensor | None = None, given_negative: torch.Tensor | None = None,
-                 mixing: float | str = "learned", partner_weights: str = "learned", context_detach: bool = False):
+                 mixing: float | str = "learned", partner_weights: str = "learned", context_detach: bool = False,
+                 partner_init: str = "uniform"):
         super().__init__()
         if head not in HEADS:
             raise SlimlabError(f"unknown head '{head}'; choose one of {', '.join(HEADS)}")
@@ -94,7 +95,7 @@ class PedestrianAttributeModel(nn.Module):
                 given_positive = torch.full((count, count), 0.5)  # uninformative until set from training labels
                 given_negative = torch.full((count, count), 0.5)
             self.pooling = AttributeAwarePooling(attribute_to_branch, given_positive, given_negative,
-                                                 mixing, partner_weights, context_detach)
+                                                 mixing, partner_weights, context_detach, partner_init=partner_init)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.trunk(images)                                                  # (B, C, h, w)

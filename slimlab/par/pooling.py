@@ -58,7 +58,8 @@ class AttributeAwarePooling(nn.Module):
 
     def __init__(self, attribute_to_branch: Sequence[int], given_positive: torch.Tensor, given_negative: torch.Tensor,
                  mixing: float | Literal["learned"] = "learned", partner_weights: Literal["uniform", "learned"] = "learned",
-                 context_detach: bool = False, initial_lambda: float = 0.7):
+                 context_detach: bool = False, initial_lambda: float = 0.7,
+                 partner_init: Literal["uniform", "informative"] = "uniform"):
         super().__init__()
         branches = torch.as_tensor(list(attribute_to_branch))
         count = branches.numel()
@@ -73,6 +74,8 @@ class AttributeAwarePooling(nn.Module):
         # One learnable logit per valid (i, j) pair only: same-branch pairs never take part, so they get no parameter.
         valid_pairs = int(self.partner_mask.sum())
         self.partner_logits = nn.Parameter(torch.zeros(valid_pairs)) if partner_weights == "learned" else None
+        if self.partner_logits is not None and partner_init == "informative":
+            self.initialise_informative_partners()
         if mixing == "learned":
             self.lambda_logits = nn.Parameter(torch.full((count,), math.log(initial_lambda / (1 - initial_lambda))))
             self.fixed_lambda = None
@@ -81,9 +84,11 @@ class AttributeAwarePooling(nn.Module):
                 raise SlimlabError(f"AAP: lambda must lie in [0, 1] or be 'learned', got {mixing}")
             self.lambda_logits, self.fixed_lambda = None, float(mixing)
 
-    def set_cooccurrence(self, given_positive: torch.Tensor, given_negative: torch.Tensor) -> None:
-        self.given_positive.copy_(given_positive)
-        self.given_negative.copy_(given_negative)
+    def initialise_informative_partners(self) -> None:
+        """Start w_ij proportional to |C_ij - C'_ij|: how far knowing a_j moves P(a_i), i.e. how much j can tell."""
+        shift = (self.given_positive - self.given_negative).abs()[self.partner_mask]
+        with torch.no_grad():
+            self.partner_logits.copy_(torch.log(shift + 1e-3))
 
     def partner_weight_matrix(self) -> torch.Tensor:
         """(A, A) row-stochastic weights over partners in other branches (all-zero rows where there are none)."""

@@ -48,7 +48,7 @@ def main(cfg: ParTrainConfig) -> dict:
     sampler = DistributedSampler(data.train, num_replicas=world_size(), rank=rank(), shuffle=True, seed=cfg.seed)
     loader = DataLoader(data.train, batch_size=cfg.batch_size, sampler=sampler, drop_last=False)
     total_steps = cfg.epochs * len(loader)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
 
     start_epoch, checkpoint_path = 0, out_dir / "checkpoint.pt"
@@ -106,7 +106,17 @@ def build_model(cfg: ParTrainConfig, data) -> torch.nn.Module:
     return create_model(cfg.head, data.attribute_to_branch, width=cfg.width, blocks_per_stage=cfg.blocks_per_stage,
                         branch_dim=cfg.branch_dim, regions=cfg.regions, given_positive=given_positive,
                         given_negative=given_negative, mixing=cfg.mixing, partner_weights=cfg.partner_weights,
-                        context_detach=cfg.context_detach)
+                        context_detach=cfg.context_detach, partner_init=cfg.partner_init)
+
+
+def parameter_groups(model: torch.nn.Module, cfg: ParTrainConfig) -> list[dict]:
+    """The AAP mixing parameters are few and start uninformed, so they get a larger step (like a head learning rate)."""
+    pooling = [p for name, p in model.named_parameters() if name.startswith("pooling.")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith("pooling.")]
+    groups = [{"params": rest}]
+    if pooling:
+        groups.append({"params": pooling, "lr": cfg.learning_rate * cfg.pooling_learning_rate_scale, "weight_decay": 0.0})
+    return groups
 
 
 def _step_generator(seed: int, epoch: int, step: int) -> torch.Generator:

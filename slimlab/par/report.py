@@ -1,0 +1,114 @@
+"""Markdown, JSON and PNG output of the PAR benchmark (benchmarks/par.py gathers the numbers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from slimlab.core.io import atomic_write_text
+from slimlab.core.plots import bar_plot, save_figure
+from slimlab.par.synthetic import ATTRIBUTE_NAMES, WEAK_ATTRIBUTES
+
+LABELS = {
+    "global_bce": "(i) global head, plain BCE",
+    "baseline_wbce": "(ii) global head, weighted BCE (baseline)",
+    "branches": "(iii) region branches, no context",
+    "aap": "(iv) branches + AAP (train prior, learned lambda)",
+    "correlation_layer": "(v) branches + learned label-correlation layer",
+    "aap_oracle_prior": "(vi) AAP with the generator's true prior",
+    "aap_shuffled_prior": "control: AAP with a shuffled prior",
+    "baseline_wbce_independent": "control: (ii) on independent attributes",
+    "aap_independent": "control: (iv) on independent attributes",
+    "baseline_wbce_low_data": "(ii) with 500 training images",
+    "branches_low_data": "(iii) with 500 training images",
+    "aap_low_data": "(iv) with 500 training images",
+    "baseline_wbce_identity_overlap": "(ii) identity-overlapping split (1 seed)",
+    "aap_identity_overlap": "(iv) identity-overlapping split (1 seed)",
+}
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    methods = report["methods"]
+    atomic_write_text(out / "par.json", json.dumps(report, indent=2))
+    bar_plot({LABELS[n].split(" (")[0] if n in ("aap", "baseline_wbce") else n: 100 * m["mA"]["mean"] for n, m in methods.items()},
+             out / "par_ma.png", "PAR synthetic pedestrians: mA (mean over seeds)", "mA (%)",
+             errors={LABELS[n].split(" (")[0] if n in ("aap", "baseline_wbce") else n: 100 * m["mA"]["std"]
+                     for n, m in methods.items()})
+    per_attribute_plot(report, out / "par_per_attribute.png")
+
+    def cell(name, key):
+        entry = methods[name].get(key)
+        return "-" if entry is None else f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f}"
+
+    lines = ["# Attribute aware pooling (AAP) for pedestrian attribute recognition: benchmark", "",
+             f"Reproduce: `{report['command']}` (wall time {report['wall_seconds'] / 60:.1f} min).", "",
+             f"Machine: {report['machine']['cpu']}, {report['machine']['logical_cpus']} logical CPUs (shared with other "
+             f"jobs while this ran), torch {report['machine']['torch']}, Python {report['machine']['python']}, "
+             f"one torch thread per run, two runs in parallel.", "",
+             f"Data: the built-in synthetic pedestrian generator (64x32 images, {len(ATTRIBUTE_NAMES)} attributes, "
+             f"{len(WEAK_ATTRIBUTES)} of them weak/occluded: "
+             f"{', '.join(ATTRIBUTE_NAMES[i] for i in WEAK_ATTRIBUTES)}); settings `{' '.join(report['settings'])}`; "
+             f"identity-disjoint test split unless stated; seeds {report['seeds']} (seed = training and data seed). "
+             "All numbers in %, mean ± standard deviation over seeds, threshold 0.5.", "",
+             "## Results", "",
+             "| arm | variant | mA | accuracy | precision | recall | F1 | weak-attribute mA | ECE |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in methods:
+        variant = "independent" if name.endswith("independent") else "correlated"
+        lines.append(f"| {LABELS.get(name, name)} | {variant} | " + " | ".join(cell(name, k) for k in
+                     ("mA", "accuracy", "precision", "recall", "f1", "weak_mA", "ece")) + " |")
+    ratio = report["aap_minus_baseline_ma_over_spread"]
+    lines += ["", "## Targets", "",
+              f"* **AAP beats the weighted-BCE baseline beyond the seed spread (correlated set):** mA gain "
+              f"{100 * report['aap_minus_baseline_ma']:+.2f} points; gain / max(seed std) = "
+              f"`aap_minus_baseline_ma_over_spread` = **{ratio:.2f}** -> "
+              f"{'holds' if report['target_beats_baseline_beyond_spread'] else 'missed'} (needs > 1).",
+              f"* **The gain shrinks on the independent-attribute control:** gain there "
+              f"{100 * report['aap_minus_baseline_ma_independent']:+.2f} points (ratio "
+              f"{report['aap_minus_baseline_ma_over_spread_independent']:.2f}) vs {100 * report['aap_minus_baseline_ma']:+.2f} "
+              f"on the correlated set -> {'holds' if report['target_gain_shrinks_on_independent'] else 'missed'}.",
+              f"* Shuffled co-occurrence prior: AAP with the true training prior is "
+              f"{100 * report['aap_minus_shuffled_prior_ma']:+.2f} mA points above AAP with the shuffled prior.",
+              f"* Context vs architecture: AAP is {100 * report['aap_minus_branches_ma']:+.2f} mA points above the same "
+              f"branches without context (ratio to the seed spread {report['aap_minus_branches_ma_over_spread']:.2f}).",
+              f"* Low-data regime (500 training images): AAP vs baseline {100 * report['aap_minus_baseline_ma_low_data']:+.2f}, "
+              f"AAP vs branches {100 * report['aap_minus_branches_ma_low_data']:+.2f} mA points.", "",
+              "## Per-attribute mA (correlated set, mean over seeds)", "",
+              "| attribute | weak | baseline (ii) | branches (iii) | AAP (iv) |", "|---|---|---|---|---|"]
+    per = {name: np.mean([run["per_attribute_mA"] for run in report["runs"][name].values()], axis=0)
+           for name in ("baseline_wbce", "branches", "aap") if name in report["runs"]}
+    for i, attribute in enumerate(ATTRIBUTE_NAMES):
+        lines.append(f"| {attribute} | {'yes' if i in WEAK_ATTRIBUTES else ''} | "
+                     + " | ".join(f"{100 * per[n][i]:.1f}" if n in per else "-" for n in ("baseline_wbce", "branches", "aap")) + " |")
+    lines += ["", "## Size and CPU speed (batch 64, one thread)", "", "| head | parameters | CPU ms / image |", "|---|---|---|"]
+    lines += [f"| {head} | {v['parameters']:,} | {v['cpu_ms_per_image']:.3f} |" for head, v in report["speed_and_size"].items()]
+    lines += ["", "![mA per arm](par_ma.png)", "", "![per-attribute mA](par_per_attribute.png)", "",
+              "## Notes", "",
+              "* Scaled to the CPU budget: 2,000 training / 1,000 test images and 8 epochs instead of the spec's "
+              "8,000 / 2,000; the trunk is the 3-stage ResNet-style CNN of `slimlab.par.backbone` at width 16.",
+              "* The real-image sanity check on OpenCV's `vtest.avi` was not run: the opencv-doc samples are not "
+              "installed on this machine. The PETA / RAP / PA-100K loaders are tested on small files only; no real "
+              "PAR dataset was available offline, so there are no real-data numbers here.",
+              "* The pooling formula is a reconstruction (see the spec): the paper's code and tables were not available."]
+    atomic_write_text(out / "par.md", "\n".join(lines) + "\n")
+
+
+def per_attribute_plot(report: dict, path: Path) -> None:
+    names = [n for n in ("baseline_wbce", "branches", "aap") if n in report["runs"]]
+    figure, axes = plt.subplots(figsize=(10, 4))
+    x = np.arange(len(ATTRIBUTE_NAMES))
+    for k, name in enumerate(names):
+        values = np.mean([run["per_attribute_mA"] for run in report["runs"][name].values()], axis=0)
+        axes.bar(x + (k - 1) * 0.27, 100 * values, 0.27, label=LABELS[name])
+    axes.set_xticks(x, [n + (" *" if i in WEAK_ATTRIBUTES else "") for i, n in enumerate(ATTRIBUTE_NAMES)], rotation=45,
+                    ha="right")
+    axes.set_ylim(40, 100)
+    axes.set_ylabel("mA (%)")
+    axes.set_title("Per-attribute mA on the correlated set (* = weak / occluded)")
+    axes.legend(fontsize=7)
+    axes.grid(axis="y", alpha=0.3)
+    save_figure(figure, path)
