@@ -21,6 +21,7 @@ from slimlab.core.io import atomic_write_text
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("ExCP: checkpoint compression", "slimlab.ckpt.demo:run_demo"),
     ("Attribute-aware pooling: pedestrian attributes", "slimlab.par.demo:run_demo"),
+    ("iREPO: alignment on soft empirical preferences", "slimlab.align.demo:run_demo"),
 )
 
 

@@ -38,24 +38,28 @@ class Annotation:
 
 
 class LexiconReward:
-    """r(y) = (# words of y in the lexicon) - length_penalty * (# words of y).
+    """r(y) = (# lexicon words in y) - length_penalty * (# words beyond free_words) - empty_penalty if y has no words.
 
-    A programmatic "true reward" for synthetic preference experiments: a model can raise it by choosing
-    lexicon words, but not by rambling, and the length penalty keeps it from saturating.
+    A programmatic "true reward" for synthetic preference experiments: a policy raises it only by choosing
+    lexicon words, not by rambling (words past ``free_words`` cost) nor by falling silent (an empty response
+    costs), and since lexicon words are rare in the corpus it is far from saturated.
     """
 
-    def __init__(self, lexicon: Sequence[str] = DEFAULT_LEXICON, length_penalty: float = 0.1):
+    def __init__(self, lexicon: Sequence[str] = DEFAULT_LEXICON, length_penalty: float = 0.1, free_words: int = 8,
+                 empty_penalty: float = 1.0):
         self.lexicon = frozenset(word.lower() for word in lexicon)
-        self.length_penalty = length_penalty
+        self.length_penalty, self.free_words, self.empty_penalty = length_penalty, free_words, empty_penalty
 
     def __call__(self, prompt: str, response: str) -> float:
         words = re.findall(r"[a-z']+", response.lower())
+        if not words:
+            return -self.empty_penalty
         hits = sum(word in self.lexicon for word in words)
-        return hits - self.length_penalty * len(words)
+        return hits - self.length_penalty * max(0, len(words) - self.free_words)
 
 
-def lexicon_reward(response: str, lexicon: Sequence[str] = DEFAULT_LEXICON, length_penalty: float = 0.1) -> float:
-    return LexiconReward(lexicon, length_penalty)("", response)
+def lexicon_reward(response: str, lexicon: Sequence[str] = DEFAULT_LEXICON) -> float:
+    return LexiconReward(lexicon)("", response)
 
 
 def _rewards(reward: RewardFunction, prompt: str, responses: Sequence[str]) -> torch.Tensor:

@@ -24,12 +24,13 @@ from slimlab.core.runtime import select_device
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"slimlab align {prog}", description=description)
     parser.add_argument("--config", help="YAML file of IREPOConfig fields")
+    parser.add_argument("--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of IREPOConfig fields (e.g. beta=0.05)")
     return parser
 
 
 def _config(arguments, **values) -> IREPOConfig:
-    return load_config(IREPOConfig, arguments.config, arguments.overrides, **values)
+    return load_config(IREPOConfig, arguments.config, arguments.overrides, device=arguments.device, **values)
 
 
 def iterate_command(argv: list[str]) -> int:

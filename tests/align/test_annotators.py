@@ -87,7 +87,8 @@ def test_probability_annotator_accepts_logits_and_rejects_nan_or_wrong_shape():
         build_annotator("rules:vibes", length_reward)
 
 
-def test_lexicon_reward_counts_lexicon_words_minus_length():
-    reward = LexiconReward(DEFAULT_LEXICON, length_penalty=0.1)
-    assert reward("", "my sweet love, good night") == pytest.approx(3 - 0.5)
-    assert reward("", "") == 0.0
+def test_lexicon_reward_counts_lexicon_words_minus_length_beyond_free_words():
+    reward = LexiconReward(DEFAULT_LEXICON, length_penalty=0.1, free_words=3, empty_penalty=1.0)
+    assert reward("", "my sweet love, good night") == pytest.approx(3 - 0.1 * (5 - 3))
+    assert reward("", "sweet love") == pytest.approx(2.0)
+    assert reward("", " ...") == -1.0
