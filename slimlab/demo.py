@@ -22,6 +22,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("ExCP: checkpoint compression", "slimlab.ckpt.demo:run_demo"),
     ("Attribute-aware pooling: pedestrian attributes", "slimlab.par.demo:run_demo"),
     ("iREPO: alignment on soft empirical preferences", "slimlab.align.demo:run_demo"),
+    ("Portable GANs: distilling image translators with a student discriminator", "slimlab.gan.demo:run_demo"),
 )
 
 

@@ -1,0 +1,72 @@
+"""Score a generator on a held-out split: PSNR/SSIM to the targets, KID/FID on fixed random-conv features,
+fidelity to a teacher, and cost (params, MACs, size, CPU latency).
+
+KID/FID use ``slimlab.core.image_metrics.RandomConvFeatures`` (seeded, offline); they rank models against each
+other on one task and are not comparable with Inception-based numbers in papers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimlab.core.image_metrics import RandomConvFeatures, kid_and_fid, psnr, ssim
+from slimlab.core.macs import count_cost
+from slimlab.gan.data import paired_folder, unpaired_folders
+
+
+def load_test_split(root: str | Path, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), each (N, 3, H, W): paired ``test/A``+``test/B``; unpaired ``testA`` + hidden ``testB``."""
+    if mode == "paired":
+        dataset = paired_folder(root, "test")
+        pairs = [dataset.example(i) for i in range(len(dataset))]
+        return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
+    domain_a, domain_b = unpaired_folders(root, "test")
+    return (torch.stack([domain_a.example(i) for i in range(len(domain_a))]),
+            torch.stack([domain_b.example(i) for i in range(len(domain_b))]))
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, inputs: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    generator.eval()
+    device = next(generator.parameters()).device
+    return torch.cat([generator(inputs[i:i + batch_size].to(device)).cpu() for i in range(0, len(inputs), batch_size)])
+
+
+def quality(outputs: torch.Tensor, targets: torch.Tensor, features: nn.Module,
+            teacher_outputs: torch.Tensor | None = None) -> dict[str, float]:
+    """PSNR/SSIM to the targets, KID/FID against the target set, and PSNR to the teacher when given."""
+    scores = {"psnr": psnr(outputs, targets).mean().item(), "ssim": ssim(outputs, targets).mean().item()}
+    scores.update(kid_and_fid(features, targets, outputs))
+    if teacher_outputs is not None:
+        scores["psnr_to_teacher"] = psnr(outputs, teacher_outputs).clamp(max=100).mean().item()
+    return scores
+
+
+def cost(generator: nn.Module, size: int, latency_runs: int = 30) -> dict[str, float]:
+    """Params, MACs and fp32 size at ``size`` x ``size``, and median CPU latency of one image (1 thread)."""
+    counted = count_cost(generator, (3, size, size))
+    cpu = generator.to("cpu").eval()
+    x = torch.zeros(1, 3, size, size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: less noise from the other processes on the machine
+    times = []
+    try:
+        with torch.no_grad():
+            for run in range(latency_runs + 3):
+                started = time.perf_counter()
+                cpu(x)
+                if run >= 3:  # the first calls allocate; skip them
+                    times.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    return {"params": counted.params, "macs": counted.macs, "size_mb": counted.size_mb_fp32,
+            "latency_ms": 1000 * statistics.median(times)}
+
+
+def default_features() -> nn.Module:
+    return RandomConvFeatures(seed=1234, input_size=64)

@@ -1,0 +1,79 @@
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from slimlab.cli import main
+from slimlab.core.images import read_image
+from slimlab.gan.checkpoint import load_generator, save_discriminator, save_generator
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator
+from tests.gan.conftest import write_rgb
+
+
+@pytest.fixture
+def generator_file(tmp_path):
+    spec = GeneratorSpec(ngf=4, n_blocks=1)
+    torch.manual_seed(0)
+    save_generator(tmp_path / "G.pt", build_generator(spec), spec)
+    return tmp_path / "G.pt"
+
+
+def test_translate_folder_keeps_sizes_and_matches_the_generator(tmp_path, generator_file, capsys):
+    rng = np.random.default_rng(0)
+    write_rgb(tmp_path / "in" / "a.png", rng.integers(0, 256, (20, 30, 3)))  # not a multiple of 4: padded
+    write_rgb(tmp_path / "in" / "b.jpg", rng.integers(0, 256, (16, 16, 3)))
+    assert main(["gan", "translate", "--checkpoint", str(generator_file), str(tmp_path / "in"),
+                 str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert read_image(tmp_path / "out" / "a.png").shape == (20, 30, 3)
+    generator, _ = load_generator(generator_file)
+    source = torch.from_numpy(read_image(tmp_path / "in" / "b.jpg")).permute(2, 0, 1).float() / 127.5 - 1
+    with torch.no_grad():
+        expected = ((generator(source[None])[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    assert np.abs(read_image(tmp_path / "out" / "b.png").astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_translate_bad_inputs_write_nothing(tmp_path, generator_file, capsys):
+    write_rgb(tmp_path / "in" / "ok.png", np.zeros((8, 8, 3)))
+    (tmp_path / "in" / "broken.png").write_bytes(b"nope")
+    assert main(["gan", "translate", "--checkpoint", str(generator_file), str(tmp_path / "in"),
+                 str(tmp_path / "out")]) == 2
+    assert "broken.png: not a readable image" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["gan", "translate", "--checkpoint", str(generator_file), str(tmp_path / "empty"),
+                 str(tmp_path / "out")]) == 2
+    assert "no image files" in capsys.readouterr().err
+    save_discriminator(tmp_path / "D.pt", PatchDiscriminator(3, 4))
+    assert main(["gan", "translate", "--checkpoint", str(tmp_path / "D.pt"), str(tmp_path / "in"),
+                 str(tmp_path / "out")]) == 2
+    assert "holds a discriminator, not a generator" in capsys.readouterr().err
+    assert main(["gan", "translate", "--checkpoint", str(generator_file), "--kind", "resnet", "--ngf", "8",
+                 "--n-blocks", "1", str(tmp_path / "in"), str(tmp_path / "out")]) == 2
+    assert "shape mismatches (file vs model): model.1.weight (4, 3, 7, 7) vs (8, 3, 7, 7)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_onnx_runs_in_onnxruntime_at_another_size(tmp_path, generator_file):
+    assert main(["gan", "export-onnx", "--checkpoint", str(generator_file), str(tmp_path / "g.onnx"),
+                 "--size", "16"]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 24, 32)).astype(np.float32)
+    generator, _ = load_generator(generator_file)
+    with torch.no_grad():
+        expected = generator(torch.from_numpy(x)).numpy()
+    assert np.abs(session.run(None, {"image": x})[0] - expected).max() < 1e-4
+
+
+def test_train_and_distill_from_the_command_line(tmp_path, paired_dir, capsys):
+    tiny = ["ngf=8", "n_blocks=1", "ndf=4", "batch_size=2", "load_size=36", "crop_size=32", "checkpoint_every=1"]
+    assert main(["gan", "train-teacher", "--data", str(paired_dir), "--out", str(tmp_path / "t"), "--steps", "1",
+                 "--device", "cpu", *tiny]) == 0
+    assert main(["gan", "distill", "--data", str(paired_dir), "--teacher", str(tmp_path / "t" / "G.pt"),
+                 "--out", str(tmp_path / "s"), "--steps", "1", "--ratio", "0.5", "--device", "cpu",
+                 "batch_size=2", "load_size=36", "crop_size=32"]) == 0
+    _, spec = load_generator(tmp_path / "s" / "G.pt")
+    assert spec.ngf == 4 and (tmp_path / "s" / "D_S_AB.pt").exists()
+    assert main(["gan", "distill", "--data", str(tmp_path / "nowhere"), "--teacher", str(tmp_path / "t" / "G.pt"),
+                 "--out", str(tmp_path / "s2"), "--device", "cpu"]) == 2
+    assert "nowhere: image folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "s2").exists()
