@@ -1,13 +1,13 @@
 """Scalar quantizers: 1-D k-means (non-uniform) and uniform codebooks, with nearest-code assignment.
 
 k-means is Lloyd's algorithm on a histogram of the values (4096 bins by default) with quantile
-initialisation, so its cost does not grow with the tensor size beyond one histogram and one final pass;
-a last exact step recomputes each centroid as the mean of the values assigned to it. Everything is
-vectorised torch and deterministic, so it runs unchanged on GPU.
+initialisation, so its cost does not grow with the tensor size beyond one histogram; the values are then
+assigned to the nearest centroid once. Deterministic; the O(N) parts are torch, so they run on GPU too.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -16,35 +16,35 @@ def kmeans_codebook(values: torch.Tensor, clusters: int, bins: int = 4096, itera
     values = values.reshape(-1).float()
     if values.numel() == 0:
         return torch.zeros(0, dtype=torch.float32, device=values.device)
-    unique = torch.unique(values) if values.numel() <= 65536 else None
-    if unique is not None and unique.numel() <= clusters:
-        return unique.float()
-    low, high = values.min(), values.max()
+    if values.numel() <= bins:
+        unique = torch.unique(values)
+        if unique.numel() <= clusters:
+            return unique
+    low, high = float(values.min()), float(values.max())
     if low == high:
-        return low.reshape(1).float()
-    counts = torch.histc(values, bins=bins, min=float(low), max=float(high))  # (bins,)
-    width = (high - low) / bins
-    centers = low + width * (torch.arange(bins, device=values.device, dtype=torch.float32) + 0.5)  # (bins,)
-    cumulative = torch.cumsum(counts, 0) / counts.sum()
-    targets = (torch.arange(clusters, device=values.device, dtype=torch.float32) + 0.5) / clusters
-    codebook = centers[torch.searchsorted(cumulative, targets).clamp(max=bins - 1)]  # quantile init
-    codebook = torch.unique(codebook)  # duplicate quantiles (heavy point masses) collapse
+        return values[:1].clone()
+    # Lloyd on the histogram runs on (bins,) arrays: tiny, so it runs in float64 NumPy wherever the values live.
+    counts = torch.histc(values, bins=bins, min=low, max=high).double().cpu().numpy()  # (bins,)
+    centers = low + (high - low) / bins * (np.arange(bins) + 0.5)  # (bins,)
+    cumulative = np.cumsum(counts) / counts.sum()
+    targets = (np.arange(clusters) + 0.5) / clusters
+    codebook = np.unique(centers[np.minimum(np.searchsorted(cumulative, targets), bins - 1)])  # quantile init
+    # With a sorted codebook each cluster owns a contiguous run of bins, so its mass and first moment are
+    # differences of prefix sums at the run boundaries: O(K log bins) per iteration instead of O(bins).
+    prefix_mass = np.concatenate([[0.0], np.cumsum(counts)])
+    prefix_total = np.concatenate([[0.0], np.cumsum(counts * centers)])
     for _ in range(iterations):
-        assignment = assign_nearest(centers, codebook)
-        mass = torch.zeros_like(codebook).scatter_add_(0, assignment, counts)
-        total = torch.zeros_like(codebook).scatter_add_(0, assignment, counts * centers)
-        updated = torch.where(mass > 0, total / mass.clamp(min=1e-12), codebook)
-        updated, _ = torch.sort(updated)
-        if torch.equal(updated, codebook):
+        edges = np.searchsorted(centers, (codebook[1:] + codebook[:-1]) / 2, side="right")  # nearest, ties low
+        edges = np.concatenate([[0], edges, [bins]])
+        mass = prefix_mass[edges[1:]] - prefix_mass[edges[:-1]]
+        total = prefix_total[edges[1:]] - prefix_total[edges[:-1]]
+        updated = np.sort(np.where(mass > 0, total / np.maximum(mass, 1e-300), codebook))
+        if np.array_equal(updated, codebook):
             break
         codebook = updated
-    # One exact Lloyd step on the raw values removes the histogram's binning error.
-    assignment = assign_nearest(values, codebook)
-    mass = torch.zeros_like(codebook).scatter_add_(0, assignment, torch.ones_like(values))
-    total = torch.zeros_like(codebook).scatter_add_(0, assignment, values)
-    codebook = torch.where(mass > 0, total / mass.clamp(min=1), codebook)
-    codebook = torch.unique(codebook[mass > 0])
-    return codebook.float()
+    # Centroids of the 4096-bin histogram are within half a bin of the exact means; the values are assigned
+    # once, by the caller, so no pass over all N values happens here beyond the histogram.
+    return torch.from_numpy(codebook).float().to(values.device)
 
 
 def uniform_codebook(values: torch.Tensor, clusters: int) -> torch.Tensor:
@@ -63,7 +63,7 @@ def assign_nearest(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
     if codebook.numel() == 1:
         return torch.zeros(values.shape, dtype=torch.int64, device=values.device)
     midpoints = (codebook[1:] + codebook[:-1]) / 2  # (K-1,)
-    return torch.bucketize(values.float(), midpoints, right=False)
+    return torch.bucketize(values.float(), midpoints, right=False, out_int32=True).long()
 
 
 def quantize(values: torch.Tensor, clusters: int, method: str = "kmeans") -> tuple[torch.Tensor, torch.Tensor]:
