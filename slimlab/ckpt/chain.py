@@ -87,7 +87,7 @@ def compress_checkpoint(source: str | Path, out: str | Path, reference: str | Pa
     state = read_checkpoint(source, param_names)
     parent = LineageReference(lineage(reference)) if reference is not None else None
     try:
-        return codec.encode(state, out, parent, step, source=str(source))
+        return codec.encode(state, out, parent, step, source=str(source), keep_reconstruction=False)
     finally:
         if parent is not None:
             parent.close()

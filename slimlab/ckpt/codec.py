@@ -87,13 +87,18 @@ class ExcpCodec:
                 "keyframe_every": self.keyframe_every}
 
     def encode(self, state: CheckpointState, out_path: str | Path, reference: Reference | None = None,
-               step: int | None = None, source: str = "") -> EncodeResult:
-        """Write ``state`` to ``out_path`` (atomically) coded against ``reference`` (None: a keyframe)."""
+               step: int | None = None, source: str = "", keep_reconstruction: bool = True) -> EncodeResult:
+        """Write ``state`` to ``out_path`` (atomically) coded against ``reference`` (None: a keyframe).
+
+        Tensors are read, coded and written one at a time; ``keep_reconstruction=False`` also drops each
+        decoded weight once written (it is only needed as the reference of a following checkpoint).
+        """
         started = time.perf_counter()
         keyframe = reference is None
         optimizer = state.optimizer
         index_of = {name: i for i, name in enumerate(optimizer.param_names) if name} if optimizer else {}
         reconstructed: dict[str, torch.Tensor] = {}
+        raw_bytes = optimizer_tensor_bytes(optimizer) if optimizer else 0
         with atomic_open(out_path) as stream:
             writer = ContainerWriter(stream)
             tensors: dict[str, Any] = {}
@@ -115,6 +120,9 @@ class ExcpCodec:
                     tensors[name], reconstructed[name], support = self._reference_weight(writer, tensor, base, entry)
                 if has_moments:
                     moments_header[index] = self._moments(writer, entry, support, keyframe, name)
+                raw_bytes += tensor.numel() * tensor.element_size()
+                if not keep_reconstruction:
+                    del reconstructed[name]
             optimizer_header = self._optimizer_header(writer, optimizer, moments_header) if optimizer else None
             files = {path: {**writer.add(data, "files"), "size": len(data)} for path, data in state.files.items()}
             extra = writer.add(state.extra, "files") if state.extra else None
@@ -124,7 +132,7 @@ class ExcpCodec:
                 "depth": 0 if keyframe else reference.depth + 1, "codec": self.settings(),
                 "layout": state.layout, "model_file": state.model_file, "aliases": state.aliases,
                 "tensors": tensors, "optimizer": optimizer_header, "files": files, "extra": extra,
-                "raw_bytes": raw_checkpoint_bytes(state),
+                "raw_bytes": raw_bytes,
             }
             content_id = writer.finish(header)
             coded = writer.offset
@@ -238,13 +246,10 @@ class ExcpCodec:
                 "state": state_header}
 
 
-def raw_checkpoint_bytes(state: CheckpointState) -> int:
-    """Bytes of the weights and every optimizer tensor, as stored uncompressed."""
-    total = sum(t.numel() * t.element_size() for t in state.model.values())
-    if state.optimizer:
-        for entry in state.optimizer.state.values():
-            total += sum(v.numel() * v.element_size() for v in entry.values() if isinstance(v, torch.Tensor))
-    return total
+def optimizer_tensor_bytes(optimizer) -> int:
+    """Bytes of every optimizer tensor as stored uncompressed (the weights are counted while encoding)."""
+    return sum(value.numel() * value.element_size() for entry in optimizer.state.values()
+               for value in entry.values() if isinstance(value, torch.Tensor))
 
 
 def _check_moment_shapes(entry, tensor, where) -> None:

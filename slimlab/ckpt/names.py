@@ -51,12 +51,18 @@ def names_from_live_objects(model: torch.nn.Module, optimizer: torch.optim.Optim
     return [by_identity.get(id(parameter), "") for group in optimizer.param_groups for parameter in group["params"]]
 
 
+def tensor_shape(model, name: str) -> tuple[int, ...]:
+    """Shape without reading the data when the mapping is lazy (it then offers ``shape_of``)."""
+    shape_of = getattr(model, "shape_of", None)
+    return tuple(shape_of(name)) if shape_of else tuple(model[name].shape)
+
+
 def _greedy_match(order: list[str], model, ids: list[int], shapes) -> list[str] | None:
     names = []
     position = 0
     for index in ids:
         wanted = shapes.get(index)
-        while position < len(order) and wanted is not None and tuple(model[order[position]].shape) != wanted:
+        while position < len(order) and wanted is not None and tensor_shape(model, order[position]) != wanted:
             position += 1
         if position >= len(order):
             return None

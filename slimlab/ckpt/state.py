@@ -15,13 +15,13 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
-from slimlab.ckpt.names import infer_parameter_names, PARAM_NAMES_FILE
+from slimlab.ckpt.names import PARAM_NAMES_FILE, infer_parameter_names, tensor_shape
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_directory, atomic_write_bytes
 
@@ -77,7 +77,9 @@ def read_checkpoint(path: str | Path, param_names: list[str] | None = None) -> C
 
 def _read_hf_folder(folder: Path, param_names: list[str] | None) -> CheckpointState:
     model, model_file = _read_model_tensors(folder)
-    model, aliases = _deduplicate_tied(model)
+    aliases: dict[str, str] = {}
+    if isinstance(model, dict):  # safetensors never shares memory; pickled weights may (tied embeddings)
+        model, aliases = _deduplicate_tied(model)
     optimizer = None
     optimizer_path = folder / OPTIMIZER_FILE
     if optimizer_path.exists():
@@ -104,16 +106,33 @@ def _read_model_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
             weight_map = json.loads(index_path.read_text())["weight_map"]
         except (ValueError, KeyError) as error:
             raise SlimlabError(f"{index_path}: not a safetensors index (no 'weight_map')") from error
-        model: dict[str, torch.Tensor] = {}
-        for shard in dict.fromkeys(weight_map.values()):
-            model.update(_read_safetensors(folder / shard))
-        return model, "model.safetensors.index.json"
+        shards = [_read_safetensors(folder / shard) for shard in dict.fromkeys(weight_map.values())]
+        return _ChainedTensors(shards), "model.safetensors.index.json"
     if (folder / "pytorch_model.bin").exists():
         state = _torch_load(folder / "pytorch_model.bin")
         if not isinstance(state, dict):
             raise SlimlabError(f"{folder / 'pytorch_model.bin'}: expected a state dict")
         return dict(state), "pytorch_model.bin"
     raise SlimlabError(f"{folder}: no model weights found (expected one of {', '.join(MODEL_FILES)})")
+
+
+class _ChainedTensors(Mapping):
+    """Several lazy shards seen as one mapping."""
+
+    def __init__(self, shards: list[Mapping[str, torch.Tensor]]):
+        self.owner = {name: shard for shard in shards for name in shard}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.owner[name][name]
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        return tensor_shape(self.owner[name], name)
+
+    def __iter__(self):
+        return iter(self.owner)
+
+    def __len__(self) -> int:
+        return len(self.owner)
 
 
 def _is_weight_shard(relative: str, folder: Path) -> bool:
@@ -123,12 +142,48 @@ def _is_weight_shard(relative: str, folder: Path) -> bool:
     return relative in set(json.loads(index_path.read_text()).get("weight_map", {}).values())
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as error:  # safetensors raises its own error types for truncated / bad headers
-        raise SlimlabError(f"{path}: not a readable safetensors file ({error})") from error
+class LazySafetensors(Mapping):
+    """Tensors of a safetensors file, read one at a time on access, so encoding streams tensor by tensor."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                self.names = list(handle.keys())
+                self.shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in self.names}
+        except Exception as error:  # safetensors raises its own error types for truncated / bad headers
+            raise SlimlabError(f"{path}: not a readable safetensors file ({error})") from error
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.shapes:
+            raise KeyError(name)
+        try:
+            with safe_open(str(self.path), framework="pt") as handle:
+                return handle.get_tensor(name)
+        except Exception as error:
+            raise SlimlabError(f"{self.path}: tensor '{name}' cannot be read ({error})") from error
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        return self.shapes[name]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _read_safetensors(path: Path) -> Mapping[str, torch.Tensor]:
+    tensors = LazySafetensors(path)
+    file_size = path.stat().st_size
+    with open(path, "rb") as stream:  # check the data section is complete before any work is done
+        header_length = int.from_bytes(stream.read(8), "little")
+        header = json.loads(stream.read(header_length))
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if 8 + header_length + end > file_size:
+        raise SlimlabError(f"{path}: not a readable safetensors file (truncated: {file_size} bytes, "
+                           f"header promises {8 + header_length + end})")
+    return tensors
 
 
 def _torch_load(path: Path) -> Any:
@@ -182,9 +237,9 @@ def attach_parameter_names(names: list[str], model: dict[str, torch.Tensor], opt
     for index, name in zip(ids, names):
         if name and name not in model:
             raise SlimlabError(f"{path}: parameter name '{name}' is not a tensor of the model")
-        if name and index in shapes and tuple(model[name].shape) != shapes[index]:
+        if name and index in shapes and tensor_shape(model, name) != shapes[index]:
             raise SlimlabError(f"{path}: optimizer state of parameter {index} has shape {shapes[index]} but "
-                               f"'{name}' has {tuple(model[name].shape)}")
+                               f"'{name}' has {tensor_shape(model, name)}")
     ordered = [""] * (max(ids) + 1 if ids else 0)
     for index, name in zip(ids, names):
         ordered[index] = name
