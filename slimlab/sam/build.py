@@ -25,14 +25,15 @@ MODEL_SPECS: dict[str, dict] = {
                                "global_attn_indexes": (2, 5, 8, 11)}},
     "vit_t": {"encoder": "tiny_vit", "image_size": 1024, "stride": 16, "dim": 256, "heads": 8, "mlp": 2048,
               "encoder_args": {}},
-    # CPU-scale models for the synthetic shapes set: 128 px input, 16 x 16 embedding, narrow decoder.
-    "shapes_teacher": {"encoder": "vit", "image_size": 128, "stride": 8, "dim": 64, "heads": 4, "mlp": 256,
-                       "encoder_args": {"patch_size": 8, "embed_dim": 160, "depth": 6, "num_heads": 5,
-                                        "window_size": 8, "global_attn_indexes": (2, 5)}},
-    "shapes_student": {"encoder": "tiny_vit", "image_size": 128, "stride": 8, "dim": 64, "heads": 4, "mlp": 256,
-                       "encoder_args": {"embed_dims": (16, 32, 48, 64), "depths": (1, 1, 2, 1),
+    # CPU-scale models for the synthetic shapes set: 128 px input and the official 1/16 embedding stride (8 x 8),
+    # so the student keeps TinySAM's stride pattern (2, 2, 1); the decoder is narrowed to 64 channels.
+    "shapes_teacher": {"encoder": "vit", "image_size": 128, "stride": 16, "dim": 64, "heads": 4, "mlp": 256,
+                       "encoder_args": {"patch_size": 16, "embed_dim": 144, "depth": 6, "num_heads": 4,
+                                        "window_size": 4, "global_attn_indexes": (2, 5)}},
+    "shapes_student": {"encoder": "tiny_vit", "image_size": 128, "stride": 16, "dim": 64, "heads": 4, "mlp": 256,
+                       "encoder_args": {"embed_dims": (12, 24, 48, 64), "depths": (1, 1, 2, 1),
                                         "num_heads": (1, 2, 3, 4), "window_sizes": (8, 8, 8, 8),
-                                        "merge_strides": (2, 1, 1), "num_classes": 10}},
+                                        "merge_strides": (2, 2, 1), "num_classes": 10}},
 }
 MODEL_SPECS["tinysam"] = MODEL_SPECS["vit_t"]
 

@@ -1,0 +1,112 @@
+"""Training data for distillation: the built-in ShapesSA set or a folder of images with optional masks.
+
+Masks may come from a COCO instances JSON (polygons or RLE, compressed or not) or SA-1B style per-image JSON
+files (``<image stem>.json`` with ``annotations[].segmentation`` as compressed RLE). Images without masks are
+still usable: distillation then takes the teacher's mask as the target.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from slimlab.core.errors import SlimlabError
+from slimlab.sam.mask_utils import rle_to_mask
+from slimlab.sam.shapes import ShapesSample
+from slimlab.sam.transforms import load_image, longest_side_shape
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def rle_counts_from_string(text: str) -> list[int]:
+    """Decode COCO's compressed RLE string (5-bit groups, sign bit, deltas from the run two before)."""
+    counts: list[int] = []
+    position = 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            c = ord(text[position]) - 48
+            value |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            position += 1
+            shift += 1
+            if not more and (c & 0x10):
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def segmentation_to_mask(segmentation, height: int, width: int, where: str) -> np.ndarray:
+    if isinstance(segmentation, list):  # COCO polygons
+        canvas = np.zeros((height, width), np.uint8)
+        for polygon in segmentation:
+            cv2.fillPoly(canvas, [np.asarray(polygon, dtype=np.float32).reshape(-1, 2).round().astype(np.int32)], 1)
+        return canvas.astype(bool)
+    if isinstance(segmentation, dict) and "counts" in segmentation:
+        counts = segmentation["counts"]
+        if isinstance(counts, str):
+            counts = rle_counts_from_string(counts)
+        mask = rle_to_mask({"size": segmentation["size"], "counts": counts})
+        if mask.shape != (height, width):
+            raise SlimlabError(f"{where}: RLE size {mask.shape} differs from the image size {(height, width)}")
+        return mask
+    raise SlimlabError(f"{where}: segmentation is neither a polygon list nor an RLE dict")
+
+
+def fit_to_square(image: np.ndarray, masks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize the longest side to ``size`` and zero-pad right/bottom, like the model input."""
+    new_h, new_w = longest_side_shape(*image.shape[:2], size)
+    out = np.zeros((size, size, 3), np.uint8)
+    out[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    out_masks = np.zeros((len(masks), size, size), bool)
+    for index, mask in enumerate(masks):
+        out_masks[index, :new_h, :new_w] = cv2.resize(mask.astype(np.uint8), (new_w, new_h),
+                                                      interpolation=cv2.INTER_NEAREST).astype(bool)
+    return out, out_masks
+
+
+class FolderDataset:
+    """Images of a folder, with masks from ``annotations`` (COCO JSON) or per-image SA-1B JSON when present."""
+
+    def __init__(self, folder: str | Path, size: int, annotations: str | Path | None = None) -> None:
+        self.folder, self.size = Path(folder), size
+        if not self.folder.is_dir():
+            raise SlimlabError(f"{folder}: image folder not found")
+        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise SlimlabError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.coco: dict[str, list] = {}
+        if annotations:
+            try:
+                coco = json.loads(Path(annotations).read_text())
+                names = {image["id"]: image["file_name"] for image in coco["images"]}
+                for annotation in coco["annotations"]:
+                    self.coco.setdefault(Path(names[annotation["image_id"]]).name, []).append(
+                        annotation["segmentation"])
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise SlimlabError(f"{annotations}: not a COCO instances file ({error})") from error
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> ShapesSample:
+        path = self.paths[index]
+        image = load_image(path)
+        height, width = image.shape[:2]
+        segmentations = self.coco.get(path.name)
+        sa1b = path.with_suffix(".json")
+        if segmentations is None and sa1b.is_file():
+            try:
+                segmentations = [a["segmentation"] for a in json.loads(sa1b.read_text())["annotations"]]
+            except (ValueError, KeyError, TypeError) as error:
+                raise SlimlabError(f"{sa1b}: not an SA-1B annotation file ({error})") from error
+        masks = np.array([segmentation_to_mask(s, height, width, f"{path.name} mask {i}")
+                          for i, s in enumerate(segmentations or [])], dtype=bool).reshape(-1, height, width)
+        image, masks = fit_to_square(image, masks, self.size)
+        masks = masks[masks.reshape(len(masks), -1).sum(1) >= 16] if len(masks) else masks
+        return ShapesSample(image, masks, ["unknown"] * len(masks), [set() for _ in masks])

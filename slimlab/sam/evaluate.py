@@ -1,0 +1,118 @@
+"""Evaluation: prompted mIoU (SAM protocol: multimask, keep the highest predicted IoU), MACs and CPU latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from slimlab.sam.losses import binary_iou
+from slimlab.sam.model import Sam
+from slimlab.sam.prompts import best_mask, empty_points, masks_to_box_prompts
+
+
+def center_points(masks: np.ndarray) -> np.ndarray:
+    """The pixel farthest from the mask boundary (distance-transform centre) of each (K, H, W) mask -> (K, 2) x, y."""
+    points = []
+    for mask in masks:
+        distance = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+        points.append((x, y))
+    return np.array(points, dtype=np.float32).reshape(-1, 2)
+
+
+@torch.no_grad()
+def prompted_ious(model: Sam, dataset, prompt: str = "point", clicks: int = 1,
+                  reference: Sam | None = None) -> dict[str, np.ndarray]:
+    """Per-instance IoU vs GT (and vs ``reference``'s mask when given) for the same deterministic prompts.
+
+    ``prompt``: "point" (distance-transform centre, then ``clicks``-1 corrective clicks at the centre of the
+    largest error region) or "box" (tight box). Images must already be model-sized (ShapesSA, fitted folders).
+    """
+    device = model.pixel_mean.device
+    generator = torch.Generator().manual_seed(0)
+    ious, agreement, tags = [], [], []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if len(sample.masks) == 0:
+            continue
+        image = torch.from_numpy(sample.image).permute(2, 0, 1)[None].float().to(device)
+        gt = torch.from_numpy(sample.masks).to(device)
+        chosen = predict_masks(model, model.encode(model.preprocess(image)), sample.masks, prompt, clicks, generator)
+        ious.append(binary_iou(chosen, gt).cpu().numpy())
+        if reference is not None:
+            ref = predict_masks(reference, reference.encode(reference.preprocess(image)), sample.masks, prompt, clicks,
+                                generator)
+            agreement.append(binary_iou(chosen, ref).cpu().numpy())
+        tags += [sorted(t) for t in sample.tags]
+    out = {"iou": np.concatenate(ious) if ious else np.zeros(0), "tags": tags}
+    if reference is not None:
+        out["agreement"] = np.concatenate(agreement) if agreement else np.zeros(0)
+    return out
+
+
+def predict_masks(model: Sam, embeddings: torch.Tensor, masks: np.ndarray, prompt: str, clicks: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """(K, H, W) GT -> (K, H, W) bool predictions at the GT resolution."""
+    gt = torch.from_numpy(masks).to(embeddings.device)
+    size = gt.shape[-1]
+    if prompt == "box":
+        boxes = masks_to_box_prompts(gt, generator, jitter=0.0)
+        logits, iou, _ = model.decode(embeddings, None, None, boxes, None)
+        return upsample(best_mask(logits, iou), size) > 0
+    coords, labels = empty_points(len(gt), clicks, gt.device)
+    coords[:, 0] = torch.from_numpy(center_points(masks)).to(gt.device)
+    labels[:, 0] = 1
+    mask_prompt, prediction = None, None
+    for click in range(clicks):
+        logits, iou, _ = model.decode(embeddings, coords[:, :click + 1], labels[:, :click + 1], None, mask_prompt)
+        chosen = best_mask(logits, iou)
+        prediction = upsample(chosen, size) > 0
+        if click + 1 < clicks:  # next click: centre of the largest error, positive if missed, negative if extra
+            errors = (prediction ^ gt).cpu().numpy()
+            coords[:, click + 1] = torch.from_numpy(center_points(errors)).to(gt.device)
+            rows = torch.arange(len(gt))
+            x, y = coords[:, click + 1, 0].long(), coords[:, click + 1, 1].long()
+            labels[:, click + 1] = gt[rows, y, x].float()
+            mask_prompt = chosen[:, None]
+    return prediction
+
+
+def upsample(low_res: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.nn.functional.interpolate(low_res[:, None], (size, size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def count_macs(model: Sam, prompts: int = 1) -> dict[str, float]:
+    """Multiply-accumulates of one image encoding and of decoding ``prompts`` point prompts (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = model.image_size
+    image = torch.zeros(1, 3, size, size, device=model.pixel_mean.device)
+    with FlopCounterMode(display=False) as counter:  # (its module tracker fails under no_grad)
+        embeddings = model.encode(image)
+    encoder = counter.get_total_flops() / 2
+    coords = torch.zeros(prompts, 1, 2, device=image.device)
+    with FlopCounterMode(display=False) as counter:  # (its module tracker fails under no_grad)
+        model.decode(embeddings, coords, torch.ones(prompts, 1, device=image.device))
+    decoder = counter.get_total_flops() / 2
+    embeddings = embeddings.detach()
+    return {"encoder": encoder, "decoder": decoder, "total": encoder + decoder}
+
+
+def median_latency(function, repeats: int = 5, warmup: int = 2) -> float:
+    """Median wall seconds of ``function()`` after warm-up (CUDA synchronised when in use)."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        function()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
