@@ -97,12 +97,16 @@ def describe(reader: ContainerReader, with_tensors: bool) -> str:
              f"({ratio(header['raw_bytes'], coded):.1f}x, {bits_per_parameter(coded, parameters):.3f} bits/param)",
              "  bytes by stream: " + ", ".join(f"{kind}={size:,}" for kind, size in header["stream_bytes_by_kind"].items())]
     if with_tensors:
-        lines.append(f"  {'tensor':<48} {'shape':<16} {'dtype':<9} {'coding':<9} kept")
+        moments = {record["moments"]["tensor"]: record["moments"] for record in
+                   (header["optimizer"] or {}).get("state", {}).values()
+                   if record.get("moments", {}).get("coding") == "excp" and "tensor" in record["moments"]}
+        lines.append(f"  {'tensor':<44} {'shape':<14} {'dtype':<9} {'coding':<9} {'residual kept':>13} {'moments kept':>12}")
         for name, entry in header["tensors"].items():
-            kept = ""
-            if entry["coding"] == "excp":
-                kept = f"{len(entry['codebook'])} levels"
-            lines.append(f"  {name:<48} {str(tuple(entry['shape'])):<16} {entry['dtype']:<9} {entry['coding']:<9} {kept}")
+            count = max(1, math.prod(entry["shape"]))
+            kept = f"{100 * entry['kept'] / count:.2f}%" if "kept" in entry else ""
+            kept_moments = f"{100 * moments[name]['kept'] / count:.2f}%" if name in moments else ""
+            lines.append(f"  {name:<44} {str(tuple(entry['shape'])):<14} {entry['dtype']:<9} {entry['coding']:<9} "
+                         f"{kept:>13} {kept_moments:>12}")
     return "\n".join(lines)
 
 

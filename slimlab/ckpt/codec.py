@@ -169,7 +169,7 @@ class ExcpCodec:
         delta[support] = codebook[indices] if indices.numel() else delta[support]
         rebuilt = (base_flat + delta).to(tensor.dtype).reshape(tensor.shape)
         entry = {"coding": "excp", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
-                 "residual": self.residual, "codebook": codebook.tolist(),
+                 "residual": self.residual, "codebook": codebook.tolist(), "kept": int(indices.numel()),
                  "support": writer.add(encode_mask(support.numpy()), "mask"),
                  "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), "w")}
         return entry, rebuilt, support
@@ -211,6 +211,7 @@ class ExcpCodec:
         keep = momentum_mask(m.float(), v.float(), support, self.shrink)  # (N,) bool, inside support
         sub_mask = keep if support is None else keep[support]
         result = {"coding": "excp", **shapes, "scope": scope, "tensor": name, "v_domain": self.v_domain,
+                  "kept": int(keep.sum()),
                   "dtypes": [dtype_name(m.dtype), dtype_name(v.dtype)],
                   "mask": writer.add(encode_mask(sub_mask.numpy()), "mask")}
         v_values = v.float()[keep]
