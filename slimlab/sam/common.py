@@ -52,6 +52,13 @@ class MLP(nn.Module):
         return torch.sigmoid(x) if self.sigmoid_output else x
 
 
+def matmul_input(module: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """Identity unless post-training quantization attached fake quantizers for the matmul inputs of ``module``
+    (a plain dict attribute, so it adds nothing to the state_dict)."""
+    quantizers = getattr(module, "matmul_quantizers", None)
+    return x if not quantizers else quantizers[name](x)
+
+
 def make_neck(in_channels: int, out_channels: int) -> nn.Sequential:
     """conv1x1 -> LayerNorm2d -> conv3x3 -> LayerNorm2d, no conv biases (``neck.0..3``)."""
     return nn.Sequential(

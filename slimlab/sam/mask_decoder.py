@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimlab.sam.common import MLP, LayerNorm2d, MLPBlock
+from slimlab.sam.common import MLP, LayerNorm2d, MLPBlock, matmul_input
 
 
 class Attention(nn.Module):
@@ -27,8 +27,9 @@ class Attention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = self.split_heads(self.q_proj(q)), self.split_heads(self.k_proj(k)), self.split_heads(self.v_proj(v))
+        q, k, v = matmul_input(self, "q", q), matmul_input(self, "k", k), matmul_input(self, "v", v)
         attention = (q @ k.transpose(-2, -1)) / (q.shape[-1] ** 0.5)  # (B, nH, Nq, Nk)
-        out = attention.softmax(dim=-1) @ v
+        out = matmul_input(self, "probabilities", attention.softmax(dim=-1)) @ v
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimlab.sam.common import make_neck, window_partition, window_unpartition
+from slimlab.sam.common import make_neck, matmul_input, window_partition, window_unpartition
 
 
 class ConvBN(nn.Sequential):
@@ -109,8 +109,10 @@ class Attention(nn.Module):
         qkv = self.qkv(self.norm(x)).view(batch, tokens, self.num_heads, 3 * self.key_dim)
         q, k, v = qkv.split(self.key_dim, dim=3)
         q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 1, 3), v.permute(0, 2, 1, 3)  # (B, nH, N, d)
+        q, k, v = matmul_input(self, "q", q), matmul_input(self, "k", k), matmul_input(self, "v", v)
         bias = self.attention_biases[:, self.attention_bias_idxs]  # (nH, N, N)
         attention = ((q @ k.transpose(-2, -1)) * self.scale + bias).softmax(dim=-1)
+        attention = matmul_input(self, "probabilities", attention)
         return self.proj((attention @ v).transpose(1, 2).reshape(batch, tokens, -1))
 
 

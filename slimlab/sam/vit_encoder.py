@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimlab.sam.common import MLPBlock, make_neck, window_partition, window_unpartition
+from slimlab.sam.common import MLPBlock, make_neck, matmul_input, window_partition, window_unpartition
 
 
 def relative_positions(q_size: int, k_size: int, table: torch.Tensor) -> torch.Tensor:
@@ -39,6 +39,7 @@ class Attention(nn.Module):
         batch, height, width, _ = x.shape
         qkv = self.qkv(x).reshape(batch, height * width, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.reshape(3, batch * self.num_heads, height * width, -1).unbind(0)  # (B*nH, N, d)
+        q, k, v = matmul_input(self, "q", q), matmul_input(self, "k", k), matmul_input(self, "v", v)
         attention = (q * self.scale) @ k.transpose(-2, -1)  # (B*nH, N, N)
         rh = relative_positions(height, height, self.rel_pos_h)  # (H, H, d)
         rw = relative_positions(width, width, self.rel_pos_w)  # (W, W, d)
@@ -47,7 +48,7 @@ class Attention(nn.Module):
         bias_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
         attention = (attention.view(-1, height, width, height, width)
                      + bias_h[:, :, :, :, None] + bias_w[:, :, :, None, :]).view(-1, height * width, height * width)
-        out = (attention.softmax(dim=-1) @ v).view(batch, self.num_heads, height, width, -1)
+        out = (matmul_input(self, "probabilities", attention.softmax(dim=-1)) @ v).view(batch, self.num_heads, height, width, -1)
         return self.proj(out.permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1))
 
 
