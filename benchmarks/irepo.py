@@ -100,10 +100,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, one seed, one beta")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--betas", type=float, nargs="+", default=[0.1, 0.5])
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.1, 0.3])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--corpus", default="shakespeare", choices=["shakespeare", "builtin"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate, the same for every method")
     parser.add_argument("--out", default=None, help="output folder (default docs/benchmarks, or runs/ with --quick)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,8 +113,8 @@ def main() -> int:
         args.seeds, args.betas, args.corpus = args.seeds[:1], args.betas[:1], "builtin"
     settings = argparse.Namespace(
         rounds=3, prompts_per_round=16 if args.quick else 32, eval_prompts=8 if args.quick else 32, eval_samples=4,
-        max_new_tokens=12 if args.quick else 20, lr=1e-3, pretrain_steps=60 if args.quick else 300,
-        hidden=48 if args.quick else 96, layers=1 if args.quick else 2)
+        max_new_tokens=12 if args.quick else 20, lr=args.lr, pretrain_steps=60 if args.quick else 300,
+        hidden=48 if args.quick else 96, layers=1 if args.quick else 2, pairs_mode="all")
     out = Path(args.out) if args.out else (ROOT / "runs" / "irepo_bench_quick" if args.quick else ROOT / "docs" / "benchmarks")
     started = time.perf_counter()
 
@@ -147,6 +148,7 @@ def main() -> int:
                 cfg = IREPOConfig(policy=str(model_dir), method=method, beta=beta, rounds=settings.rounds,
                                   prompts_per_round=settings.prompts_per_round, samples_per_prompt=4,
                                   max_new_tokens=settings.max_new_tokens, max_length=64, lr=settings.lr, seed=seed,
+                                  pairs_mode=settings.pairs_mode,
                                   device="cpu")
                 annotator = SimulatedRaters(LexiconReward(), n_raters=5, bias_std=0.3, temperature=1.0, seed=seed)
                 policy = align_policy(policy, tokenizer, train_prompts, annotator, cfg)
@@ -203,7 +205,7 @@ def spread_ratio(results, key):
 def build_report(args, settings, runs, sft_rows, pretrain_seconds, total_seconds, out):
     out.mkdir(parents=True, exist_ok=True)
     target, mean_kl, results = matched_results(args, runs, sft_rows)
-    command = "python benchmarks/irepo.py" + (" --quick" if args.quick else "")
+    command = " ".join(["python benchmarks/irepo.py", *sys.argv[1:]])
     summary = {"command": command, "machine": machine(), "target_kl": target, "seeds": args.seeds, "betas": args.betas,
                "settings": vars(settings), "corpus": args.corpus, "pretrain_seconds": pretrain_seconds,
                "total_seconds": total_seconds, "sft": {k: summarise([r[k] for r in sft_rows]) for k in ("true_reward", "kl")}}
@@ -248,11 +250,11 @@ def markdown(summary, results, runs, args, settings):
              f"- Policy: LlamaForCausalLM ({settings.layers} layers, hidden {settings.hidden}, byte-level BPE vocabulary 512) "
              f"pre-trained in the run for {settings.pretrain_steps} steps on spoken lines of the {args.corpus} corpus; "
              "prompts are the first two words of a line.",
-             "- Hidden true reward: lexicon words (love, sweet, fair, good, ...) minus 0.1 per word. Annotator: 5 simulated "
+             "- Hidden true reward: count of lexicon words (love, good, sweet, thee, thou, thy, lord, ...) minus 0.1 per word beyond 8, -1 for an empty response. Annotator: 5 simulated "
              "raters, Bradley-Terry with tau = 1 and personal position biases b_k ~ N(0, 0.3^2), responses shown in random "
              "order; p_hat = (k + 0.5) / 6, clipped to [0.02, 0.98].",
              f"- Loop: {settings.rounds} rounds x {settings.prompts_per_round} fresh prompts, K = 4 samples at temperature 0.8, "
-             f"max {settings.max_new_tokens} new tokens, best/worst pair by Zermelo ranking, reference = policy at the "
+             f"max {settings.max_new_tokens} new tokens, pairs: {settings.pairs_mode} K(K-1)/2 per prompt, reference = policy at the "
              f"start of the round, 2 epochs, batch 16, AdamW lr {settings.lr}. Identical for all methods; only the loss and "
              "the label (soft p_hat vs its majority sign) differ.",
              f"- Evaluation on {settings.eval_prompts} held-out prompts x 4 samples at temperature 1: true reward, win rate "

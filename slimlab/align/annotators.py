@@ -25,9 +25,11 @@ from slimlab.core.errors import SlimlabError
 
 RewardFunction = Callable[[str, str], float]  # (prompt, response) -> scalar reward
 
-# Words the synthetic "true reward" likes: warm vocabulary common in the plays and the built-in corpus.
-DEFAULT_LEXICON = ("love", "sweet", "fair", "good", "gentle", "grace", "honour", "heart", "joy", "noble",
-                   "music", "morning", "praises", "forgives", "friend", "lady", "kind", "peace", "dear", "true")
+# Words the synthetic "true reward" likes: warm or second-person vocabulary, frequent enough in the plays
+# (about 0.3 per line) that K samples of one prompt often differ in it, rare enough not to saturate.
+DEFAULT_LEXICON = ("love", "loves", "good", "sweet", "fair", "gentle", "noble", "dear", "heart", "lord", "lady",
+                   "thee", "thou", "thy", "grace", "honour", "joy", "friend", "kind", "true", "peace", "music",
+                   "praises", "forgives")
 
 
 @dataclass(frozen=True)

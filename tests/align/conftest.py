@@ -13,7 +13,7 @@ def corpus():
 def tiny_model_dir(tmp_path_factory, corpus):
     """A real LlamaForCausalLM + byte-level BPE tokenizer, pre-trained for a few seconds on the built-in corpus."""
     folder = tmp_path_factory.mktemp("align") / "tiny_lm"
-    return pretrain_causal_lm(corpus, folder, hidden_size=48, layers=1, heads=2, vocab_size=320, steps=120,
+    return pretrain_causal_lm(corpus, folder, hidden_size=48, layers=1, heads=2, vocab_size=320, steps=80,
                               batch_size=16, max_length=48)
 
 

@@ -41,4 +41,6 @@ def test_two_process_training_matches_one_process(tiny_model_dir, tmp_path):
     moved = max((one[name] - initial[name]).abs().max().item() for name in one)
     gap = max((one[name] - two[name]).abs().max().item() for name in one)
     assert moved > 1e-3  # the steps did something...
-    assert gap < 1e-4 * max(1.0, moved * 100)  # ...and both runs did the same thing
+    # ...and both runs did the same thing, up to float rounding of the summed gradients (which Adam's
+    # per-coordinate normalisation can amplify on near-zero gradients): 1% of the distance moved.
+    assert gap < max(1e-4, 1e-2 * moved)
