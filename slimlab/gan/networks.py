@@ -181,3 +181,15 @@ def slice_init(student: nn.Module, teacher: nn.Module) -> None:
             source = teacher_state[name]
             index = tuple(slice(0, n) for n in tensor.shape)
             tensor.copy_(source[index])
+
+
+def make_student(teacher: nn.Module, teacher_spec: GeneratorSpec, ratio: float,
+                 init: str = "scratch") -> tuple[nn.Module, GeneratorSpec]:
+    """A portable student: the teacher's architecture at ``ratio`` width, fresh or sliced from the teacher."""
+    spec = teacher_spec.scaled(ratio)
+    student = build_generator(spec)
+    if init == "slice":
+        slice_init(student, teacher)
+    elif init != "scratch":
+        raise SlimlabError(f"unknown student init '{init}'; known: scratch, slice")
+    return student, spec

@@ -7,6 +7,7 @@ architecture's size multiple (4 for ResNet, 2**num_downs for U-Net) and the outp
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,12 @@ def export_onnx(checkpoint: str | Path, output: str | Path, size: int = 256, ops
     output = Path(output)
     with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as folder:
         temporary = Path(folder) / "model.onnx"
-        torch.onnx.export(generator, (example,), str(temporary), input_names=["image"], output_names=["translated"],
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "translated": {0: "batch", 2: "height", 3: "width"}},
-                          opset_version=opset, dynamo=False)
+        with warnings.catch_warnings():  # the exporter warns about constant folding of the padding slices
+            warnings.simplefilter("ignore", UserWarning)
+            torch.onnx.export(generator, (example,), str(temporary), input_names=["image"],
+                              output_names=["translated"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                            "translated": {0: "batch", 2: "height", 3: "width"}})
         session = onnxruntime.InferenceSession(str(temporary), providers=["CPUExecutionProvider"])
         (onnx_out,) = session.run(None, {"image": example.numpy()})
         with torch.no_grad():

@@ -4,7 +4,7 @@ import torch
 from slimlab.core.errors import SlimlabError
 from slimlab.core.macs import count_cost
 from slimlab.gan.checkpoint import load_generator, save_generator
-from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator, slice_init
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator, make_student, slice_init
 
 
 def test_resnet_generator_macs_and_params_counted_by_hand():
@@ -37,7 +37,8 @@ def test_unet_generator_shape_and_width_multiplier():
     unet = build_generator(spec)
     assert unet(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
     teacher = build_generator(GeneratorSpec(ngf=8, n_blocks=2))
-    student = build_generator(GeneratorSpec(ngf=8, n_blocks=2).scaled(0.5))
+    student, student_spec = make_student(teacher, GeneratorSpec(ngf=8, n_blocks=2), 0.5)
+    assert student_spec.ngf == 4
     # params of the body scale with ratio^2: the 3x3 residual convs hold 4 ngf x 4 ngf x 9 weights
     assert student.model[10].conv_block[1].weight.shape == (16, 16, 3, 3)
     assert teacher.model[10].conv_block[1].weight.shape == (32, 32, 3, 3)

@@ -26,7 +26,7 @@ from slimlab.gan.config import DistillConfig
 from slimlab.gan.data import Augmentation, StepSampler, paired_folder, resolve_data, unpaired_folders
 from slimlab.gan.losses import (conditional_input, feature_distillation, lsgan, pixel_distillation,
                                 student_discriminator_terms, triplet_term)
-from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator, slice_init
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, make_student, slice_init
 from slimlab.gan.training import (adam, all_finite, init_weights, linear_decay_lr, resume_point, save_state,
                                   seed_step, set_lr)
 
@@ -72,9 +72,9 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
         channels = teacher_d.input_channels if teacher_d else (6 if cfg.mode == "paired" else 3)
         ndf = cfg.ndf or teacher_d.ndf
         features = teacher_d if cfg.feature_extractor == "teacher_d" else random_feature_network(channels, ndf, 4321)
-        student_spec = teacher_spec.scaled(cfg.ratio)
-        student = init_weights(build_generator(student_spec), init)
-        if cfg.init == "slice":
+        student, student_spec = make_student(teacher, teacher_spec, cfg.ratio, "scratch")
+        init_weights(student, init)
+        if cfg.init == "slice":  # after the random init, so sliced filters are not overwritten
             slice_init(student, teacher)
         student_d = init_weights(PatchDiscriminator(channels, ndf), init) if cfg.student_discriminator else None
         for frozen in (teacher, features):
