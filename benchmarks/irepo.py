@@ -31,6 +31,8 @@ from slimlab.align.config import IREPOConfig
 from slimlab.align.loop import align_policy
 from slimlab.align.losses import correlation
 from slimlab.align.policy import load_policy, sample_responses, sequence_logps_batched
+from slimlab.align.preferences import preference_logit, vote_probability
+from slimlab.align.tabular import fit_softmax_policy
 from slimlab.align.tiny_lm import corpus_lines, line_prompts, pretrain_causal_lm
 from slimlab.core.io import atomic_write_text
 from slimlab.core.plots import bar_plot, line_plot
@@ -69,6 +71,42 @@ def evaluate(policy, reference, tokenizer, prompts, reference_samples, heldout_p
             "mean_words": statistics.mean(len(y.split()) for y in flat)}
 
 
+def tabular_level(seeds, size=8, beta=0.5, vote_counts=(1, 5, 25, 125)):
+    """Level A: softmax policy over ``size`` fixed responses, hidden r ~ N(0, 1), random reference, all pairs.
+
+    Returns the max |log(pi / ref) - (r / beta - log Z)| of iREPO and hard-label DPO with exact preferences,
+    DPO's probability on the best response, and iREPO's error with N finite votes per pair.
+    """
+    rows = []
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        reward = torch.randn(size, generator=generator, dtype=torch.float64)
+        ref_logits = torch.randn(size, generator=generator, dtype=torch.float64)
+        first, second = torch.triu_indices(size, size, offset=1)
+        exact = torch.sigmoid(reward[first] - reward[second])
+        optimum = reward / beta - torch.log((torch.softmax(ref_logits, 0) * torch.exp(reward / beta)).sum())
+        ref_logps = torch.log_softmax(ref_logits, 0)
+
+        def error(method, target):
+            logps = fit_softmax_policy(method, ref_logits, first, second, target, beta)
+            return (logps - ref_logps - optimum).abs().max().item(), logps
+
+        row = {"seed": seed}
+        exact_target = preference_logit(exact, clip_eps=1e-12)
+        row["irepo_error"], irepo_logps = error("irepo", exact_target)
+        row["dpo_error"], dpo_logps = error("dpo", exact_target)
+        row["dpo_best_probability"] = dpo_logps.exp()[reward.argmax()].item()
+        row["optimal_best_probability"] = (ref_logps + optimum).exp()[reward.argmax()].item()
+        ratio = irepo_logps - ref_logps
+        row["irepo_max_margin"] = (beta * (ratio[first] - ratio[second])).abs().max().item()
+        row["max_abs_target"] = exact_target.abs().max().item()
+        for count in vote_counts:
+            wins = torch.binomial(torch.full_like(exact, float(count)), exact, generator=generator)
+            row[f"irepo_error_votes_{count}"] = error("irepo", preference_logit(vote_probability(wins, count)))[0]
+        rows.append(row)
+    return {key: summarise([row[key] for row in rows]) for key in rows[0] if key != "seed"}
+
+
 def heldout_pair_set(prompts, samples):
     reward = LexiconReward()
     pairs = []
@@ -100,7 +138,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, one seed, one beta")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.1, 0.3])
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.3])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--corpus", default="shakespeare", choices=["shakespeare", "builtin"])
     parser.add_argument("--threads", type=int, default=2)
@@ -130,6 +168,8 @@ def main() -> int:
     train_prompts, eval_prompts = pool[:-settings.eval_prompts], pool[-settings.eval_prompts:]
     print(f"pre-trained {model_dir} in {pretrain_seconds:.0f} s; {len(train_prompts)} train / {len(eval_prompts)} eval prompts", flush=True)
 
+    tabular = tabular_level(args.seeds)
+    print("tabular level:", json.dumps({k: round(v["mean"], 5) for k, v in tabular.items()}), flush=True)
     runs = []  # one row per (method, beta, seed)
     sft_rows = []
     for seed in args.seeds:
@@ -158,7 +198,7 @@ def main() -> int:
                 runs.append(row)
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
-    report = build_report(args, settings, runs, sft_rows, pretrain_seconds, time.perf_counter() - started, out)
+    report = build_report(args, settings, runs, sft_rows, tabular, pretrain_seconds, time.perf_counter() - started, out)
     print(f"wrote {report}")
     return 0
 
@@ -202,7 +242,7 @@ def spread_ratio(results, key):
     return (first["mean"] - second["mean"]) / spread if spread > 0 else float("inf")
 
 
-def build_report(args, settings, runs, sft_rows, pretrain_seconds, total_seconds, out):
+def build_report(args, settings, runs, sft_rows, tabular, pretrain_seconds, total_seconds, out):
     out.mkdir(parents=True, exist_ok=True)
     target, mean_kl, results = matched_results(args, runs, sft_rows)
     command = " ".join(["python benchmarks/irepo.py", *sys.argv[1:]])
@@ -219,6 +259,7 @@ def build_report(args, settings, runs, sft_rows, pretrain_seconds, total_seconds
         summary["irepo_minus_dpo_true_reward_over_spread"] = spread_ratio(results, "true_reward")
         summary["irepo_minus_dpo_win_rate_over_spread"] = spread_ratio(results, "win_rate")
     summary["matched"] = results
+    summary["tabular"] = tabular
     summary["runs"] = runs
     summary["sft_runs"] = sft_rows
 
@@ -264,7 +305,7 @@ def markdown(summary, results, runs, args, settings):
              f"- Each method is swept over beta in {args.betas}; values are read off each seed's reward-vs-KL curve "
              f"(SFT at KL 0, then the sweep, linear in between) at the KL every method reaches: **KL = {summary['target_kl']:.3f}**. "
              f"Seeds {args.seeds}; mean ± std across seeds.", "",
-             "## Results at matched KL", "",
+             "## Language-model level: results at matched KL", "",
              "| method | true reward | win rate vs SFT | beta nearest the KL | KL there | implicit-reward acc. | calib. corr | calib. MSE |",
              "|---|---|---|---|---|---|---|---|"]
     for m in args.methods:
@@ -285,6 +326,17 @@ def markdown(summary, results, runs, args, settings):
     for r in runs:
         lines.append(f"| {r['method']} | {r['beta']} | {r['seed']} | {r['true_reward']:.3f} | {r['win_rate']:.3f} | {r['kl']:.3f} | "
                      f"{r['implicit_accuracy']:.3f} | {r['calibration_corr']:.3f} | {r['mean_words']:.1f} | {r['seconds']:.0f} |")
+    t = summary["tabular"]
+    lines += ["", "## Exact level: softmax policy over 8 fixed responses", "",
+              "Hidden r ~ N(0, 1), random reference, beta = 0.5, all 28 pairs, L-BFGS to convergence; error = max over "
+              "responses of |log(pi / pi_ref) - (r / beta - log Z)|, the distance to the KL-regularised optimum.", "",
+              "| quantity | mean ± std over seeds |", "|---|---|",
+              f"| iREPO error, exact preferences | {t['irepo_error']['mean']:.2e} ± {t['irepo_error']['std']:.1e} |",
+              f"| hard-label DPO error, exact preferences | {f(t['dpo_error'])} |",
+              f"| DPO probability of the best response (optimum: {f(t['optimal_best_probability'])}) | {f(t['dpo_best_probability'])} |",
+              f"| iREPO max margin / max target | {f(t['irepo_max_margin'])} / {f(t['max_abs_target'])} |"]
+    lines += [f"| iREPO error with {key.rsplit('_', 1)[1]} votes per pair | {f(value)} |"
+              for key, value in t.items() if key.startswith("irepo_error_votes_")]
     lines += ["", "## Notes", "", NOTES]
     return "\n".join(lines) + "\n"
 

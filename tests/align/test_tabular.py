@@ -10,8 +10,8 @@ import itertools
 
 import torch
 
-from slimlab.align.losses import preference_loss
 from slimlab.align.preferences import preference_logit, vote_probability
+from slimlab.align.tabular import fit_softmax_policy
 
 M, BETA = 6, 0.5
 
@@ -26,26 +26,11 @@ def tabular_problem(seed=0):
     return reward, ref_logits, first, second
 
 
-def fit(method, reward, ref_logits, first, second, target, iterations=300):
-    """Minimise the loss over the policy logits with L-BFGS (the tabular loss is smooth and tiny)."""
-    theta = ref_logits.clone().requires_grad_(True)  # start at the reference, as training does
-    optimizer = torch.optim.LBFGS([theta], lr=1.0, max_iter=iterations, tolerance_grad=1e-12,
-                                  tolerance_change=1e-15, line_search_fn="strong_wolfe")
+def fit(method, reward, ref_logits, first, second, target):
+    logps = fit_softmax_policy(method, ref_logits, first, second, target, BETA)
     ref_logps = torch.log_softmax(ref_logits, 0)
-    order = torch.where(target >= 0, 1, -1)  # orient each pair so "chosen" is the empirically preferred one
-    chosen = torch.where(order > 0, first, second)
-    rejected = torch.where(order > 0, second, first)
-
-    def closure():
-        logps = torch.log_softmax(theta, 0)
-        loss, _ = preference_loss(method, torch.cat([logps[chosen], logps[rejected]]),
-                                  torch.cat([ref_logps[chosen], ref_logps[rejected]]), target.abs(), BETA)
-        optimizer.zero_grad()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    logps = torch.log_softmax(theta.detach(), 0)
+    chosen = torch.where(target >= 0, first, second)
+    rejected = torch.where(target >= 0, second, first)
     margins = BETA * ((logps - ref_logps)[chosen] - (logps - ref_logps)[rejected])
     return logps, ref_logps, margins
 
