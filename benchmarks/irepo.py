@@ -144,7 +144,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate, the same for every method")
     parser.add_argument("--out", default=None, help="output folder (default docs/benchmarks, or runs/ with --quick)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite irepo.md and the plots from the irepo.json already in --out (no training)")
     args = parser.parse_args()
+    if args.report_only:
+        return rewrite_report(Path(args.out) if args.out else ROOT / "docs" / "benchmarks")
     torch.set_num_threads(args.threads)
     os.environ.setdefault("SLIMLAB_QUIET", "1")
     if args.quick:
@@ -224,6 +228,22 @@ def matched_results(args, runs, sft_rows):
     return target, mean_kl, results
 
 
+def frontier_table(args, runs, sft_rows, mean_kl, levels=(1.0, 2.0, 4.0, 6.0, 8.0)):
+    """{KL level: {method: summary of true reward}} for every level a method's mean sweep reaches."""
+    table = {}
+    for level in levels:
+        table[level] = {}
+        for method in args.methods:
+            if max(mean_kl[method, b] for b in args.betas) < level:
+                continue  # no extrapolation beyond the sweep
+            values = []
+            for sft in sft_rows:
+                rows = [r for r in runs if r["method"] == method and r["seed"] == sft["seed"]]
+                values.append(interpolate_at([(0.0, sft["true_reward"])] + [(r["kl"], r["true_reward"]) for r in rows], level))
+            table[level][method] = summarise(values)
+    return table
+
+
 def machine():
     model = platform.processor() or platform.machine()
     try:
@@ -242,11 +262,25 @@ def spread_ratio(results, key):
     return (first["mean"] - second["mean"]) / spread if spread > 0 else float("inf")
 
 
-def build_report(args, settings, runs, sft_rows, tabular, pretrain_seconds, total_seconds, out):
+def rewrite_report(out: Path) -> int:
+    """Re-derive every table and plot from the stored per-run rows (e.g. after editing the report text)."""
+    stored = json.loads((out / "irepo.json").read_text())
+    args = argparse.Namespace(methods=sorted({r["method"] for r in stored["runs"]}, key=list(METHODS).index),
+                              betas=stored["betas"], seeds=stored["seeds"], corpus=stored["corpus"],
+                              quick=False)
+    settings = argparse.Namespace(**stored["settings"])
+    report = build_report(args, settings, stored["runs"], stored["sft_runs"], stored["tabular"],
+                          stored["pretrain_seconds"], stored["total_seconds"], out, stored["command"], stored["machine"])
+    print(f"rewrote {report}")
+    return 0
+
+
+def build_report(args, settings, runs, sft_rows, tabular, pretrain_seconds, total_seconds, out, command=None,
+                 machine_text=None):
     out.mkdir(parents=True, exist_ok=True)
     target, mean_kl, results = matched_results(args, runs, sft_rows)
-    command = " ".join(["python benchmarks/irepo.py", *sys.argv[1:]])
-    summary = {"command": command, "machine": machine(), "target_kl": target, "seeds": args.seeds, "betas": args.betas,
+    command = command or " ".join(["python benchmarks/irepo.py", *sys.argv[1:]])
+    summary = {"command": command, "machine": machine_text or machine(), "target_kl": target, "seeds": args.seeds, "betas": args.betas,
                "settings": vars(settings), "corpus": args.corpus, "pretrain_seconds": pretrain_seconds,
                "total_seconds": total_seconds, "sft": {k: summarise([r[k] for r in sft_rows]) for k in ("true_reward", "kl")}}
     for method in args.methods:
@@ -259,6 +293,7 @@ def build_report(args, settings, runs, sft_rows, tabular, pretrain_seconds, tota
         summary["irepo_minus_dpo_true_reward_over_spread"] = spread_ratio(results, "true_reward")
         summary["irepo_minus_dpo_win_rate_over_spread"] = spread_ratio(results, "win_rate")
     summary["matched"] = results
+    summary["frontier"] = {str(level): row for level, row in frontier_table(args, runs, sft_rows, mean_kl).items()}
     summary["tabular"] = tabular
     summary["runs"] = runs
     summary["sft_runs"] = sft_rows
@@ -320,7 +355,11 @@ def markdown(summary, results, runs, args, settings):
         verdict = "holds" if ratio >= 1 and win_ratio >= 1 else ("holds for true reward only" if ratio >= 1 else "does **not** hold")
         lines += [f"(iREPO - DPO) / max std, true reward: **{ratio:.2f}**; win rate: **{win_ratio:.2f}**. "
                   f"The target (iREPO at least DPO, beyond the seed spread, i.e. >= 1) {verdict} in this run.", ""]
-    lines += ["![frontier](irepo_frontier.png) ![reward](irepo_true_reward.png) ![win rate](irepo_win_rate.png)", "",
+    lines += ["True reward along the reward-KL frontier (each seed's curve read at the KL; blank where a method's "
+              "sweep does not reach it):", "", "| KL | " + " | ".join(args.methods) + " |", "|---" * (len(args.methods) + 1) + "|"]
+    for level, row in summary["frontier"].items():
+        lines.append(f"| {float(level):g} | " + " | ".join(f(row[m]) if m in row else "" for m in args.methods) + " |")
+    lines += ["", "![frontier](irepo_frontier.png) ![reward](irepo_true_reward.png) ![win rate](irepo_win_rate.png)", "",
               "## Every run", "", "| method | beta | seed | true reward | win rate | KL | impl. acc. | calib. corr | words | s |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:

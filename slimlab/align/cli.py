@@ -21,8 +21,10 @@ from slimlab.core.errors import SlimlabError
 from slimlab.core.runtime import select_device
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+def _parser(prog: str, description: str, first_positional: tuple[str, str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"slimlab align {prog}", description=description)
+    if first_positional is not None:  # declared before the open-ended overrides so argparse fills it first
+        parser.add_argument(first_positional[0], help=first_positional[1])
     parser.add_argument("--config", help="YAML file of IREPOConfig fields")
     parser.add_argument("--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of IREPOConfig fields (e.g. beta=0.05)")
@@ -38,7 +40,7 @@ def iterate_command(argv: list[str]) -> int:
     parser.add_argument("--model", help="local transformers causal LM folder (or 'smollm2')")
     parser.add_argument("--prompts", help="JSONL with a 'prompt' field per line")
     parser.add_argument("--out", help="run folder (metrics, plots, rounds/, model/)")
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_intermixed_args(argv)
     cfg = _config(arguments, policy=arguments.model, prompts=arguments.prompts, out_dir=arguments.out)
     print(f"aligned model written to {run_iterate(cfg)}")
     return 0
@@ -51,7 +53,7 @@ def train_command(argv: list[str]) -> int:
     parser.add_argument("--out")
     parser.add_argument("--beta", type=float)
     parser.add_argument("--lora-rank", type=int)
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_intermixed_args(argv)
     cfg = _config(arguments, policy=arguments.model, pairs=arguments.pairs, out_dir=arguments.out,
                   beta=arguments.beta, lora_rank=arguments.lora_rank)
     print(f"trained model written to {run_train(cfg)}")
@@ -64,7 +66,7 @@ def sample_command(argv: list[str]) -> int:
     parser.add_argument("--prompts")
     parser.add_argument("-k", type=int, dest="samples_per_prompt")
     parser.add_argument("--out", required=True, help="samples JSONL to write")
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_intermixed_args(argv)
     cfg = _config(arguments, policy=arguments.model, prompts=arguments.prompts,
                   samples_per_prompt=arguments.samples_per_prompt)
     model, tokenizer = load_policy(cfg.policy, select_device(cfg.device), cfg.pad_with_eos, cfg.max_length)
@@ -78,11 +80,11 @@ def sample_command(argv: list[str]) -> int:
 
 
 def label_command(argv: list[str]) -> int:
-    parser = _parser("label", "annotate sampled responses and write training pairs with soft labels")
-    parser.add_argument("samples", help="samples JSONL from `slimlab align sample`")
+    parser = _parser("label", "annotate sampled responses and write training pairs with soft labels",
+                     ("samples", "samples JSONL from `slimlab align sample`"))
     parser.add_argument("--annotator", help="sim:bt | sim:probs | oracle:bt (lexicon reward)")
     parser.add_argument("--out", required=True, help="pairs JSONL to write")
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_intermixed_args(argv)
     cfg = _config(arguments, policy="", annotator=arguments.annotator)
     prompts, groups = [], []
     for number, row in read_jsonl(arguments.samples):
@@ -109,7 +111,7 @@ def pretrain_command(argv: list[str]) -> int:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_intermixed_args(argv)
     torch.manual_seed(arguments.seed)
     folder = pretrain_causal_lm(corpus_lines(arguments.corpus), Path(arguments.out), hidden_size=arguments.hidden_size,
                                 layers=arguments.layers, vocab_size=arguments.vocab_size, steps=arguments.steps,

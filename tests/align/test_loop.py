@@ -28,7 +28,9 @@ def test_iterate_writes_rounds_metrics_plots_and_a_loadable_model(tiny_model_dir
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
 def test_save_load_round_trip_reproduces_the_aligned_policy(tiny_model_dir, prompt_file, tmp_path, lora_rank, tiny_config):
-    cfg = tiny_config(tiny_model_dir, prompt_file, tmp_path, rounds=1, lora_rank=lora_rank, lr=1e-2)
+    # Under LoRA the "sft" reference is the adapter-disabled base model (no second copy in memory).
+    cfg = tiny_config(tiny_model_dir, prompt_file, tmp_path, rounds=1, lora_rank=lora_rank, lr=1e-2,
+                      reference="sft" if lora_rank else "previous")
     model, tokenizer = load_policy(cfg.policy, torch.device("cpu"))
     prompts = ["HAMLET. The king", "VIOLA. Fair lady"]
     annotator = SimulatedRaters(LexiconReward(), seed=0)
@@ -66,8 +68,8 @@ def test_train_on_trl_pairs_moves_margins_toward_soft_targets(tiny_model_dir, tm
 
 def test_cli_iterate_runs_and_reports_bad_input(tiny_model_dir, prompt_file, tmp_path, capsys):
     status = cli_main(["align", "iterate", "--model", str(tiny_model_dir), "--prompts", str(prompt_file),
-                       "--out", str(tmp_path / "cli"), "rounds=1", "prompts_per_round=4", "max_new_tokens=8",
-                       "max_length=40", "device=cpu", "method=soft_dpo"])
+                       "--out", str(tmp_path / "cli"), "prompts_per_round=4", "max_new_tokens=8",
+                       "max_length=40", "method=soft_dpo", "reference=sft", "rounds=2", "--device", "cpu"])
     assert status == 0 and (tmp_path / "cli" / "model" / "config.json").exists()
     assert cli_main(["align", "iterate", "--model", str(tiny_model_dir), "--prompts", str(prompt_file),
                      "--out", str(tmp_path / "bad"), "betta=0.1"]) == 2
@@ -115,3 +117,18 @@ def test_annotator_returning_nan_or_wrong_shape_stops_the_round(tiny_model_dir, 
     with pytest.raises(SlimlabError, match="NaN"):
         run_iterate(cfg, annotator=lambda p, ys: Annotation(torch.full((4, 4), float("nan"))))
     assert not (tmp_path / "model").exists()
+
+
+def test_cli_sample_label_train_pipeline(tiny_model_dir, prompt_file, tmp_path):
+    common = ["max_new_tokens=8", "max_length=40", "--device", "cpu"]
+    assert cli_main(["align", "sample", "--model", str(tiny_model_dir), "--prompts", str(prompt_file), "-k", "3",
+                     "--out", str(tmp_path / "samples.jsonl"), *common]) == 0
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 16 and all(len(row["responses"]) == 3 for row in samples)
+    assert cli_main(["align", "label", str(tmp_path / "samples.jsonl"), "--annotator", "sim:probs",
+                     "--out", str(tmp_path / "pairs.jsonl"), "pairs_mode=all"]) == 0
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(row["p_hat"] >= 0.5 for row in pairs)  # "all" orients each pair toward its winner
+    assert cli_main(["align", "train", "--model", str(tiny_model_dir), "--pairs", str(tmp_path / "pairs.jsonl"),
+                     "--out", str(tmp_path / "run"), "--beta", "0.2", *common]) == 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
