@@ -115,7 +115,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (minutes)")
     parser.add_argument("--workers", type=int, default=2, help="runs trained in parallel, one thread each")
     parser.add_argument("--out", default=str(DOCS), help="folder for par.md / par.json / plots")
+    parser.add_argument("--from-json", help="only redraw par.md and the plots from an earlier par.json")
     arguments = parser.parse_args()
+    from slimlab.par.report import write_report
+
+    if arguments.from_json:
+        write_report(json.loads(Path(arguments.from_json).read_text()), Path(arguments.out))
+        return 0
     seeds = [0, 1] if arguments.quick else [0, 1, 2]
     settings = (["train_count=480", "test_count=160", "epochs=4", "width=8", "learning_rate=0.005"] if arguments.quick else
                 ["train_count=2000", "test_count=1000", "epochs=8", "width=16", "learning_rate=0.002"])
@@ -153,7 +159,7 @@ def main() -> int:
     }
     report["target_beats_baseline_beyond_spread"] = bool(correlated_ratio > 1.0)
     report["target_gain_shrinks_on_independent"] = bool(independent_difference < correlated_difference)
-    from slimlab.par.report import write_report
+    report["aap_learned_lambda_mean"] = statistics.fmean(m["learned_lambda_mean"] for m in runs["aap"].values())
 
     write_report(report, Path(arguments.out))
     print(f"wrote {arguments.out}/par.md and par.json in {report['wall_seconds']:.0f} s")
@@ -167,7 +173,7 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "threads_per_run": 1}
+            "threads_per_run": 1, "load_average": round(os.getloadavg()[0], 1)}
 
 
 if __name__ == "__main__":

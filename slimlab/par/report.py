@@ -34,10 +34,9 @@ def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     methods = report["methods"]
     atomic_write_text(out / "par.json", json.dumps(report, indent=2))
-    bar_plot({LABELS[n].split(" (")[0] if n in ("aap", "baseline_wbce") else n: 100 * m["mA"]["mean"] for n, m in methods.items()},
-             out / "par_ma.png", "PAR synthetic pedestrians: mA (mean over seeds)", "mA (%)",
-             errors={LABELS[n].split(" (")[0] if n in ("aap", "baseline_wbce") else n: 100 * m["mA"]["std"]
-                     for n, m in methods.items()})
+    bar_plot({name: 100 * m["mA"]["mean"] for name, m in methods.items()}, out / "par_ma.png",
+             "PAR synthetic pedestrians: mA (mean over seeds, bars = seed std)", "mA (%)",
+             errors={name: 100 * m["mA"]["std"] for name, m in methods.items()})
     per_attribute_plot(report, out / "par_per_attribute.png")
 
     def cell(name, key):
@@ -47,7 +46,7 @@ def write_report(report: dict, out: Path) -> None:
     lines = ["# Attribute aware pooling (AAP) for pedestrian attribute recognition: benchmark", "",
              f"Reproduce: `{report['command']}` (wall time {report['wall_seconds'] / 60:.1f} min).", "",
              f"Machine: {report['machine']['cpu']}, {report['machine']['logical_cpus']} logical CPUs (shared with other "
-             f"jobs while this ran), torch {report['machine']['torch']}, Python {report['machine']['python']}, "
+             f"jobs while this ran: load average {report['machine'].get('load_average', '?')} at the end), torch {report['machine']['torch']}, Python {report['machine']['python']}, "
              f"one torch thread per run, two runs in parallel.", "",
              f"Data: the built-in synthetic pedestrian generator (64x32 images, {len(ATTRIBUTE_NAMES)} attributes, "
              f"{len(WEAK_ATTRIBUTES)} of them weak/occluded: "
@@ -71,12 +70,14 @@ def write_report(report: dict, out: Path) -> None:
               f"{100 * report['aap_minus_baseline_ma_independent']:+.2f} points (ratio "
               f"{report['aap_minus_baseline_ma_over_spread_independent']:.2f}) vs {100 * report['aap_minus_baseline_ma']:+.2f} "
               f"on the correlated set -> {'holds' if report['target_gain_shrinks_on_independent'] else 'missed'}.",
-              f"* Shuffled co-occurrence prior: AAP with the true training prior is "
-              f"{100 * report['aap_minus_shuffled_prior_ma']:+.2f} mA points above AAP with the shuffled prior.",
-              f"* Context vs architecture: AAP is {100 * report['aap_minus_branches_ma']:+.2f} mA points above the same "
-              f"branches without context (ratio to the seed spread {report['aap_minus_branches_ma_over_spread']:.2f}).",
+              f"* Shuffled co-occurrence prior: mA(AAP, training prior) - mA(AAP, shuffled prior) = "
+              f"{100 * report['aap_minus_shuffled_prior_ma']:+.2f} points.",
+              f"* Context vs architecture: mA(AAP) - mA(same branches without context) = "
+              f"{100 * report['aap_minus_branches_ma']:+.2f} points (ratio to the seed spread "
+              f"{report['aap_minus_branches_ma_over_spread']:.2f}).",
               f"* Low-data regime (500 training images): AAP vs baseline {100 * report['aap_minus_baseline_ma_low_data']:+.2f}, "
               f"AAP vs branches {100 * report['aap_minus_branches_ma_low_data']:+.2f} mA points.", "",
+              *reading(report), "",
               "## Per-attribute mA (correlated set, mean over seeds)", "",
               "| attribute | weak | baseline (ii) | branches (iii) | AAP (iv) |", "|---|---|---|---|---|"]
     per = {name: np.mean([run["per_attribute_mA"] for run in report["runs"][name].values()], axis=0)
@@ -93,8 +94,31 @@ def write_report(report: dict, out: Path) -> None:
               "* The real-image sanity check on OpenCV's `vtest.avi` was not run: the opencv-doc samples are not "
               "installed on this machine. The PETA / RAP / PA-100K loaders are tested on small files only; no real "
               "PAR dataset was available offline, so there are no real-data numbers here.",
+              "* The region-branch heads (iii)-(vi) carry about three times the parameters of the global head (table "
+              "above), so the comparison with the baseline mixes head capacity with the method; arm (iii) holds the "
+              "architecture fixed and isolates what the context adds.",
+              f"* Wall time: {report['wall_seconds'] / 60:.1f} min on a machine shared with other jobs (see the load "
+              "average); the time on two idle cores (budget 12 min) was not measured.",
               "* The pooling formula is a reconstruction (see the spec): the paper's code and tables were not available."]
     atomic_write_text(out / "par.md", "\n".join(lines) + "\n")
+
+
+def reading(report: dict) -> list[str]:
+    """What the figures say about where the gain comes from, derived from them (not written in advance)."""
+    context_gain = report["aap_minus_branches_ma"]
+    context_matters = report["aap_minus_branches_ma_over_spread"] > 1 and report["aap_minus_shuffled_prior_ma"] > 0
+    if context_matters:
+        return ["**Reading:** the context term adds mA beyond the seed spread over the same branches, and the true "
+                "prior beats the shuffled one: the gain comes (at least partly) from the attribute context."]
+    return ["**Reading:** the gain over the baseline comes from the multi-branch region head, not from the context: "
+            f"AAP differs from the same branches without context by {100 * context_gain:+.2f} mA points, a shuffled "
+            "co-occurrence prior does about as well as the true one, and the gain over the baseline "
+            + ("shrinks only a little" if report["target_gain_shrinks_on_independent"] else "does not shrink")
+            + " on independent attributes. A likely reason: the trunk's receptive field covers the whole 64x32 image, "
+            "so every branch already sees the other regions and can learn the correlations from the images; the learned lambda moves "
+            f"towards the branches' own predictions (mean {report.get('aap_learned_lambda_mean', float('nan')):.2f}). "
+            "On this data the co-occurrence prior does not help, so the issue's target that the gain comes from "
+            "context is **not met**."]
 
 
 def per_attribute_plot(report: dict, path: Path) -> None:

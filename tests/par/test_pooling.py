@@ -73,3 +73,12 @@ def test_bad_prior_shape_and_lambda_are_named():
         AttributeAwarePooling([0, 1, 2], torch.zeros(2, 2), torch.zeros(2, 2))
     with pytest.raises(SlimlabError, match="lambda"):
         AttributeAwarePooling([0, 1], torch.zeros(2, 2), torch.zeros(2, 2), mixing=1.5)
+
+
+def test_informative_init_weights_partners_by_how_much_they_shift_the_prior():
+    given_positive, given_negative = hand_matrices()
+    pooling = AttributeAwarePooling([0, 0, 1], given_positive, given_negative, partner_init="informative")
+    weights = pooling.partner_weight_matrix().detach()
+    # attribute 2's partners: |0.9 - 0.4| = 0.5 and |0.2 - 0.5| = 0.3 -> weights 0.5 / 0.8 and 0.3 / 0.8 (+1e-3 floor)
+    assert weights[2, 0] == pytest.approx(0.501 / 0.802, rel=1e-4) and weights[2, 1] == pytest.approx(0.301 / 0.802, rel=1e-4)
+    assert weights[0, 2] == pytest.approx(1.0) and weights[0, 1] == 0  # same-branch partners never count

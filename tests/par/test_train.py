@@ -11,6 +11,7 @@ import torch
 
 from slimlab.cli import main as cli_main
 from slimlab.core.config import load_config
+from slimlab.core.errors import SlimlabError
 from slimlab.par.checkpoint import load_checkpoint
 from slimlab.par.config import ParTrainConfig
 from slimlab.par.recipes.train import main as train
@@ -85,3 +86,21 @@ def test_two_process_data_parallel_training(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["world_size"] == 2 and result["replicas_in_sync"] is True
     assert 0 <= result["mA"] <= 1
+
+
+def test_training_on_a_pa100k_layout_with_image_files(tmp_path):
+    from tests.par.test_annotations import write_pa100k
+
+    images = make_synthetic_pedestrians(5, 1, seed=4).train_images
+    (tmp_path / "data").mkdir()
+    for index, image in enumerate(images, 1):
+        cv2.imwrite(str(tmp_path / "data" / f"{index:06d}.jpg"), cv2.resize(image[:, :, ::-1], (48, 96)))
+    write_pa100k(tmp_path)
+    cfg = load_config(ParTrainConfig, None, ["dataset=pa100k", f"data_root={tmp_path}", "width=4", "branch_dim=8",
+                                             "epochs=1", "batch_size=2", "device=cpu", f"out_dir={tmp_path / 'run'}"])
+    result = train(cfg)
+    assert result["attribute_names"] == ["Female", "Hat", "Backpack"]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["attribute_to_branch"] == [3, 0, 1]  # by name
+    (tmp_path / "data" / "000004.jpg").write_bytes(b"truncated")
+    with pytest.raises(SlimlabError, match="000004.jpg: not a readable image"):
+        train(cfg)
