@@ -89,7 +89,7 @@ def test_two_process_data_parallel_training(tmp_path):
 
 
 def test_training_on_a_pa100k_layout_with_image_files(tmp_path):
-    from tests.par.test_annotations import write_pa100k
+    from .test_annotations import write_pa100k
 
     images = make_synthetic_pedestrians(5, 1, seed=4).train_images
     (tmp_path / "data").mkdir()
