@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -79,7 +80,10 @@ def test_cli_reports_bad_inputs_by_name(tmp_path, capsys):
 @pytest.mark.distributed
 def test_two_process_data_parallel_training(tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "SLIMLAB_QUIET": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+    with socket.socket() as probe:  # a free port, so parallel test runs of other families cannot collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
                "-m", "slimlab.cli", "par", "train", *TINY, "epochs=1", f"out_dir={tmp_path}"]
     finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
     assert finished.returncode == 0, finished.stderr[-3000:]
