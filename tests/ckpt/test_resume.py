@@ -4,7 +4,7 @@ import torch
 
 from slimlab.ckpt import ExcpCodec, load_compressed, save_compressed
 
-from conftest import batch, make_model_and_optimizer, train
+from .conftest import batch, make_model_and_optimizer, train
 
 
 def held_out_loss(model):
