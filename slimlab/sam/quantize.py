@@ -187,12 +187,14 @@ def output_divergence(reference: tuple[torch.Tensor, torch.Tensor], quantized: t
 @torch.no_grad()
 def calibrate(model: nn.Module, images: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, owners: torch.Tensor,
               bits: int = 8, method: str = "search", twin: bool = True, candidates: int = 100, rounds: int = 3,
-              theta: tuple[float, float] = (0.01, 1.2), percentile: float = 99.99) -> tuple[nn.Module, dict]:
+              theta: tuple[float, float] = (0.01, 1.2), percentile: float = 99.99,
+              search_scope: str = "") -> tuple[nn.Module, dict]:
     """Fake-quantized copy of ``model`` calibrated on preprocessed ``images`` (B, 3, S, S) with point prompts
     ``coords`` (P, N, 2) / ``labels`` (P, N) belonging to image ``owners`` (P,).
 
     method: minmax (per-tensor max) | percentile | search (alternating grid search of weight and input scales,
-    one layer at a time, minimising KL(mask) + KL(IoU) against the float model's outputs).
+    one layer at a time, minimising KL(mask) + KL(IoU) against the float model's outputs). ``search_scope``
+    limits the search to quantizers whose name starts with it (the others keep their min-max scales).
     """
     if method not in ("minmax", "percentile", "search"):
         raise SlimlabError(f"unknown calibration method '{method}' (minmax, percentile or search)")
@@ -216,7 +218,8 @@ def calibrate(model: nn.Module, images: torch.Tensor, coords: torch.Tensor, labe
             continue
         quantizer.set_scale(quantizer.reference_scale(percentile if method == "percentile" else None))
     if method == "search":
-        grid_search(quantized, layers, images, coords, labels, owners, reference, candidates, rounds, theta)
+        scoped = {name: layer for name, layer in layers.items() if name.startswith(search_scope)}
+        grid_search(quantized, scoped, images, coords, labels, owners, reference, candidates, rounds, theta)
     for quantizer in acts.values():
         quantizer.samples = []  # calibration data is not part of the model
     return quantized, scale_table(layers)

@@ -32,6 +32,8 @@ class TrainConfig:
     token_weight: float = 1.0  # b
     output_weight: float = 1.0  # c
     gt_loss_weight: float = 1.0  # L_mask + L_iou (0 when the data has no masks)
+    focal_weight: float = 1.0  # SAM uses focal:dice = 20:1; at 128 px and a few hundred steps that collapses to
+    #                            empty masks, so the CPU default is 1:1 (set 20 to follow SAM)
     seed: int = 0
 
 
@@ -97,7 +99,7 @@ def train_supervised(model: Sam, dataset, config: TrainConfig, description: str 
             coords, labels, mask_prompt = gt_hard_prompts(decoder_fn(model), embeddings.detach(), gt, generator,
                                                           max_rounds=2, slots=3)
         logits, iou, _ = model.decode(embeddings, coords, labels, boxes, mask_prompt)
-        loss = mask_and_iou_loss(upsample_all(logits, gt.shape[-1]), iou, gt)
+        loss = mask_and_iou_loss(upsample_all(logits, gt.shape[-1]), iou, gt, config.focal_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -166,7 +168,7 @@ def distill(teacher: Sam, student: Sam, dataset, config: TrainConfig, cached: to
                 {"embeddings": teacher_images, "tokens": t_tokens, "logits": t_up}, gt,
                 (config.embedding_weight, config.token_weight, config.output_weight), config.hard_mask_weighting)
             if config.gt_loss_weight > 0:
-                loss = loss + config.gt_loss_weight * mask_and_iou_loss(s_up, s_iou, gt)
+                loss = loss + config.gt_loss_weight * mask_and_iou_loss(s_up, s_iou, gt, config.focal_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
