@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from slimlab.core.io import atomic_write_text
+from slimlab.core.machine import describe_machine
 from slimlab.core.plots import bar_plot
 from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
@@ -40,18 +40,6 @@ SETTINGS = {
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
               "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
 }
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def skimage_samples(size: int) -> list[ShapesSample]:
@@ -308,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "int8_cpu_speedup_full_size_encoder": full_size["encoder_speedup"],
         "int8_cpu_speedup_full_size_decoder": full_size["decoder_speedup"],
     }
-    result = {"summary": summary, "settings": settings, "machine": machine(), "command": command,
+    result = {"summary": summary, "settings": settings, "machine": describe_machine(), "command": command,
               "seconds": time.perf_counter() - started, "prompted": rows, "skimage_sanity": sanity_rows,
               "everything": everything_rows, "quantization": quant_rows, "full_size_int8": full_size,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}

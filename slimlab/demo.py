@@ -23,6 +23,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("Attribute-aware pooling: pedestrian attributes", "slimlab.par.demo:run_demo"),
     ("iREPO: alignment on soft empirical preferences", "slimlab.align.demo:run_demo"),
     ("Portable GANs: distilling image translators with a student discriminator", "slimlab.gan.demo:run_demo"),
+    ("TinySAM: distilled, quantized segment-anything with hierarchical everything mode", "slimlab.sam.demo:run_demo"),
 )
 
 

@@ -115,6 +115,7 @@ def distill_command(argv: list[str]) -> int:
     parser.add_argument("--images", help="folder of training images (default: built-in ShapesSA)")
     parser.add_argument("--annotations", help="COCO instances JSON for --images (SA-1B per-image JSON also read)")
     parser.add_argument("--train-images", type=int, default=400, help="ShapesSA training images")
+    parser.add_argument("--test-images", type=int, default=50, help="ShapesSA test images for the final mIoU")
     parser.add_argument("--out", default="runs/sam_distill")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
@@ -149,7 +150,7 @@ def distill_command(argv: list[str]) -> int:
     save_model(student, out / "student.pth")
     result = {"config": config_to_dict(config), "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
     if not args.images:
-        test = ShapesDataset(50, "test")
+        test = ShapesDataset(args.test_images, "test")
         result["test_point_miou"] = float(prompted_ious(student, test, "point")["iou"].mean())
         result["teacher_point_miou"] = float(prompted_ious(teacher, test, "point")["iou"].mean())
     atomic_write_text(out / "distill.json", json.dumps(result, indent=1))

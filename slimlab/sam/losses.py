@@ -69,5 +69,5 @@ def distillation_loss(student: dict, teacher: dict, gt: torch.Tensor | None, wei
         weight = torch.ones_like(per_mask)
     output = (weight * per_mask).sum(1).mean()
     total = a * embedding + b * token + c * output
-    return total, {"embedding": float(embedding), "token": float(token), "output": float(output),
-                   "mean_h": float(weight.mean())}
+    return total, {"embedding": embedding.item(), "token": token.item(), "output": output.item(),
+                   "mean_h": weight.mean().item()}

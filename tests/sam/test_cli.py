@@ -1,0 +1,99 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from slimlab.cli import main
+from slimlab.sam.build import build_model, save_model
+from slimlab.sam.mask_utils import rle_to_mask
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "student.pth"
+    save_model(build_model("shapes_student"), path)
+    return path
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "image.png"
+    picture = np.full((60, 90, 3), 40, np.uint8)
+    cv2.circle(picture, (45, 30), 15, (200, 50, 50), -1)
+    cv2.imwrite(str(path), picture)
+    return path
+
+
+def test_segment_with_points_writes_pngs_rle_and_overlay(tmp_path, checkpoint, image):
+    out = tmp_path / "out"
+    code = main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--points", "45,30", "10,10",
+                 "--labels", "1", "0", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "masks.json").read_text())
+    assert report["mode"] == "prompt" and len(report["annotations"]) == 3
+    first = cv2.imread(str(out / "mask_000.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert first.shape == (60, 90)
+    assert np.array_equal(rle_to_mask(report["annotations"][0]["segmentation"]), first)
+    assert cv2.imread(str(out / "overlay.png")).shape == (60, 90, 3)
+
+
+def test_segment_box_and_everything_modes(tmp_path, checkpoint, image):
+    assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--box", "20,10,70,50",
+                 "--single-mask", "--out", str(tmp_path / "box")]) == 0
+    assert len(json.loads((tmp_path / "box" / "masks.json").read_text())["annotations"]) == 1
+    assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--everything", "--hierarchical",
+                 "--points-per-side", "8", "--pred-iou-thresh", "-10", "--stability-thresh", "0",
+                 "--tau", "0", "--out", str(tmp_path / "all")]) == 0
+    report = json.loads((tmp_path / "all" / "masks.json").read_text())
+    assert report["mode"] == "hierarchical" and report["decoder_prompts"] == 4 + 60 - report["skipped_points"]
+
+
+def test_bad_inputs_fail_cleanly(tmp_path, checkpoint, image, capsys):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "never"
+    assert main(["sam", "segment", str(corrupt), "--checkpoint", str(checkpoint), "--points", "1,1",
+                 "--out", str(out)]) == 2
+    assert "corrupt.jpg: not a readable image" in capsys.readouterr().err and not out.exists()
+    assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--points", "95,10",
+                 "--out", str(out)]) == 2
+    assert "outside the 90x60 image" in capsys.readouterr().err and not out.exists()
+    assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "no prompt" in capsys.readouterr().err
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((4, 4, 3), np.uint8))
+    assert main(["sam", "segment", str(tiny), "--checkpoint", str(checkpoint), "--points", "1,1"]) == 2
+    assert "at least 8 pixels" in capsys.readouterr().err
+    state = torch.load(checkpoint, weights_only=True)
+    del state["model"]["mask_decoder.iou_token.weight"]
+    broken = tmp_path / "broken.pth"
+    torch.save(state, broken)
+    assert main(["sam", "export-onnx", "--checkpoint", str(broken), "--out", str(out)]) == 2
+    assert "missing keys (1): mask_decoder.iou_token.weight" in capsys.readouterr().err and not out.exists()
+
+
+def test_quantize_and_export_commands(tmp_path, checkpoint):
+    out = tmp_path / "q"
+    assert main(["sam", "quantize", "--checkpoint", str(checkpoint), "--method", "minmax",
+                 "--calibration-images", "2", "--out", str(out)]) == 0
+    table = json.loads((out / "scales.json").read_text())
+    assert table["mask_decoder.iou_prediction_head.layers.0"]["bits"] == 8
+    from slimlab.sam.quantize import apply_scale_table
+    from slimlab.sam.build import load_model
+    apply_scale_table(load_model(out / "model.pth"), table)  # float weights + JSON scales rebuild the model
+    assert main(["sam", "export-onnx", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
+    parity = json.loads((tmp_path / "onnx" / "parity.json").read_text())
+    assert max(parity.values()) < 1e-4
+
+
+def test_distill_command_runs_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    assert main(["sam", "distill", "steps=2", "images_per_step=2", "prompts_per_image=2", "max_rounds=2",
+                 "--teacher-steps", "2", "--train-images", "4", "--test-images", "3", "--out", str(out)]) == 0
+    result = json.loads((out / "distill.json").read_text())
+    assert result["config"]["hard_prompts"] == "gt" and 0 <= result["test_point_miou"] <= 1
+    assert (out / "student.pth").exists() and (out / "teacher.pth").exists()
+    assert main(["sam", "distill", "hard_prompts=sometimes", "--out", str(out)]) == 2
