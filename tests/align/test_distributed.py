@@ -1,5 +1,6 @@
 """Two gloo processes on CPU take exactly the optimizer steps one process takes on the same pairs."""
 
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,14 @@ def test_two_process_training_matches_one_process(tiny_model_dir, tmp_path):
     # ...and both runs did the same thing, up to float rounding of the summed gradients (which Adam's
     # per-coordinate normalisation can amplify on near-zero gradients): 1% of the distance moved.
     assert gap < max(1e-4, 1e-2 * moved)
+
+
+@pytest.mark.distributed
+def test_two_process_iterate_shards_generation_and_agrees_on_pairs(tiny_model_dir, prompt_file, tmp_path):
+    run_cli(["align", "iterate", "--model", str(tiny_model_dir), "--prompts", str(prompt_file), "--out", str(tmp_path / "run"),
+             "rounds=1", "prompts_per_round=6", "max_new_tokens=8", "max_length=40", "batch_size=4", "device=cpu"], 2, tmp_path)
+    samples = [json.loads(line) for line in (tmp_path / "run/rounds/round_0/samples.jsonl").read_text().splitlines()]
+    expected = [json.loads(line)["prompt"] for line in prompt_file.read_text().splitlines()[:6]]
+    assert [row["prompt"] for row in samples] == expected  # both ranks' shares gathered back in prompt order
+    assert all(len(row["responses"]) == 4 for row in samples)
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
