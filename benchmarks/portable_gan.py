@@ -45,7 +45,7 @@ def settings(quick: bool) -> dict:
     if quick:
         return {"teacher_steps": 20, "student_steps": 10, "seeds": [0, 1], "ngf": 16, "n_blocks": 6, "ratio": 0.375,
                 "batch_size": 4, "latency_runs": 5}
-    return {"teacher_steps": 800, "student_steps": 300, "seeds": [0, 1, 2], "ngf": 16, "n_blocks": 6, "ratio": 0.375,
+    return {"teacher_steps": 1000, "student_steps": 300, "seeds": [0, 1, 2], "ngf": 16, "n_blocks": 6, "ratio": 0.375,
             "batch_size": 4, "latency_runs": 30}
 
 
@@ -63,7 +63,8 @@ def run_task(task: str, config: dict, work: Path) -> tuple[dict, dict]:
     teacher_out = generate(teacher, inputs)
     results = {"teacher": {"seeds": [0], "runs": [quality(teacher_out, targets, features)],
                            "cost": cost(teacher, 64, config["latency_runs"]), "train_seconds": teacher_seconds}}
-    samples = {"input": inputs[:6], "target": targets[:6], "teacher": teacher_out[:6]}
+    picks = sample_indices(len(inputs))
+    samples = {"input": inputs[picks], "target": targets[picks], "teacher": teacher_out[picks]}
     student_ngf = spec.scaled(config["ratio"]).ngf
     for arm in ARMS:
         runs, seconds = [], []
@@ -82,7 +83,7 @@ def run_task(task: str, config: dict, work: Path) -> tuple[dict, dict]:
             outputs = generate(student, inputs)
             runs.append(quality(outputs, targets, features, teacher_out))
             if seed == config["seeds"][0]:
-                samples[arm] = outputs[:6]
+                samples[arm] = outputs[picks]
         results[arm] = {"seeds": config["seeds"], "runs": runs, "cost": cost(student, 64, config["latency_runs"]),
                         "train_seconds": statistics.mean(seconds)}
     for arm, entry in results.items():
@@ -92,6 +93,20 @@ def run_task(task: str, config: dict, work: Path) -> tuple[dict, dict]:
                 entry[f"{metric}_mean"] = statistics.mean(values)
                 entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return results, samples
+
+
+def sample_indices(count: int, rows: int = 6) -> list[int]:
+    """Rows of the image grid, spread over the test split (it is sorted by source image)."""
+    return list(range(0, count, max(1, count // rows)))[:rows]
+
+
+def grid_from_runs(task: str, work: Path, seed: int) -> list[list[torch.Tensor]]:
+    """Rebuild a task's image grid from the generators a finished run left in ``work``."""
+    inputs, targets = load_test_split(builtin_task(task), "paired")
+    picks = sample_indices(len(inputs))
+    columns = [inputs[picks], targets[picks], generate(load_generator(work / task / "teacher" / "G.pt")[0], inputs[picks])]
+    columns += [generate(load_generator(work / task / f"{arm}-seed{seed}" / "G.pt")[0], inputs[picks]) for arm in ARMS]
+    return [[column[i] for column in columns] for i in range(len(picks))]
 
 
 def beats_beyond_spread(results: dict, metric: str, lower_is_better: bool) -> bool:
@@ -106,7 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     parser.add_argument("--out", default="docs/benchmarks", help="folder for portable_gan.md / .json / PNGs")
     parser.add_argument("--work", default="runs/bench/portable_gan", help="folder for the training runs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 keeps timings stable when other processes share the cores)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite portable_gan.md from the existing portable_gan.json (no training)")
     arguments = parser.parse_args(argv)
+    torch.set_num_threads(arguments.threads)
+    if arguments.render_only:
+        out = Path(arguments.out)
+        report = json.loads((out / "portable_gan.json").read_text())
+        grids = {task: out / f"portable_gan_{task}_grid.png" for task in report["tasks"]}
+        for task in report["tasks"]:
+            if (Path(arguments.work) / task / "teacher" / "G.pt").exists():
+                write_image(grids[task], image_grid(grid_from_runs(task, Path(arguments.work),
+                                                                   report["settings"]["seeds"][0])))
+        atomic_write_text(out / "portable_gan.md", render_markdown(report, grids))
+        return 0
     config = settings(arguments.quick)
     out, work = Path(arguments.out), Path(arguments.work)
     started = time.perf_counter()
@@ -133,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
     first = next(iter(tasks.values()))
     macs_ratio = first["teacher"]["cost"]["macs"] / first["distill_student_d"]["cost"]["macs"]
-    command = "python benchmarks/portable_gan.py" + (" --quick" if arguments.quick else "")
+    command = "python benchmarks/portable_gan.py" + (" --quick" if arguments.quick else "") + (
+        f" --threads {arguments.threads}" if arguments.threads != 1 else "")
     return {
         "command": command, "machine": describe_machine(), "wall_minutes": wall / 60, "settings": config,
         "feature_network": "RandomConvFeatures(seed=1234): fixed random 4-stage conv net, mean+std per stage (480-d)",
@@ -149,11 +180,30 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
     }
 
 
+def findings(results: dict) -> list[str]:
+    """Sentences computed from one task's numbers (no text depends on anything else)."""
+    teacher, scratch, full, plain = (results[k] for k in ("teacher", "scratch", "distill_student_d",
+                                                          "distill_no_student_d"))
+    gap = scratch["kid_mean"] - teacher["kid_mean"]
+    closest = max(ARMS, key=lambda arm: results[arm]["psnr_to_teacher_mean"])
+    return [
+        f"- Teacher vs scratch student: KID x1000 {1000 * teacher['kid_mean']:.1f} vs {1000 * scratch['kid_mean']:.1f} "
+        f"(gap {1000 * gap:.1f}; scratch seed std {1000 * scratch['kid_std']:.1f}), PSNR {teacher['psnr_mean']:.2f} vs "
+        f"{scratch['psnr_mean']:.2f} dB.",
+        f"- Distilled with student D minus scratch: KID x1000 {1000 * (full['kid_mean'] - scratch['kid_mean']):+.1f} "
+        f"(larger std {1000 * max(full['kid_std'], scratch['kid_std']):.1f}), PSNR "
+        f"{full['psnr_mean'] - scratch['psnr_mean']:+.2f} dB; without student D: KID x1000 "
+        f"{1000 * (plain['kid_mean'] - scratch['kid_mean']):+.1f}, PSNR {plain['psnr_mean'] - scratch['psnr_mean']:+.2f} dB.",
+        f"- Closest to the teacher's outputs (PSNR to teacher): {ARM_TITLES[closest]} "
+        f"({results[closest]['psnr_to_teacher_mean']:.2f} dB)."]
+
+
 def render_markdown(report: dict, grids: dict) -> str:
     s = report["settings"]
     lines = ["# Portable GANs: distillation with a student discriminator", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
-             f"Wall time: {report['wall_minutes']:.1f} min", "",
+             f"Wall time: {report['wall_minutes']:.1f} min (the cores may have been shared with other jobs: wall time "
+             "and CPU latency are then inflated and noisy; MACs and params are exact)", "",
              f"Teacher: ResNet generator ngf {s['ngf']}, {s['n_blocks']} blocks, {s['teacher_steps']} steps (seed 0, "
              f"trained once per task). Students: width ratio {s['ratio']}, {s['student_steps']} steps each, batch "
              f"{s['batch_size']}, seeds {s['seeds']}. Test split: crops of 4 source images never seen in training.",
@@ -179,6 +229,7 @@ def render_markdown(report: dict, grids: dict) -> str:
                          f"{c['macs'] / 1e6:.1f} | {c['size_mb']:.2f} | {c['latency_ms']:.2f} |")
         verdict = "yes" if beats_beyond_spread(results, "kid", True) else "no"
         lines += ["", f"Distilled (student D) beats scratch on KID by more than the larger seed std: **{verdict}**.", "",
+                  *findings(results), "",
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
                   f"Columns: input, target, teacher, scratch, distilled without student D, distilled with student D "
                   f"(seed {s['seeds'][0]}):", "", f"![{task} grid]({grids[task].name})", ""]
