@@ -15,6 +15,7 @@ from slimlab.core.plots import bar_plot, line_plot
 
 METHODS = ("irepo", "dpo", "ipo", "soft_dpo")
 
+
 def interpolate_at(points, target):
     """Piecewise-linear value at KL = target through (KL, value) points sorted by KL (ends held flat)."""
     points = sorted(points)
@@ -25,8 +26,10 @@ def interpolate_at(points, target):
             return v0 + (v1 - v0) * (target - k0) / max(k1 - k0, 1e-12)
     return points[-1][1]
 
+
 def summarise(values):
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
 
 def matched_results(args, runs, sft_rows):
     """Per-method values at one KL budget that every method's beta sweep reaches (mean curve over seeds)."""
@@ -48,6 +51,7 @@ def matched_results(args, runs, sft_rows):
             results[method][f"{key}_at_nearest_beta"] = summarise([r[key] for r in at_beta])
     return target, mean_kl, results
 
+
 def frontier_table(args, runs, sft_rows, mean_kl, levels=(1.0, 2.0, 4.0, 6.0, 8.0)):
     """{KL level: {method: summary of true reward}} for every level a method's mean sweep reaches."""
     table = {}
@@ -63,13 +67,16 @@ def frontier_table(args, runs, sft_rows, mean_kl, levels=(1.0, 2.0, 4.0, 6.0, 8.
             table[level][method] = summarise(values)
     return table
 
+
 def machine() -> str:
     return f"{describe_machine()}, {os.cpu_count()} logical CPUs"
+
 
 def spread_ratio(results, key):
     first, second = results["irepo"][key], results["dpo"][key]
     spread = max(first["std"], second["std"])
     return (first["mean"] - second["mean"]) / spread if spread > 0 else float("inf")
+
 
 def rewrite_report(out: Path) -> int:
     """Re-derive every table and plot from the stored per-run rows (e.g. after editing the report text)."""
@@ -82,6 +89,7 @@ def rewrite_report(out: Path) -> int:
                           stored["pretrain_seconds"], stored["total_seconds"], out, stored["command"], stored["machine"])
     print(f"rewrote {report}")
     return 0
+
 
 def build_report(args, settings, runs, sft_rows, tabular, pretrain_seconds, total_seconds, out, command=None,
                  machine_text=None):
@@ -122,6 +130,7 @@ def build_report(args, settings, runs, sft_rows, tabular, pretrain_seconds, tota
     atomic_write_text(out / f"{prefix}.json", json.dumps(summary, indent=2, default=float) + "\n")
     atomic_write_text(out / f"{prefix}.md", markdown(summary, results, runs, args, settings))
     return out / f"{prefix}.md"
+
 
 def markdown(summary, results, runs, args, settings):
     f = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
@@ -185,6 +194,7 @@ def markdown(summary, results, runs, args, settings):
               for key, value in t.items() if key.startswith("irepo_error_votes_")]
     lines += ["", "## Notes", "", NOTES]
     return "\n".join(lines) + "\n"
+
 
 NOTES = """- This checks the mechanism on a tiny model with synthetic preferences; it says nothing about the paper's
   Phi-2 / Mistral-7B results (which we have not reproduced).
