@@ -23,7 +23,7 @@ class LeftHalfModel:
             low, iou, tokens = original(embeddings, coords, labels, boxes, masks, multimask_output)
             self.asked.append(coords[:, 0].clone())
             low = torch.full_like(low, -20.0)
-            low[..., :32] = 20.0  # left half of the 64 x 64 low-res grid (image is square: no padding)
+            low[..., :low.shape[-1] // 2] = 20.0  # left half of the low-res grid (square image: no padding)
             return low, torch.full_like(iou, 0.99), tokens
         self.model.decode = decode
 

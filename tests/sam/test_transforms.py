@@ -77,7 +77,7 @@ def test_predictor_shapes_and_bad_prompts():
     predictor = SamPredictor(build_model("shapes_student"))
     predictor.set_image(np.zeros((40, 60, 3), np.uint8))
     masks, iou, low = predictor.predict(np.array([[5, 5], [10, 10]]), np.array([1, 0]))
-    assert masks.shape == (3, 40, 60) and iou.shape == (3,) and low.shape == (3, 64, 64)
+    assert masks.shape == (3, 40, 60) and iou.shape == (3,) and low.shape == (3, 32, 32)
     masks, iou, low = predictor.predict(box=np.array([[0, 0, 10, 10], [5, 5, 20, 30]]), multimask_output=False)
     assert masks.shape == (2, 1, 40, 60)
     masks, _, _ = predictor.predict(np.array([[5, 5]]), np.array([1]), mask_input=low[:1], multimask_output=False)
