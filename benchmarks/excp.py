@@ -1,0 +1,224 @@
+"""ExCP benchmark: compress the checkpoints of a GPT-NeoX-style LM trained from scratch, resume from them.
+
+    python benchmarks/excp.py            # default run (docs/benchmarks/excp.md, .json, .png)
+    python benchmarks/excp.py --quick    # smoke run, writes under runs/excp-bench-quick/
+
+One run trains model A (4 layers, d 256, byte tokens, Shakespeare), keeps every checkpoint in memory, codes
+them with each arm (raw, zstd, xz, residual + xz, slimlab lossless, excp-ref, excp and its ablations), then
+repeats training from the decoded `excp` / `excp-ref` checkpoints every 5th checkpoint (protocol a) and
+compares the final held-out loss with the uncompressed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from excp_arms import (ArmResult, raw_blob, residual_xz_codec, run_bytes_arm, run_codec_arm,  # noqa: E402
+                       state_digest, xz_codec, zstd_codec)
+from excp_report import write_report  # noqa: E402
+from excp_train import TrainSettings, Trainer, load_corpus  # noqa: E402
+
+from slimlab.ckpt import CheckpointChain, ExcpCodec  # noqa: E402
+from slimlab.ckpt.training import load_compressed, state_from_objects  # noqa: E402
+from slimlab.core.progress import progress  # noqa: E402
+
+CODEC_ARMS = {  # name -> (family, codec)
+    "lossless": ("lossless", ExcpCodec(mode="lossless")),
+    "excp-ref": ("lossy", ExcpCodec(mode="excp-ref")),
+    "excp": ("lossy", ExcpCodec()),
+    "excp no residual": ("lossy", ExcpCodec(residual=False)),
+    "excp no momentum shrinking": ("lossy", ExcpCodec(momentum_shrinking=False)),
+    "excp uniform quantizer": ("lossy", ExcpCodec(quantizer="uniform")),
+    "excp linear-fp16 v": ("lossy", ExcpCodec(v_domain="linear-fp16")),
+    "excp alpha 5e-4": ("lossy", ExcpCodec(alpha=5e-4)),
+    "excp alpha 5e-3": ("lossy", ExcpCodec(alpha=5e-3)),
+}
+JUMP_WINDOW = 50   # steps after a resume over which the training-loss jump is measured
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (about a minute)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 300; quick 40)")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 16; quick 4)")
+    parser.add_argument("--resume-every", type=int, default=5, help="protocol (a): resume every N-th checkpoint")
+    parser.add_argument("--protocol-b", action="store_true", help="also resume from every checkpoint (excp only)")
+    parser.add_argument("--slow-deltas", type=int, default=None,
+                        help="delta checkpoints coded by the slow residual + xz arm (evenly spaced)")
+    parser.add_argument("--threads", type=int, default=1, help="torch compute threads")
+    parser.add_argument("--report-from", default=None,
+                        help="rewrite the Markdown and plots from an existing excp.json without running anything")
+    parser.add_argument("--out", default=None, help="output folder (default docs/benchmarks; quick: runs/excp-bench-quick)")
+    return parser.parse_args(argv)
+
+
+def settings_from(args) -> TrainSettings:
+    if args.quick:
+        base = TrainSettings(steps=40, batch_size=4, checkpoint_every=4, warmup_steps=10, eval_windows=16)
+    else:
+        base = TrainSettings()
+    changes = {key: value for key, value in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every),
+                                             ("batch_size", args.batch_size)) if value is not None}
+    return replace(base, **changes)
+
+
+def train_baseline(seed: int, settings: TrainSettings, corpus) -> dict:
+    trainer = Trainer(seed, settings, corpus)
+    checkpoints = set(settings.checkpoint_steps())
+    losses, evals, states = {}, {}, []
+    for step in progress(range(1, settings.steps + 1), description=f"train seed {seed}"):
+        losses[step] = trainer.train_step(step)
+        if step in checkpoints:
+            states.append(trainer.snapshot())
+            evals[step] = trainer.eval_loss()
+    return {"trainer": trainer, "losses": losses, "evals": evals, "states": states}
+
+
+def run_arms(baseline: dict, settings: TrainSettings, args, workdir: Path) -> dict[str, ArmResult]:
+    states, steps = baseline["states"], settings.checkpoint_steps()
+    scratch = Trainer(baseline["trainer"].seed, settings, baseline["trainer"].corpus)
+
+    def evaluate(state) -> float:
+        """Held-out loss of a decoded checkpoint's weights, without any further training."""
+        scratch.model.load_state_dict({**state.model, **{a: state.model[t] for a, t in state.aliases.items()}})
+        return scratch.eval_loss()
+
+    blobs = [raw_blob(state) for state in states]
+    digests = [state_digest(state) for state in states]
+    arms: dict[str, ArmResult] = {}
+    every = list(range(len(blobs)))
+    compress, decompress = zstd_codec(3)
+    arms["zstd-3"] = run_bytes_arm("zstd-3", blobs, steps, every, compress, decompress, residual=False)
+    last = [len(blobs) - 1]
+    compress, decompress = zstd_codec(19)
+    arms["zstd-19"] = run_bytes_arm("zstd-19", blobs, steps, last, compress, decompress, residual=False,
+                                    note=f"last checkpoint only (step {steps[-1]})")
+    compress, decompress = xz_codec()
+    arms["xz"] = run_bytes_arm("xz", blobs, steps, last, compress, decompress, residual=False,
+                               note=f"last checkpoint only (step {steps[-1]})")
+    count = max(1, min(args.slow_deltas, len(blobs) - 1))
+    # evenly spaced delta checkpoints ending with the last one
+    sampled = sorted({len(blobs) - 1 - round(k * (len(blobs) - 2) / count) for k in range(count)})
+    compress, decompress = residual_xz_codec()
+    arms["residual + xz"] = run_bytes_arm("residual + xz", blobs, steps, sampled, compress, decompress,
+                                          residual=True, note=f"delta checkpoints at steps {[steps[i] for i in sampled]}")
+    for name, (family, codec) in progress(CODEC_ARMS.items(), description="codec arms"):
+        folder = workdir / name.replace(" ", "-")
+        arms[name] = run_codec_arm(name, family, codec, states, steps, folder, digests, evaluate)
+    return arms
+
+
+def resumed_run(name: str, codec: ExcpCodec, seed: int, settings: TrainSettings, corpus, baseline: dict,
+                resume_every: int, folder: Path) -> dict:
+    """Train as the baseline did, but replace every `resume_every`-th checkpoint by its decoded version."""
+    steps = settings.checkpoint_steps()
+    resume_steps = [step for k, step in enumerate(steps, 1) if k % resume_every == 0]
+    first = resume_steps[0]
+    chain = CheckpointChain(folder, codec)
+    # Up to the first resume the run is the baseline run itself (same batches, same learning rates).
+    for state, step in zip(baseline["states"], steps):
+        if step <= first:
+            chain.append(state, step)
+    trainer = Trainer(seed, settings, corpus)
+    stats: dict[str, int] = {}
+    load_compressed(trainer.model, trainer.optimizer, folder, first, stats)
+    evals = {step: baseline["evals"][step] for step in steps if step < first}
+    evals[first] = trainer.eval_loss()
+    losses = {}
+    before_final_resume = None
+    for step in progress(range(first + 1, settings.steps + 1), description=f"resume {name} every {resume_every}"):
+        losses[step] = trainer.train_step(step)
+        if step in steps:
+            chain.append(state_from_objects(trainer.model, trainer.optimizer), step)
+            if step in resume_steps:
+                if step == settings.steps:
+                    before_final_resume = trainer.eval_loss()
+                load_compressed(trainer.model, trainer.optimizer, folder, step, stats)
+            evals[step] = trainer.eval_loss()
+    jumps = []
+    for resume in resume_steps:
+        window = [losses[s] - baseline["losses"][s] for s in range(resume + 1, resume + 1 + JUMP_WINDOW) if s in losses]
+        if window:
+            jumps.append(max(window))
+    final_base = baseline["evals"][settings.steps]
+    return {"arm": name, "resume_every": resume_every, "resume_steps": resume_steps, "evals": evals,
+            "final_eval_loss": evals[settings.steps], "baseline_final_eval_loss": final_base,
+            "final_loss_delta_nats": evals[settings.steps] - final_base,
+            "final_eval_loss_before_last_decode": before_final_resume,
+            "eval_jump_at_resume": {step: evals[step] - baseline["evals"][step] for step in resume_steps},
+            "max_train_loss_jump": max(jumps) if jumps else None,
+            "orphaned_first_moments": stats.get("orphaned_first_moments", 0)}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.report_from:
+        rewrite_report(Path(args.report_from), args)
+        return
+    torch.set_num_threads(args.threads)
+    settings = settings_from(args)
+    if args.slow_deltas is None:
+        args.slow_deltas = 1 if args.quick else 2
+    if len(settings.checkpoint_steps()) < 2 * args.resume_every and not args.quick:
+        print(f"note: {len(settings.checkpoint_steps())} checkpoints; protocol (a) resumes every {args.resume_every}")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    out = Path(args.out or ("runs/excp-bench-quick" if args.quick else "docs/benchmarks"))
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    corpus = load_corpus()
+    runs = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="excp-bench-") as workdir:
+            workdir = Path(workdir)
+            baseline = train_baseline(seed, settings, corpus)
+            parameter_count = baseline["trainer"].parameter_count()
+            arms = run_arms(baseline, settings, args, workdir)
+            resumes = [resumed_run(name, CODEC_ARMS[name][1], seed, settings, corpus, baseline, args.resume_every,
+                                   workdir / f"resume-{name}") for name in ("excp", "excp-ref")]
+            if args.protocol_b:
+                resumes.append(resumed_run("excp", CODEC_ARMS["excp"][1], seed, settings, corpus, baseline, 1,
+                                           workdir / "resume-b-excp"))
+            runs.append({"seed": seed, "parameter_count": parameter_count,
+                         "baseline": {"evals": baseline["evals"], "final_eval_loss": baseline["evals"][settings.steps],
+                                      "train_losses": baseline["losses"]},
+                         "arms": {name: arm.summary(parameter_count) for name, arm in arms.items()},
+                         "resumes": resumes})
+            del baseline
+    elapsed = time.perf_counter() - started
+    write_report(out, runs, settings, args, elapsed, argv if argv is not None else sys.argv[1:],
+                 cpu_seconds=time.process_time())
+
+
+def rewrite_report(path: Path, args) -> None:
+    """Regenerate excp.md / PNGs from the JSON of a finished run (JSON turned integer step keys into strings)."""
+    document = json.loads(path.read_text())
+    runs = document["runs"]
+    for run in runs:
+        for key in ("evals", "train_losses"):
+            run["baseline"][key] = {int(step): value for step, value in run["baseline"][key].items()}
+        for resume in run["resumes"]:
+            resume["evals"] = {int(step): value for step, value in resume["evals"].items()}
+            resume["eval_jump_at_resume"] = {int(s): v for s, v in resume["eval_jump_at_resume"].items()}
+    saved = document["settings"]
+    settings = TrainSettings(**{key: tuple(value) if key == "betas" else value for key, value in saved.items()
+                                if key in TrainSettings.__dataclass_fields__})
+    args.threads, args.resume_every = saved["threads"], saved["resume_every"]
+    args.protocol_b = any(resume["resume_every"] == 1 for resume in runs[0]["resumes"])
+    command = document["command"].split("benchmarks/excp.py", 1)[1].split()
+    write_report(Path(args.out or path.parent), runs, settings, args, document["elapsed_s"], command,
+                 machine_info=document["machine"], cpu_seconds=document.get("cpu_s"))
+
+
+if __name__ == "__main__":
+    main()
