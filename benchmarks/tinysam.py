@@ -49,7 +49,7 @@ def skimage_samples(size: int) -> list[ShapesSample]:
     from slimlab.sam.data import fit_to_square
     out = []
     coins = data.coins()
-    labels = measure.label(morphology.remove_small_objects(coins > filters.threshold_otsu(coins), 100))
+    labels = measure.label(morphology.remove_small_objects(coins > filters.threshold_otsu(coins), max_size=100))
     masks = np.array([labels == i for i in range(1, labels.max() + 1)])
     image, fitted = fit_to_square(np.repeat(coins[:, :, None], 3, 2), masks, size)
     out.append(ShapesSample(image, fitted[fitted.reshape(len(fitted), -1).sum(1) >= 16], ["coin"] * len(fitted), []))
@@ -71,7 +71,7 @@ def model_row(model, test, name: str, reference=None) -> dict:
         with torch.no_grad():
             model.decode(model.encode(image), coords, labels)
     row = {"model": name, "miou_point": float(point["iou"].mean()), "miou_box": float(box["iou"].mean()),
-           "miou_3_clicks": float(clicks["iou"].mean()), "macs": macs["total"], "encoder_macs": macs["encoder"],
+           "miou_3_clicks": float(clicks["iou"].mean()), "macs": macs["total"], "macs_millions": macs["total"] / 1e6, "encoder_macs": macs["encoder"],
            "latency_ms": 1000 * median_latency(run, repeats=7)}
     if reference is not None:
         row["miou_vs_teacher"] = float(point["agreement"].mean())
@@ -344,7 +344,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               table(result["prompted"], [("model", "model", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
                                          ("mIoU box", "miou_box", "{:.3f}"), ("mIoU 3 clicks", "miou_3_clicks", "{:.3f}"),
                                          ("IoU vs teacher", "miou_vs_teacher", "{:.3f}"),
-                                         ("MACs (M)", "macs", "{:.1f}"), ("CPU ms / image", "latency_ms", "{:.1f}")])
+                                         ("MACs (M)", "macs_millions", "{:.1f}"), ("CPU ms / image", "latency_ms", "{:.1f}")])
               .replace(" | 1", " | 1"), "",
               "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2).", "",
               "mIoU (one point) by difficulty tag:", "",
