@@ -103,7 +103,7 @@ def distill_command(argv: list[str]) -> int:
     from slimlab.sam.data import FolderDataset
     from slimlab.sam.evaluate import prompted_ious
     from slimlab.sam.shapes import ShapesDataset
-    from slimlab.sam.train import TrainConfig, distill, teacher_embeddings, train_supervised
+    from slimlab.sam.train import TeacherLabeledDataset, TrainConfig, distill, teacher_embeddings, train_supervised
 
     parser = argparse.ArgumentParser(prog="slimlab sam distill", description="TinySAM full-stage distillation "
                                      "with online hard prompt sampling; extra key=value pairs override the config")
@@ -127,11 +127,9 @@ def distill_command(argv: list[str]) -> int:
     student = load_model(args.student) if Path(args.student).is_file() else build_model(args.student)
     dataset = FolderDataset(args.images, student.image_size, args.annotations) if args.images else \
         ShapesDataset(args.train_images)
-    has_masks = any(len(dataset[i].masks) for i in range(min(len(dataset), 8)))
-    if not has_masks:
-        raise SlimlabError(f"{args.images}: no ground-truth masks found; distillation here samples prompts from "
-                           "masks, so give --annotations (COCO) or SA-1B per-image JSON files")
     out = Path(args.out)
+    if args.images and not args.teacher and not any(len(dataset[i].masks) for i in range(len(dataset))):
+        raise SlimlabError(f"{args.images}: images without masks need a trained --teacher to label them")
     if args.teacher:
         teacher = load_model(args.teacher).to(device)
     else:
@@ -141,6 +139,11 @@ def distill_command(argv: list[str]) -> int:
     if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
             teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
         raise SlimlabError("teacher and student embeddings differ in shape; pick layouts of the same family size")
+    if any(len(dataset[i].masks) == 0 for i in range(len(dataset))):
+        # images without masks: the teacher's confident masks stand in for the ground truth
+        dataset = TeacherLabeledDataset(dataset, teacher)
+        if not any(len(dataset[i].masks) for i in range(len(dataset))):
+            raise SlimlabError(f"{args.images}: no ground-truth masks and no confident teacher masks to train on")
     student.to(device)
     # the student starts from the teacher's prompt encoder and decoder (same shapes), as in MobileSAM / TinySAM
     student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())

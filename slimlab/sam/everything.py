@@ -17,6 +17,7 @@ from slimlab.core.errors import SlimlabError
 from slimlab.sam.mask_utils import masks_to_boxes, nms, remove_small_regions, stability_score
 from slimlab.sam.model import Sam
 from slimlab.sam.predictor import SamPredictor
+from slimlab.sam.transforms import scale_coords
 
 
 def build_point_grid(per_side: int, height: int, width: int) -> np.ndarray:
@@ -88,7 +89,6 @@ class MaskGenerator:
         kept: dict[str, list[torch.Tensor]] = {"masks": [], "iou": [], "stability": [], "points": []}
         covered = torch.zeros((height, width), dtype=torch.bool, device=device)
         image_size = self.predictor.model.image_size
-        from slimlab.sam.transforms import scale_coords
         for start in range(0, len(points), self.points_per_batch):
             batch = points[start:start + self.points_per_batch]
             coords = torch.as_tensor(scale_coords(batch, (height, width), image_size), device=device)[:, None, :]

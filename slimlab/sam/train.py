@@ -90,6 +90,8 @@ def train_supervised(model: Sam, dataset, config: TrainConfig, description: str 
     for step in progress(range(config.steps), description):
         samples = [dataset[int(i)] for i in rng.integers(0, len(dataset), config.images_per_step)]
         images, gt, owners = batch_tensors(samples, model, config.prompts_per_image, rng)
+        if len(gt) == 0:  # no image of this batch has a mask
+            continue
         embeddings = model.encode(images)[owners]  # (P, C, h, w)
         if rng.random() < 0.5:
             coords, labels, boxes = random_prompts(gt, generator, use_box=True)
@@ -142,6 +144,8 @@ def distill(teacher: Sam, student: Sam, dataset, config: TrainConfig, cached: to
         indices = rng.integers(0, len(dataset), config.images_per_step)
         samples = [dataset[int(i)] for i in indices]
         images, gt, owners = batch_tensors(samples, student, config.prompts_per_image, rng)
+        if len(gt) == 0:
+            continue
         with torch.no_grad():
             teacher_images = cached[torch.as_tensor(indices)].to(images.device) if cached is not None \
                 else teacher.encode(images)
@@ -203,3 +207,40 @@ def prompt_in_the_loop_loss(teacher: Sam, student: Sam, t_emb, s_emb, gt, genera
             labels = torch.cat([labels, new_labels[:, None]], dim=1)
     loss = total / states
     return loss, {"agreement": float(binary_iou(student_mask, teacher_mask).mean())}
+
+
+class TeacherLabeledDataset:
+    """Images without ground truth: the teacher's confident masks become the targets (pseudo-GT).
+
+    For each image, ``points`` random single-point prompts are decoded by the teacher (multimask, best predicted
+    IoU); masks with predicted IoU above ``min_iou`` and at least 16 pixels are kept. Computed once per image.
+    """
+
+    def __init__(self, dataset, teacher: Sam, points: int = 16, min_iou: float = 0.7, seed: int = 0) -> None:
+        self.dataset, self.teacher, self.points, self.min_iou = dataset, teacher, points, min_iou
+        self.seed = seed
+        self.cache: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @torch.no_grad()
+    def __getitem__(self, index: int):
+        if index in self.cache:
+            return self.cache[index]
+        sample = self.dataset[index]
+        if len(sample.masks) == 0:
+            size = self.teacher.image_size
+            image = torch.from_numpy(sample.image).permute(2, 0, 1)[None].float().to(self.teacher.pixel_mean.device)
+            embeddings = self.teacher.encode(self.teacher.preprocess(image))
+            generator = torch.Generator().manual_seed(self.seed + index)
+            coords = (torch.rand(self.points, 1, 2, generator=generator) * (size - 1)).to(image.device)
+            logits, iou, _ = self.teacher.decode(embeddings, coords, torch.ones(self.points, 1, device=image.device))
+            best = iou.argmax(dim=1)
+            rows = torch.arange(self.points)
+            masks = upsample(logits[rows, best], size) > 0
+            keep = (iou[rows, best] > self.min_iou) & (masks.flatten(1).sum(1) >= 16)
+            sample = type(sample)(sample.image, masks[keep].cpu().numpy(), ["teacher"] * int(keep.sum()),
+                                  [set() for _ in range(int(keep.sum()))])
+        self.cache[index] = sample
+        return sample

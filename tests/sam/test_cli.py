@@ -97,3 +97,38 @@ def test_distill_command_runs_end_to_end(tmp_path):
     assert result["config"]["hard_prompts"] == "gt" and 0 <= result["test_point_miou"] <= 1
     assert (out / "student.pth").exists() and (out / "teacher.pth").exists()
     assert main(["sam", "distill", "hard_prompts=sometimes", "--out", str(out)]) == 2
+
+
+def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpoint):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    picture = np.full((64, 96, 3), 30, np.uint8)
+    cv2.rectangle(picture, (10, 10), (40, 40), (250, 200, 0), -1)
+    cv2.imwrite(str(folder / "a.png"), picture)
+    coco = {"images": [{"id": 7, "file_name": "a.png"}],
+            "annotations": [{"image_id": 7, "segmentation": [[10, 10, 40, 10, 40, 40, 10, 40]]},
+                            {"image_id": 7, "segmentation": {"size": [64, 96], "counts": [64 * 50, 64 * 10,
+                                                                                      64 * 36]}}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    from slimlab.sam.data import FolderDataset
+    sample = FolderDataset(folder, 128, tmp_path / "coco.json")[0]
+    assert sample.image.shape == (128, 128, 3) and sample.masks.shape[0] == 2
+    # 96 -> 128: the square spans 10..40 -> ~13..54, the RLE columns 50..59 -> ~67..79, rows 0..63 -> 0..85
+    assert sample.masks[0][30, 30] and not sample.masks[0][60, 60]
+    assert sample.masks[1][:85, 70].all() and not sample.masks[1][:, 60].any()
+    out = tmp_path / "run"
+    common = ["steps=1", "images_per_step=1", "prompts_per_image=2", "max_rounds=1", "--images", str(folder),
+              "--teacher", str(checkpoint), "--out", str(out)]
+    assert main(["sam", "distill", *common, "--annotations", str(tmp_path / "coco.json")]) == 0
+    # without masks the teacher labels the images: a teacher that always answers "the left half", confidently
+    from slimlab.sam.train import TeacherLabeledDataset
+    teacher = build_model("shapes_student")
+
+    def decode(embeddings, coords, labels, boxes=None, masks=None, multimask_output=True):
+        logits = torch.full((len(coords), 3, 32, 32), -10.0)
+        logits[..., :16] = 10.0
+        return logits, torch.tensor([[0.5, 0.9, 0.1]]).repeat(len(coords), 1), None
+    teacher.decode = decode
+    labelled = TeacherLabeledDataset(FolderDataset(folder, 128), teacher, points=3)[0]
+    assert labelled.masks.shape == (3, 128, 128) and labelled.masks[:, :, :64].all() and not labelled.masks[:, :, 64:].any()
+    assert main(["sam", "distill", "--images", str(folder), "--out", str(out)]) == 2  # no masks, no teacher
