@@ -99,3 +99,20 @@ def test_distillation_loss_by_hand():
     total, parts = distillation_loss(student, teacher, gt, (0.0, 0.0, 1.0), hard_mask_weighting=True)
     # both masks: teacher IoU = student IoU (1.0 and 0.5) -> H = 0.5 each; 0.5 * 1 + 0.5 * 0
     assert math.isclose(total.item(), 0.5, rel_tol=1e-5) and math.isclose(parts["mean_h"], 0.5, rel_tol=1e-5)
+
+
+def test_every_hard_prompt_mode_trains_one_step():
+    import numpy as np
+
+    from slimlab.sam.build import build_model
+    from slimlab.sam.shapes import ShapesDataset
+    from slimlab.sam.train import TrainConfig, distill
+    data = ShapesDataset(2)
+    torch.manual_seed(0)
+    teacher, student = build_model("shapes_student"), build_model("shapes_student")
+    before = [p.clone() for p in student.image_encoder.parameters()]
+    for mode in ("gt", "teacher", "off"):
+        log = distill(teacher, student, data, TrainConfig(steps=1, images_per_step=1, prompts_per_image=2,
+                                                          hard_prompts=mode, max_rounds=2))
+        assert len(log) == 1 and np.isfinite(log[0]["loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.image_encoder.parameters()))
