@@ -134,7 +134,9 @@ def distill_command(argv: list[str]) -> int:
         teacher = load_model(args.teacher).to(device)
     else:
         teacher = build_model("shapes_teacher").to(device)
-        train_supervised(teacher, dataset, TrainConfig(steps=args.teacher_steps, seed=config.seed), "teacher")
+        teacher_config = TrainConfig(steps=args.teacher_steps, images_per_step=config.images_per_step,
+                                     prompts_per_image=config.prompts_per_image, seed=config.seed)
+        train_supervised(teacher, dataset, teacher_config, "teacher")
         save_model(teacher, out / "teacher.pth")
     if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
             teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
