@@ -93,7 +93,8 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
     arms = aggregate_arms(runs)
     resumes = aggregate_resumes(runs)
     parameter_count = runs[0]["parameter_count"]
-    command = "nice -n 10 python benchmarks/excp.py" + (" " + " ".join(argv) if argv else "")
+    kept = [a for i, a in enumerate(argv) if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
+    command = "nice -n 10 python benchmarks/excp.py" + (" " + " ".join(kept) if kept else "")  # --out: not a setting
     info = machine_info or machine()
     excp, reference, lossless, zstd3 = arms["excp"], arms["excp-ref"], arms["lossless"], arms["zstd-3"]
     resume_a = next(r for r in resumes if r["arm"] == "excp" and r["resume_every"] == args.resume_every)
@@ -124,6 +125,13 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
          "pass": excp["bits_per_param"] < reference["bits_per_param"] and
          (equal_loss <= (loss_std if loss_std else 0.01))},
     ]
+    stress = next((r for r in resumes if r["resume_every"] == 1), None)
+    if stress is not None:
+        targets.append({"target": "spec T2: final eval loss within 0.01 nats with >= 10 consecutive lossy resumes "
+                                  "(protocol b, excp)",
+                        "measured": f"{stress['final_loss_delta_nats']:+.4f} nats after {len(stress['resume_steps'])} "
+                                    "resumes (negative: below the uncompressed run)",
+                        "pass": abs(stress["final_loss_delta_nats"]) <= 0.01 and len(stress["resume_steps"]) >= 10})
     figures = {
         "excp_ratio": excp["ratio"], "excp_ratio_std": excp["ratio_std"], "excp_chain_ratio": excp["chain_ratio"],
         "excp_bits_per_param": excp["bits_per_param"], "lossless_ratio": lossless["ratio"],
