@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 import transformers
 
 from slimlab.core.io import atomic_write_text
+from slimlab.core.machine import machine_facts
 from slimlab.core.plots import bar_plot, line_plot
 
 ARM_ORDER = ["zstd-3", "zstd-19", "xz", "residual + xz", "lossless", "excp-ref", "excp", "excp no residual",
@@ -22,16 +20,7 @@ ARM_ORDER = ["zstd-3", "zstd-19", "xz", "residual + xz", "lossless", "excp-ref",
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
+    return {**machine_facts(), "transformers": transformers.__version__}
 
 
 def _stats(values):
