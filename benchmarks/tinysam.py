@@ -28,7 +28,6 @@ from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import count_macs, median_latency, prompted_ious
 from slimlab.sam.everything import MaskGenerator
-from slimlab.sam.losses import binary_iou
 from slimlab.sam.mask_utils import mask_iou, overlay
 from slimlab.sam.quantize import calibrate, dynamic_int8
 from slimlab.sam.shapes import ShapesDataset, ShapesSample

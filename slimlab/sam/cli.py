@@ -103,7 +103,13 @@ def distill_command(argv: list[str]) -> int:
     from slimlab.sam.data import FolderDataset
     from slimlab.sam.evaluate import prompted_ious
     from slimlab.sam.shapes import ShapesDataset
-    from slimlab.sam.train import TeacherLabeledDataset, TrainConfig, distill, teacher_embeddings, train_supervised
+    from slimlab.sam.train import (
+        TeacherLabeledDataset,
+        TrainConfig,
+        distill,
+        teacher_embeddings,
+        train_supervised,
+    )
 
     parser = argparse.ArgumentParser(prog="slimlab sam distill", description="TinySAM full-stage distillation "
                                      "with online hard prompt sampling; extra key=value pairs override the config")
@@ -208,7 +214,7 @@ def quantize_command(argv: list[str]) -> int:
     with torch.no_grad():
         reference = model.decode(model.encode(images)[owners], coords, labels)[0] > 0
         output = quantized.decode(quantized.encode(images)[owners], coords, labels)[0] > 0
-    agreement = float(((reference & output).sum() / (reference | output).sum().clamp(min=1)))
+    agreement = float((reference & output).sum() / (reference | output).sum().clamp(min=1))
     with atomic_directory(args.out, overwrite=True) as folder:
         torch.save({"spec": dict(model.spec), "model": model.state_dict()}, folder / "model.pth")
         save_scale_table(table, folder / "scales.json")

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 
 from slimlab.core.errors import SlimlabError
-from slimlab.sam.mask_utils import masks_to_boxes, nms, remove_small_regions, stability_score
+from slimlab.sam.mask_utils import (
+    masks_to_boxes,
+    nms,
+    remove_small_regions,
+    stability_score,
+)
 from slimlab.sam.model import Sam
 from slimlab.sam.predictor import SamPredictor
 from slimlab.sam.transforms import scale_coords

@@ -156,7 +156,7 @@ def prepare(model: nn.Module, bits: int = 8, twin: bool = True) -> tuple[nn.Modu
                 wrapper = QuantizedLayer(child, bits, kind)
                 setattr(module, child_name, wrapper)
                 quantizers[full] = wrapper
-        if hasattr(module, "num_heads") and any(isinstance(c, nn.Linear) or isinstance(c, QuantizedLayer)
+        if hasattr(module, "num_heads") and any(isinstance(c, (nn.Linear, QuantizedLayer))
                                                 for c in module.children()):
             head_axis = 1  # (B, nH, N, d) layouts; the ViT encoder folds heads into the batch axis
             from slimlab.sam.vit_encoder import Attention as VitAttention

@@ -13,7 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimlab.sam.common import make_neck, matmul_input, window_partition, window_unpartition
+from slimlab.sam.common import (
+    make_neck,
+    matmul_input,
+    window_partition,
+    window_unpartition,
+)
 
 
 class ConvBN(nn.Sequential):

@@ -11,10 +11,22 @@ import torch
 import torch.nn.functional as F
 
 from slimlab.core.progress import progress
-from slimlab.sam.losses import binary_iou, dice_loss, distillation_loss, mask_and_iou_loss
+from slimlab.sam.losses import (
+    binary_iou,
+    dice_loss,
+    distillation_loss,
+    mask_and_iou_loss,
+)
 from slimlab.sam.model import Sam
-from slimlab.sam.prompts import (best_mask, empty_points, gt_hard_prompts, masks_to_box_prompts, sample_points,
-                                 teacher_correction_points, upsample)
+from slimlab.sam.prompts import (
+    best_mask,
+    empty_points,
+    gt_hard_prompts,
+    masks_to_box_prompts,
+    sample_points,
+    teacher_correction_points,
+    upsample,
+)
 
 
 @dataclass(frozen=True)

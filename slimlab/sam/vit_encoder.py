@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimlab.sam.common import MLPBlock, make_neck, matmul_input, window_partition, window_unpartition
+from slimlab.sam.common import (
+    MLPBlock,
+    make_neck,
+    matmul_input,
+    window_partition,
+    window_unpartition,
+)
 
 
 def relative_positions(q_size: int, k_size: int, table: torch.Tensor) -> torch.Tensor:

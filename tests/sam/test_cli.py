@@ -81,8 +81,8 @@ def test_quantize_and_export_commands(tmp_path, checkpoint):
                  "--calibration-images", "2", "--out", str(out)]) == 0
     table = json.loads((out / "scales.json").read_text())
     assert table["mask_decoder.iou_prediction_head.layers.0"]["bits"] == 8
-    from slimlab.sam.quantize import apply_scale_table
     from slimlab.sam.build import load_model
+    from slimlab.sam.quantize import apply_scale_table
     apply_scale_table(load_model(out / "model.pth"), table)  # float weights + JSON scales rebuild the model
     assert main(["sam", "export-onnx", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
     parity = json.loads((tmp_path / "onnx" / "parity.json").read_text())

@@ -1,8 +1,16 @@
 import numpy as np
 import torch
 
-from slimlab.sam.mask_utils import (box_iou, mask_iou, mask_to_rle, masks_to_boxes, nms, remove_small_regions,
-                                    rle_to_mask, stability_score)
+from slimlab.sam.mask_utils import (
+    box_iou,
+    mask_iou,
+    mask_to_rle,
+    masks_to_boxes,
+    nms,
+    remove_small_regions,
+    rle_to_mask,
+    stability_score,
+)
 
 
 def test_nms_by_hand():

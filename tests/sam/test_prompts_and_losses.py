@@ -2,8 +2,19 @@ import math
 
 import torch
 
-from slimlab.sam.losses import binary_iou, dice_loss, distillation_loss, focal_loss, hard_mask_weight
-from slimlab.sam.prompts import gt_hard_prompts, sample_points, teacher_correction_points, upsample
+from slimlab.sam.losses import (
+    binary_iou,
+    dice_loss,
+    distillation_loss,
+    focal_loss,
+    hard_mask_weight,
+)
+from slimlab.sam.prompts import (
+    gt_hard_prompts,
+    sample_points,
+    teacher_correction_points,
+    upsample,
+)
 
 
 def square(size=16, y0=4, y1=12, x0=4, x1=12):

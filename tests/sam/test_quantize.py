@@ -1,8 +1,15 @@
 import torch
 
 from slimlab.sam.build import build_model
-from slimlab.sam.quantize import (ActivationQuantizer, apply_scale_table, calibrate, dynamic_int8, fake_quantize,
-                                  prepare, quantization_error)
+from slimlab.sam.quantize import (
+    ActivationQuantizer,
+    apply_scale_table,
+    calibrate,
+    dynamic_int8,
+    fake_quantize,
+    prepare,
+    quantization_error,
+)
 
 
 def test_uniform_quantizer_error_bounds():

@@ -5,7 +5,14 @@ import torch
 from slimlab.core.errors import SlimlabError
 from slimlab.sam.build import build_model
 from slimlab.sam.predictor import SamPredictor
-from slimlab.sam.transforms import as_rgb_uint8, load_image, longest_side_shape, resize_image, scale_boxes, scale_coords
+from slimlab.sam.transforms import (
+    as_rgb_uint8,
+    load_image,
+    longest_side_shape,
+    resize_image,
+    scale_boxes,
+    scale_coords,
+)
 
 
 def test_longest_side_shape_rounds_half_up():
