@@ -383,6 +383,9 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               "the ratios above compare weak models; the student/teacher ratio and the everything-mode figures say "
               "little about TinySAM at full scale. Everything mode keeps no mask when the teacher's predicted IoU and "
               "stability stay below the filters, and then the hierarchical mode has nothing to skip.",
+              "- Compare the GT-only student with the teacher: when the student trained on ground truth beats the "
+              "teacher, distilling from that teacher pulls the student down to the teacher's level, and a "
+              "student/teacher mIoU ratio >= 0.9 then holds only because the teacher is weak.",
               "- One seed per arm; EdgeSAM's prompt-in-the-loop arm (`hard_prompts=teacher`) is implemented and "
               "tested but not run here (`arms_teacher_prompt`); the KL grid search covers the decoder only.",
               "- The int8 path quantizes Linear layers only; at this model size the per-call overhead of dynamic "
