@@ -61,8 +61,3 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / dist.get_world_size()
-
-
-def shutdown() -> None:
-    if is_distributed():
-        dist.destroy_process_group()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
@@ -34,9 +33,3 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SlimlabError(f"device '{name}' was asked for but CUDA is not available here; use --device auto or cpu")
     return device
-
-
-def cpu_threads() -> int:
-    """Threads torch may use: SLIMLAB_THREADS if set, else what torch chose."""
-    value = os.environ.get("SLIMLAB_THREADS")
-    return int(value) if value else torch.get_num_threads()
