@@ -11,6 +11,7 @@ Modes
 
 from __future__ import annotations
 
+import dataclasses
 import lzma
 import math
 import time
@@ -81,10 +82,7 @@ class ExcpCodec:
         return ShrinkSettings(self.alpha, self.beta, 2.5, *clusters, self.quantizer, self.momentum_shrinking)
 
     def settings(self) -> dict[str, Any]:
-        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta, "bits": list(self.bits),
-                "v_domain": self.v_domain, "quantizer": self.quantizer, "residual": self.residual,
-                "momentum_shrinking": self.momentum_shrinking, "zstd_level": self.zstd_level,
-                "keyframe_every": self.keyframe_every}
+        return {**dataclasses.asdict(self), "bits": list(self.bits)}
 
     def encode(self, state: CheckpointState, out_path: str | Path, reference: Reference | None = None,
                step: int | None = None, source: str = "", keep_reconstruction: bool = True) -> EncodeResult:
@@ -112,7 +110,8 @@ class ExcpCodec:
                 if has_moments:
                     _check_moment_shapes(entry, tensor, where)
                 if self.mode == "lossless" or keyframe or not has_moments:
-                    tensors[name], reconstructed[name] = self._lossless(writer, tensor, base, "w")
+                    tensors[name] = self._lossless(writer, tensor, base, "w")
+                    reconstructed[name] = tensor.detach().clone()  # the input may be a live parameter
                     support = None
                 elif self.mode == "excp":
                     tensors[name], reconstructed[name], support = self._joint_weight(writer, tensor, base, entry)
@@ -153,9 +152,8 @@ class ExcpCodec:
 
     def _lossless(self, writer, tensor, base, kind):
         data, digest = encode_lossless(tensor, base, self.zstd_level)
-        entry = {"coding": "lossless", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
-                 "sha256": digest, "stream": writer.add(data, kind)}
-        return entry, tensor.detach().clone()
+        return {"coding": "lossless", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
+                "sha256": digest, "stream": writer.add(data, kind)}
 
     def _residual(self, tensor, base) -> tuple[torch.Tensor, torch.Tensor]:
         base_flat = base.reshape(-1).float() if self.residual else torch.zeros(tensor.numel())
@@ -194,7 +192,7 @@ class ExcpCodec:
         v = entry["exp_avg_sq"].detach().reshape(-1)
         shapes = {"shape": list(entry["exp_avg"].shape)}
         if self.mode == "lossless" or (self.mode == "excp-ref" and keyframe):
-            return {"coding": "lossless", **shapes, **{key: self._lossless(writer, entry[key], None, kind)[0]
+            return {"coding": "lossless", **shapes, **{key: self._lossless(writer, entry[key], None, kind)
                                                         for key, kind in zip(MOMENT_KEYS, "mv")}}
         if self.mode == "excp-ref":
             magnitude = m.float().abs()  # official mask: |m| > beta * mean|m| on the kept residual; no v > 0 check
@@ -238,7 +236,7 @@ class ExcpCodec:
                 if is_header_scalar(value):
                     record["scalars"][key] = to_json_value(value)
                 elif isinstance(value, torch.Tensor):
-                    record["tensors"][key] = self._lossless(writer, value, None, "optimizer")[0]
+                    record["tensors"][key] = self._lossless(writer, value, None, "optimizer")
                 else:
                     raise SlimlabError(f"optimizer state '{key}' of parameter {index} has unsupported type "
                                        f"{type(value).__name__}")
