@@ -188,6 +188,7 @@ def run_codec_arm(name: str, family: str, codec: ExcpCodec, states: list[Checkpo
     arm = ArmResult(name, family)
     chain = CheckpointChain(folder, codec)
     previous: dict[str, torch.Tensor] | None = None
+    previous_second_moments: dict[str, torch.Tensor] = {}
     exact, matches, stats = True, True, {}
     with PeakRss() as rss:
         for state, step in zip(states, steps):
@@ -196,7 +197,7 @@ def run_codec_arm(name: str, family: str, codec: ExcpCodec, states: list[Checkpo
             reader = ContainerReader(chain.path_for(step))
             base = previous or {}
             with Timer() as decode:
-                decoded = decode_checkpoint(reader, base.get, stats)
+                decoded = decode_checkpoint(reader, base.get, stats, previous_second_moments.get)
             reader.close()
             exact &= state_digest(decoded) == digests[len(arm.records)]
             matches &= all(torch.equal(decoded.model[n], result.reconstructed[n]) for n in result.reconstructed)
@@ -205,7 +206,7 @@ def run_codec_arm(name: str, family: str, codec: ExcpCodec, states: list[Checkpo
                                 "coded": result.coded_bytes, "enc_wall": encode.wall, "enc_cpu": encode.cpu,
                                 "dec_wall": decode.wall, "dec_cpu": decode.cpu,
                                 "bytes_by_kind": dict(result.bytes_by_kind)})
-            previous = result.reconstructed
+            previous, previous_second_moments = result.reconstructed, result.second_moments
     arm.exact, arm.decode_matches_encoder = exact, matches
     arm.decoded_last_eval_loss = evaluate(decoded)
     arm.orphaned_counted_by_decoder = stats.get("orphaned_first_moments", 0)

@@ -205,10 +205,11 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
     lossless = arms["lossless"]
     streams = lossless["bits_per_param_by_stream"]
     if streams:
-        lines.append(f"- Lossless: weights cost {streams.get('w', 0):.1f} bits/param (XOR against the previous "
-                     f"checkpoint, byte planes, zstd), m {streams.get('m', 0):.1f} and v {streams.get('v', 0):.1f}: "
-                     "the moments are coded without a temporal reference, and their low mantissa bytes are close "
-                     "to random, which is what holds the ratio near 1.3x.")
+        lines.append(f"- Lossless: weights cost {streams.get('w', 0):.1f} bits/param (difference of the ordered "
+                     "bit patterns against the previous checkpoint: its bit length coded given the previous exponent, "
+                     f"the bits under the leading one raw), v {streams.get('v', 0):.1f} (exponent coded given the "
+                     f"previous checkpoint's v exponent) and m {streams.get('m', 0):.1f} (exponent coded given v's). "
+                     "The low mantissa bits of all three are close to random; they set the floor of lossless coding.")
     lines.append("- A lossy resume can end slightly below the uncompressed run (negative delta): the decoded state is "
                  "a small perturbation of the trajectory. With one seed this run cannot tell whether differences of ~0.01 "
                  "nats between arms exceed seed-to-seed variation (`--seeds 0,1,2` gives mean ± std).")

@@ -8,14 +8,14 @@ Decoding step t needs at most K - 1 delta applications after its keyframe.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from slimlab.ckpt.codec import EncodeResult, ExcpCodec
 from slimlab.ckpt.container import ContainerReader
-from slimlab.ckpt.decode import decode_checkpoint, decode_weight
+from slimlab.ckpt.decode import decode_checkpoint, decode_second_moment, decode_weight
 from slimlab.ckpt.state import CheckpointState, read_checkpoint, write_checkpoint
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_write_text
@@ -29,9 +29,13 @@ class MemoryReference:
     content_id: str
     depth: int
     weights: dict[str, torch.Tensor]
+    second_moments: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def weight(self, name: str) -> torch.Tensor | None:
         return self.weights.get(name)
+
+    def second_moment(self, name: str) -> torch.Tensor | None:
+        return self.second_moments.get(name)
 
 
 class LineageReference:
@@ -49,6 +53,12 @@ class LineageReference:
         for reader in self.readers:
             weight, _ = decode_weight(reader, name, weight)
         return weight
+
+    def second_moment(self, name: str) -> torch.Tensor | None:
+        second = None
+        for reader in self.readers:
+            second = decode_second_moment(reader, name, second)
+        return second
 
     def close(self) -> None:
         for reader in self.readers:
@@ -98,7 +108,9 @@ def load_file(path: str | Path, stats: dict[str, int] | None = None) -> Checkpoi
     readers = lineage(path)
     try:
         parent = LineageReference(readers[:-1]) if len(readers) > 1 else None
-        return decode_checkpoint(readers[-1], parent.weight if parent else (lambda name: None), stats)
+        if parent is None:
+            return decode_checkpoint(readers[-1], lambda name: None, stats)
+        return decode_checkpoint(readers[-1], parent.weight, stats, parent.second_moment)
     finally:
         for reader in readers:
             reader.close()
@@ -157,7 +169,8 @@ class CheckpointChain:
             if isinstance(reference, LineageReference):
                 reference.close()
         depth = 0 if reference is None else reference.depth + 1
-        self._last_reconstruction = MemoryReference(result.content_id, depth, result.reconstructed)
+        self._last_reconstruction = MemoryReference(result.content_id, depth, result.reconstructed,
+                                                    result.second_moments)
         self.entries.append({"step": step, "file": out.name, "id": result.content_id,
                              "parent_id": None if reference is None else reference.content_id, "depth": depth,
                              "raw_bytes": result.raw_bytes, "coded_bytes": result.coded_bytes})

@@ -6,7 +6,8 @@ Modes
   positions, M_o as a sub-mask over M_w), rANS for every index stream. Keyframes store weights losslessly.
 * ``excp-ref``: the official code's semantics: dense 4-bit index arrays (0 = exact zero), fp16
   codebooks, v in the linear domain, xz (LZMA) over the nibble arrays, raw keyframe; the in-run baseline.
-* ``lossless``: every tensor bit-exact (XOR against the reference's weights, byte planes, zstd).
+* ``lossless``: every tensor bit-exact (float fields: weights as ordered-integer deltas against the reference,
+  v given the reference's v, m given v; see ``float_fields``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from slimlab.ckpt import float_fields
 from slimlab.ckpt.container import ContainerWriter
 from slimlab.ckpt.lossless import encode_lossless
 from slimlab.ckpt.shrink import ShrinkSettings, momentum_mask, quantize_values, weight_support
@@ -42,6 +44,9 @@ class Reference(Protocol):
 
     def weight(self, name: str) -> torch.Tensor | None: ...
 
+    def second_moment(self, name: str) -> torch.Tensor | None:
+        """The parent's exact Adam v of tensor ``name`` (lossless parents only; None otherwise)."""
+
 
 @dataclass
 class EncodeResult:
@@ -51,6 +56,7 @@ class EncodeResult:
     coded_bytes: int
     seconds: float
     bytes_by_kind: dict[str, int] = field(default_factory=dict)
+    second_moments: dict[str, torch.Tensor] = field(default_factory=dict)  # exact v (lossless mode), by tensor
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class ExcpCodec:
         optimizer = state.optimizer
         index_of = {name: i for i, name in enumerate(optimizer.param_names) if name} if optimizer else {}
         reconstructed: dict[str, torch.Tensor] = {}
+        second_moments: dict[str, torch.Tensor] = {}
         raw_bytes = optimizer_tensor_bytes(optimizer) if optimizer else 0
         with atomic_open(out_path) as stream:
             writer = ContainerWriter(stream)
@@ -118,7 +125,9 @@ class ExcpCodec:
                 else:
                     tensors[name], reconstructed[name], support = self._reference_weight(writer, tensor, base, entry)
                 if has_moments:
-                    moments_header[index] = self._moments(writer, entry, support, keyframe, name)
+                    moments_header[index] = self._moments(writer, entry, support, keyframe, name, reference)
+                    if self.mode == "lossless" and keep_reconstruction:
+                        second_moments[name] = entry["exp_avg_sq"].detach().clone()
                 raw_bytes += tensor.numel() * tensor.element_size()
                 if not keep_reconstruction:
                     del reconstructed[name]
@@ -136,7 +145,7 @@ class ExcpCodec:
             content_id = writer.finish(header)
             coded = writer.offset
         return EncodeResult(content_id, reconstructed, header["raw_bytes"], coded, time.perf_counter() - started,
-                            dict(writer.bytes_by_kind))
+                            dict(writer.bytes_by_kind), second_moments)
 
     # ---- weights -------------------------------------------------------------------------------------------
     def _base_for(self, name, tensor, reference, where) -> torch.Tensor | None:
@@ -150,8 +159,8 @@ class ExcpCodec:
                                f"has {tuple(base.shape)} {dtype_name(base.dtype)}")
         return base
 
-    def _lossless(self, writer, tensor, base, kind):
-        data, digest = encode_lossless(tensor, base, self.zstd_level)
+    def _lossless(self, writer, tensor, base, kind, context=None):
+        data, digest = encode_lossless(tensor, base, self.zstd_level, context)
         return {"coding": "lossless", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
                 "sha256": digest, "stream": writer.add(data, kind)}
 
@@ -187,13 +196,27 @@ class ExcpCodec:
         return entry, rebuilt, support
 
     # ---- optimizer -----------------------------------------------------------------------------------------
-    def _moments(self, writer, entry, support, keyframe, name) -> dict[str, Any]:
+    def _moments(self, writer, entry, support, keyframe, name, reference) -> dict[str, Any]:
         m = entry["exp_avg"].detach().reshape(-1)
         v = entry["exp_avg_sq"].detach().reshape(-1)
         shapes = {"shape": list(entry["exp_avg"].shape)}
         if self.mode == "lossless" or (self.mode == "excp-ref" and keyframe):
-            return {"coding": "lossless", **shapes, **{key: self._lossless(writer, entry[key], None, kind)
-                                                        for key, kind in zip(MOMENT_KEYS, "mv")}}
+            second = entry["exp_avg_sq"]
+            record = {"coding": "lossless", **shapes, "tensor": name}
+            # v changes slowly (beta2 ~ 0.95-0.999): the parent's exponent at the same position predicts this one
+            parent = reference.second_moment(name) if reference is not None and self.mode == "lossless" else None
+            if parent is not None and (parent.shape != second.shape or parent.dtype not in float_fields.LAYOUT):
+                parent = None
+            record["exp_avg_sq"] = self._lossless(writer, second, None, "v",
+                                                  None if parent is None else float_fields.exponent_field(parent))
+            if parent is not None:
+                record["exp_avg_sq"]["context"] = "parent_exp_avg_sq"
+            # |m| <= ~sqrt(v): the exponent of v predicts the exponent of m, so m is coded given v
+            context = float_fields.exponent_field(second) if second.dtype in float_fields.LAYOUT else None
+            record["exp_avg"] = self._lossless(writer, entry["exp_avg"], None, "m", context)
+            if context is not None:
+                record["exp_avg"]["context"] = "exp_avg_sq"
+            return record
         if self.mode == "excp-ref":
             magnitude = m.float().abs()  # official mask: |m| > beta * mean|m| on the kept residual; no v > 0 check
             keep = (magnitude > self.beta * float(magnitude.mean())) & support

@@ -20,7 +20,8 @@ from slimlab.core.errors import SlimlabError
 
 MAGIC = b"SLIMEXCP"
 FORMAT_NAME = "slimlab-excp"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds float-field lossless streams; version 1 files are still read
+READABLE_VERSIONS = (1, 2)
 _TRAILER = struct.Struct("<Q32s8s")
 
 
@@ -78,9 +79,9 @@ class ContainerReader:
         self.header: dict[str, Any] = json.loads(footer)
         if self.header.get("format") != FORMAT_NAME:
             raise SlimlabError(f"{self.path}: format '{self.header.get('format')}' is not {FORMAT_NAME}")
-        if self.header.get("version") != FORMAT_VERSION:
+        if self.header.get("version") not in READABLE_VERSIONS:
             raise SlimlabError(f"{self.path}: format version {self.header.get('version')} is not supported by "
-                               f"this slimlab (reads version {FORMAT_VERSION}); upgrade slimlab")
+                               f"this slimlab (reads versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade slimlab")
         self.data_end = size - _TRAILER.size - footer_length
         self.size = size
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import torch
 
+from slimlab.ckpt import float_fields
 from slimlab.ckpt.codec import MOMENT_KEYS, unpack_xz
 from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.lossless import decode_lossless
@@ -52,15 +53,43 @@ def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None)
     return (base_flat + delta).to(dtype).reshape(shape), support
 
 
+def decode_second_moment(reader: ContainerReader, name: str, parent: torch.Tensor | None) -> torch.Tensor | None:
+    """Exact v of tensor ``name`` from a lossless record (``parent``: the parent file's v); None if not stored so."""
+    optimizer = reader.header["optimizer"]
+    if optimizer is None or name not in optimizer["param_names"]:
+        return None
+    record = optimizer["state"].get(str(optimizer["param_names"].index(name)), {}).get("moments")
+    if record is None or record["coding"] != "lossless":
+        return None
+    return _lossless_moment(reader, record, "exp_avg_sq", f"optimizer tensor '{name}'", parent, None)
+
+
+def _lossless_moment(reader, record, key, where, parent, second) -> torch.Tensor:
+    item = record[key]
+    context = None
+    if item.get("context") == "exp_avg_sq":
+        context = float_fields.exponent_field(second)
+    elif item.get("context") == "parent_exp_avg_sq":
+        if parent is None:
+            raise SlimlabError(f"{reader.path}: {where} {key}: coded against the parent's second moment, which is "
+                               f"missing (decode this file through its chain)")
+        context = float_fields.exponent_field(parent)
+    return decode_lossless(reader.read(item["stream"], f"{where} {key}"), dtype_from_name(item["dtype"]),
+                           tuple(record["shape"]), item["sha256"], None, f"{reader.path}: {where} {key}", context)
+
+
 def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
-                   support_of: Callable[[str], torch.Tensor | None], stats: dict[str, int]) -> dict[str, torch.Tensor]:
+                   support_of: Callable[[str], torch.Tensor | None], stats: dict[str, int],
+                   parent_second_moment: Callable[[str], torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
     where = f"optimizer parameter {index}"
     shape = tuple(record["shape"])
     count = math.prod(shape)
     if record["coding"] == "lossless":
-        return {key: decode_lossless(reader.read(record[key]["stream"], f"{where} {key}"),
-                                     dtype_from_name(record[key]["dtype"]), shape, record[key]["sha256"],
-                                     None, f"{reader.path}: {where} {key}") for key in MOMENT_KEYS}
+        parent = None
+        if record["exp_avg_sq"].get("context") == "parent_exp_avg_sq" and parent_second_moment is not None:
+            parent = parent_second_moment(record["tensor"])
+        second = _lossless_moment(reader, record, "exp_avg_sq", where, parent, None)  # v first: m is coded given v
+        return {"exp_avg": _lossless_moment(reader, record, "exp_avg", where, parent, second), "exp_avg_sq": second}
     m_dtype, v_dtype = (dtype_from_name(name) for name in record["dtypes"])
     if record["coding"] == "excp-ref":
         m_hat, v_hat = (_dense_values(reader, record[key], count, f"{where} {key}") for key in ("m", "v"))
@@ -89,8 +118,10 @@ def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
 
 
 def decode_checkpoint(reader: ContainerReader, base_weight: Callable[[str], torch.Tensor | None],
-                      stats: dict[str, int] | None = None) -> CheckpointState:
-    """Rebuild the full checkpoint; ``base_weight(name)`` gives the parent's decoded weight (delta files)."""
+                      stats: dict[str, int] | None = None,
+                      base_second_moment: Callable[[str], torch.Tensor | None] | None = None) -> CheckpointState:
+    """Rebuild the full checkpoint; ``base_weight(name)`` gives the parent's decoded weight (delta files) and
+    ``base_second_moment(name)`` the parent's exact v (lossless chains code v given it)."""
     stats = {} if stats is None else stats
     header = reader.header
     model: dict[str, torch.Tensor] = {}
@@ -108,7 +139,8 @@ def decode_checkpoint(reader: ContainerReader, base_weight: Callable[[str], torc
                                              dtype_from_name(tensor_entry["dtype"]), tuple(tensor_entry["shape"]),
                                              tensor_entry["sha256"], None, f"{reader.path}: optimizer {index} {key}")
             if "moments" in record:
-                entry.update(decode_moments(reader, index, record["moments"], supports.get, stats))
+                entry.update(decode_moments(reader, index, record["moments"], supports.get, stats,
+                                            base_second_moment if header["parent_id"] else None))
             state[int(index)] = _in_original_order(entry, record)
         optimizer = OptimizerState(list(optimizer_header["param_names"]), state,
                                    from_json_value(optimizer_header["param_groups"]))

@@ -83,5 +83,90 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int) -> float:
     return float(-(probabilities * np.log2(probabilities)).sum())
 
 
+def _context_groups(contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stable order grouping equal contexts, and each group's value, start and size (ascending values)."""
+    if contexts.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    low, high = int(contexts.min()), int(contexts.max())
+    if high - low < 65536:  # numpy sorts 16-bit keys with a stable radix sort: linear time
+        keys = (contexts - low).astype(np.uint16)
+        order = np.argsort(keys, kind="stable")
+        histogram = np.bincount(keys)
+        present = np.flatnonzero(histogram)
+        counts = histogram[present]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return order, present + low, starts, counts
+    order = np.argsort(contexts, kind="stable")
+    values, starts, counts = np.unique(contexts[order], return_index=True, return_counts=True)
+    return order, values, starts, counts
+
+
 def _model(counts: np.ndarray):
     return constriction.stream.model.Categorical(counts.astype(np.float64), perfect=False)
+
+
+_GROUP = struct.Struct("<qIqI")  # context value, symbol count, lowest symbol, table size
+
+
+def encode_grouped_symbols(symbols: np.ndarray, contexts: np.ndarray) -> bytes:
+    """Code ``symbols`` with one static rANS model per context value (order-0 within each group).
+
+    Conditioning on a context the decoder already knows (the same position in another tensor, say) costs the
+    conditional entropy H(symbol | context) plus one small table per distinct context. Layout:
+    ``u32 groups | groups x (i64 context, u32 count, i64 low, u32 size, size x u32 counts) | rANS words``.
+    Groups follow ascending context order; within a group, symbols keep their positional order.
+    """
+    symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
+    contexts = np.asarray(contexts, dtype=np.int64).reshape(-1)
+    if symbols.shape != contexts.shape:
+        raise ValueError(f"symbols ({symbols.size}) and contexts ({contexts.size}) differ in length")
+    order, values, starts, counts = _context_groups(contexts)
+    grouped = symbols[order]
+    tables, models = [struct.pack("<I", len(values))], []
+    for value, start, count in zip(values.tolist(), starts.tolist(), counts.tolist()):
+        segment = grouped[start:start + count]
+        low, high = int(segment.min()), int(segment.max())
+        table = np.bincount(segment - low, minlength=high - low + 1).astype(np.uint32)
+        tables.append(_GROUP.pack(value, count, low, table.size) + table.tobytes())
+        models.append((segment - low, table) if np.count_nonzero(table) > 1 else None)
+    coder = constriction.stream.stack.AnsCoder()
+    for model in reversed(models):  # a stack: the last group pushed is the first popped
+        if model is not None:
+            coder.encode_reverse(model[0].astype(np.int32), _model(model[1]))
+    return b"".join(tables) + coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_grouped_symbols(data: bytes | memoryview, contexts: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_grouped_symbols` given the same contexts; returns int64 symbols."""
+    data = memoryview(data)
+    contexts = np.asarray(contexts, dtype=np.int64).reshape(-1)
+    order, values, starts, counts = _context_groups(contexts)
+    try:
+        (group_count,) = struct.unpack_from("<I", data, 0)
+        offset, groups = 4, []
+        for _ in range(group_count):
+            value, count, low, size = _GROUP.unpack_from(data, offset)
+            offset += _GROUP.size
+            table = np.frombuffer(data[offset:offset + 4 * size], dtype="<u4").astype(np.uint32)
+            offset += 4 * size
+            groups.append((value, count, low, table))
+    except struct.error as error:
+        raise SlimlabError(f"grouped entropy stream is truncated ({error})") from error
+    if [(g[0], g[1]) for g in groups] != list(zip(values.tolist(), counts.tolist())):
+        raise SlimlabError("grouped entropy stream does not match its context tensor (wrong reference?)")
+    words = np.frombuffer(data[offset:], dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.stack.AnsCoder(words) if words.size else None
+    grouped = np.empty(contexts.size, dtype=np.int64)
+    for (value, count, low, table), start in zip(groups, starts.tolist()):
+        if int(table.sum()) != count or table.size == 0:
+            raise SlimlabError(f"grouped entropy stream: the table of context {value} is damaged")
+        if np.count_nonzero(table) == 1:
+            grouped[start:start + count] = low + int(np.flatnonzero(table)[0])
+            continue
+        if decoder is None:
+            raise SlimlabError("grouped entropy stream has no payload")
+        grouped[start:start + count] = low + np.asarray(decoder.decode(_model(table), count), dtype=np.int64)
+    symbols = np.empty_like(grouped)
+    symbols[order] = grouped
+    return symbols
