@@ -39,7 +39,7 @@ def hard_mask_weight(teacher_iou: torch.Tensor, student_iou: torch.Tensor, eps: 
 
 def mask_and_iou_loss(logits: torch.Tensor, iou_predictions: torch.Tensor, gt: torch.Tensor,
                       focal_weight: float = 20.0, dice_weight: float = 1.0) -> torch.Tensor:
-    """SAM's supervised loss: focal + dice on the best of the M masks (ambiguity-aware) + L1 on the IoU head.
+    """SAM's supervised loss: focal + dice on the best of the M masks (ambiguity-aware) + MSE on the IoU head.
 
     logits (P, M, H, W) at GT resolution, iou_predictions (P, M), gt (P, H, W) -> scalar.
     """
@@ -48,7 +48,9 @@ def mask_and_iou_loss(logits: torch.Tensor, iou_predictions: torch.Tensor, gt: t
     best = per_mask.argmin(dim=1)
     rows = torch.arange(len(best), device=best.device)
     actual_iou = binary_iou(logits.detach() > 0, gt[:, None])  # (P, M)
-    return per_mask[rows, best].mean() + F.l1_loss(iou_predictions, actual_iou)
+    # MSE as SAM: the IoU head then predicts the expected IoU of each token (L1 would give the median, which is
+    # 0 for the tokens that win only a third of the time, and ranking the masks by it fails)
+    return per_mask[rows, best].mean() + F.mse_loss(iou_predictions, actual_iou)
 
 
 def distillation_loss(student: dict, teacher: dict, gt: torch.Tensor | None, weights: tuple[float, float, float],

@@ -127,3 +127,15 @@ def test_every_hard_prompt_mode_trains_one_step():
                                                           hard_prompts=mode, max_rounds=2))
         assert len(log) == 1 and np.isfinite(log[0]["loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, student.image_encoder.parameters()))
+
+
+def test_iou_head_loss_is_squared_error_by_hand():
+    # GT: a 2x2 square in a 4x4 image. Mask 0 is exact, mask 1 empty, mask 2 the whole image: actual IoUs
+    # (1, 0, 4/16). Predicted (0.5, 0, 0.25): squared errors (0.25, 0, 0) -> mean 1/12. The best mask (0) has
+    # near-zero focal and dice losses (saturated logits), so the total is 1/12 up to ~1e-8.
+    from slimlab.sam.losses import mask_and_iou_loss
+    gt = torch.zeros(1, 4, 4, dtype=torch.bool)
+    gt[0, 1:3, 1:3] = True
+    logits = torch.stack([torch.where(gt[0], 30.0, -30.0), torch.full((4, 4), -30.0), torch.full((4, 4), 30.0)])[None]
+    loss = mask_and_iou_loss(logits, torch.tensor([[0.5, 0.0, 0.25]]), gt, focal_weight=1.0)
+    assert abs(loss.item() - 1 / 12) < 1e-6
