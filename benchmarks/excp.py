@@ -40,8 +40,12 @@ CODEC_ARMS = {  # name -> (family, codec)
     "excp uniform quantizer": ("lossy", ExcpCodec(quantizer="uniform")),
     "excp linear-fp16 v": ("lossy", ExcpCodec(v_domain="linear-fp16")),
     "excp alpha 5e-4": ("lossy", ExcpCodec(alpha=5e-4)),
+    "excp alpha 1.5e-3": ("lossy", ExcpCodec(alpha=1.5e-3)),
     "excp alpha 5e-3": ("lossy", ExcpCodec(alpha=5e-3)),
 }
+# Arms whose decoded checkpoints are also trained from (protocol a): the default, the official semantics, and the
+# stronger-shrinking settings, which trace the ratio-vs-resumed-loss frontier.
+RESUME_ARMS = ("excp", "excp-ref", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3")
 JUMP_WINDOW = 50   # steps after a resume over which the training-loss jump is measured
 
 
@@ -185,7 +189,7 @@ def main(argv=None) -> None:
             parameter_count = baseline["trainer"].parameter_count()
             arms = run_arms(baseline, settings, args, workdir)
             resumes = [resumed_run(name, CODEC_ARMS[name][1], seed, settings, corpus, baseline, args.resume_every,
-                                   workdir / f"resume-{name}") for name in ("excp", "excp-ref")]
+                                   workdir / f"resume-{name}") for name in RESUME_ARMS]
             if args.protocol_b:
                 resumes.append(resumed_run("excp", CODEC_ARMS["excp"][1], seed, settings, corpus, baseline, 1,
                                            workdir / "resume-b-excp"))
