@@ -4,7 +4,7 @@ Training state is noisy in its low mantissa bits, so what a lossless coder can w
 with structure:
 * ``fields``: sign, exponent and mantissa are split. The exponent (log2 of the magnitude) is coded with
   rANS, conditioned on a context the decoder knows, such as the exponent of Adam's second moment at the
-  same position (|m| is bounded by about sqrt(v)); the top mantissa bits get rANS, the rest zstd or raw.
+  same position (|m| is bounded by about sqrt(v)); mantissa byte planes get zstd or raw, signs rANS or raw.
 * ``delta``: weights against the previous checkpoint. Both bit patterns are mapped to ordered integers
   (a monotone, bijective map), and their difference d is coded as bit_length(|d|) (rANS, conditioned on
   the reference's exponent, which sets the size of one unit in the last place), the sign of d, and the
@@ -55,7 +55,7 @@ def encode_fields(tensor: torch.Tensor, context: np.ndarray | None = None, level
     sign = pattern >> (total_bits - 1)
     exponent = (pattern >> mantissa_bits) & ((1 << exponent_bits) - 1)
     mantissa = pattern & ((1 << mantissa_bits) - 1)
-    parts = [encode_symbols(sign, 2), encode_grouped_symbols(exponent, _context(context, pattern.size))]
+    parts = [_encode_bits(sign), encode_grouped_symbols(exponent, _context(context, pattern.size))]
     parts += _encode_mantissa(mantissa, mantissa_bits, level)
     return _join(FIELDS_TAG, context is not None, parts)
 
@@ -68,7 +68,7 @@ def encode_delta(tensor: torch.Tensor, reference: torch.Tensor) -> bytes:
     length = _bit_length(magnitude)  # 0 where the element did not change
     changed = length > 0
     parts = [encode_grouped_symbols(length, (base >> mantissa_bits) & ((1 << exponent_bits) - 1)),
-             encode_symbols((difference[changed] < 0).astype(np.int64), 2),
+             _encode_bits((difference[changed] < 0).astype(np.int64)),
              _pack_below_leading_one(magnitude, length, total_bits)]
     return _join(DELTA_TAG, True, parts)
 
@@ -84,17 +84,15 @@ def decode_float(data: bytes | memoryview, dtype: torch.dtype, count: int, refer
         if tag == FIELDS_TAG:
             if uses_context and context is None:
                 raise SlimlabError(f"{where}: coded with a context tensor that was not given")
-            sign = decode_symbols(parts[0]).astype(np.int64)
+            sign = _decode_bits(parts[0], count)
             exponent = decode_grouped_symbols(parts[1], _context(context if uses_context else None, count))
             mantissa = _decode_mantissa(parts[2:], mantissa_bits, count)
-            if sign.size != count or mantissa.size != count:
-                raise SlimlabError(f"{where}: field streams hold {sign.size} elements, expected {count}")
             return (sign << (total_bits - 1)) | (exponent << mantissa_bits) | mantissa
         if tag == DELTA_TAG:
             if reference is None or reference.numel() != count or reference.dtype != dtype:
                 raise SlimlabError(f"{where}: coded against a reference tensor that is missing or differs")
             length = decode_grouped_symbols(parts[0], exponent_field(reference))
-            negative = decode_symbols(parts[1]).astype(bool)
+            negative = _decode_bits(parts[1], int(np.count_nonzero(length))).astype(bool)
             magnitude = _unpack_below_leading_one(parts[2], length, total_bits)
             difference = magnitude.copy()
             changed = np.flatnonzero(length > 0)
@@ -174,12 +172,33 @@ def _unpack_below_leading_one(data: bytes | memoryview, length: np.ndarray, tota
     return magnitude
 
 
+def _encode_bits(bits: np.ndarray) -> bytes:
+    """A 0/1 stream: rANS when it saves at least 1% over one raw bit each (signs of noisy values rarely do)."""
+    packed = np.packbits(bits.astype(np.uint8)).tobytes()
+    coded = encode_symbols(bits, 2) if bits.size else b""
+    return b"A" + coded if bits.size and len(coded) < 0.99 * len(packed) else b"P" + packed
+
+
+def _decode_bits(data: bytes | memoryview, count: int) -> np.ndarray:
+    kind, body = bytes(data[:1]), data[1:]
+    if kind == b"A":
+        bits = decode_symbols(body).astype(np.int64)
+    elif kind == b"P":
+        bits = np.unpackbits(np.frombuffer(body, dtype=np.uint8))[:count].astype(np.int64)
+    else:
+        raise SlimlabError(f"unknown bit-stream kind {kind!r}")
+    if bits.size != count:
+        raise SlimlabError(f"bit stream holds {bits.size} entries, expected {count}")
+    return bits
+
+
 def _encode_mantissa(mantissa: np.ndarray, mantissa_bits: int, level: int) -> list[bytes]:
-    """Top (mantissa_bits mod 8, or 8) bits with rANS, each lower byte with zstd or raw, whichever is smaller."""
+    """Byte planes of the mantissa from the top (the top one holds mantissa_bits mod 8 bits, or 8), each with
+    zstd or raw, whichever is smaller: the top bits are slightly skewed, the rest is noise."""
     top_bits = mantissa_bits % 8 or 8
-    parts = [encode_symbols(mantissa >> (mantissa_bits - top_bits), 1 << top_bits)]
     compressor = zstandard.ZstdCompressor(level=level)
-    for shift in range(mantissa_bits - top_bits - 8, -1, -8):
+    parts = []
+    for shift in range(mantissa_bits - top_bits, -1, -8):
         plane = ((mantissa >> shift) & 0xFF).astype(np.uint8).tobytes()
         packed = compressor.compress(plane)
         parts.append(b"Z" + packed if len(packed) < len(plane) else b"R" + plane)
@@ -188,11 +207,11 @@ def _encode_mantissa(mantissa: np.ndarray, mantissa_bits: int, level: int) -> li
 
 def _decode_mantissa(parts: list[memoryview], mantissa_bits: int, count: int) -> np.ndarray:
     top_bits = mantissa_bits % 8 or 8
-    mantissa = decode_symbols(parts[0]).astype(np.int64) << (mantissa_bits - top_bits)
-    shifts = list(range(mantissa_bits - top_bits - 8, -1, -8))
-    if len(parts) != 1 + len(shifts) or mantissa.size != count:
+    shifts = list(range(mantissa_bits - top_bits, -1, -8))
+    if len(parts) != len(shifts):
         raise SlimlabError("float field stream has the wrong number of mantissa planes")
-    for part, shift in zip(parts[1:], shifts):
+    mantissa = np.zeros(count, dtype=np.int64)
+    for part, shift in zip(parts, shifts):
         kind, body = bytes(part[:1]), part[1:]
         plane = zstandard.ZstdDecompressor().decompress(body, max_output_size=count) if kind == b"Z" else body
         values = np.frombuffer(plane, dtype=np.uint8)
