@@ -204,7 +204,8 @@ class ExcpCodec:
             second = entry["exp_avg_sq"]
             record = {"coding": "lossless", **shapes, "tensor": name}
             # v changes slowly (beta2 ~ 0.95-0.999): the parent's exponent at the same position predicts this one
-            parent = reference.second_moment(name) if reference is not None and self.mode == "lossless" else None
+            lookup = getattr(reference, "second_moment", None)  # optional for user-written references
+            parent = lookup(name) if lookup is not None and self.mode == "lossless" else None
             if parent is not None and (parent.shape != second.shape or parent.dtype not in float_fields.LAYOUT):
                 parent = None
             record["exp_avg_sq"] = self._lossless(writer, second, None, "v",
