@@ -91,16 +91,13 @@ def decode_float(data: bytes | memoryview, dtype: torch.dtype, count: int, refer
         if tag == DELTA_TAG:
             if reference is None or reference.numel() != count or reference.dtype != dtype:
                 raise SlimlabError(f"{where}: coded against a reference tensor that is missing or differs")
-            length = decode_grouped_symbols(parts[0], exponent_field(reference))
-            negative = _decode_bits(parts[1], int(np.count_nonzero(length))).astype(bool)
-            magnitude = _unpack_below_leading_one(parts[2], length, total_bits)
-            difference = magnitude.copy()
+            base = bit_patterns(reference)
+            length = decode_grouped_symbols(parts[0], (base >> mantissa_bits) & ((1 << exponent_bits) - 1))
             changed = np.flatnonzero(length > 0)
-            if negative.size != changed.size:
-                raise SlimlabError(f"{where}: sign stream holds {negative.size} entries, expected {changed.size}")
+            negative = _decode_bits(parts[1], changed.size).astype(bool)
+            difference = _unpack_below_leading_one(parts[2], length, total_bits)  # |d| so far
             difference[changed[negative]] *= -1
-            ordered = _ordered(bit_patterns(reference), total_bits) + difference
-            return _unordered(ordered, total_bits)
+            return _unordered(_ordered(base, total_bits) + difference, total_bits)
     except (ValueError, struct.error, IndexError) as error:
         raise SlimlabError(f"{where}: damaged field stream ({error})") from error
     except SlimlabError as error:
