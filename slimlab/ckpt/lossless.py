@@ -53,13 +53,12 @@ def encode_lossless(tensor: torch.Tensor, reference: torch.Tensor | None = None,
         return float_fields.encode_fields(tensor, context), digest
     item = max(1, tensor.element_size()) if tensor.dtype != torch.bool else 1
     words = data.view(_UINT[item])
-    use_xor = same
-    if use_xor:
+    if same:
         words = np.bitwise_xor(words, tensor_bytes(reference).view(_UINT[item]))
     planes = words.view(np.uint8).reshape(-1, item).T  # (item, N): plane k holds byte k of every element
     compressor = zstandard.ZstdCompressor(level=level)
     coded = [compressor.compress(np.ascontiguousarray(plane).tobytes()) for plane in planes]
-    header = struct.pack(f"<BB{item}Q", item, int(use_xor), *[len(part) for part in coded])
+    header = struct.pack(f"<BB{item}Q", item, int(same), *[len(part) for part in coded])
     return header + b"".join(coded), digest
 
 
