@@ -26,7 +26,8 @@ import torch
 from slimlab.ckpt import float_fields
 from slimlab.ckpt.container import ContainerWriter
 from slimlab.ckpt.lossless import encode_lossless
-from slimlab.ckpt.shrink import ShrinkSettings, momentum_mask, quantize_values, weight_support
+from slimlab.ckpt.shrink import (ScoreHistogram, ShrinkSettings, adam_scores, adam_support, momentum_mask,
+                                 quantize_values, weight_support)
 from slimlab.ckpt.state import CheckpointState
 from slimlab.ckpt.values import dtype_name, is_header_scalar, to_json_value
 from slimlab.core.entropy import encode_mask, encode_symbols
@@ -34,6 +35,7 @@ from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_open
 
 MODES = ("excp", "excp-ref", "lossless")
+SCORES = ("excp", "adam")
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq")
 
 
@@ -69,6 +71,8 @@ class ExcpCodec:
     quantizer: str = "kmeans"                  # or "uniform" (ablation)
     residual: bool = True                      # False codes weights directly (ablation)
     momentum_shrinking: bool = True            # False keeps moments wherever the residual is kept (ablation)
+    score: str = "excp"                        # "adam": keep the top keep_fraction of |dW| * sqrt(v), whole checkpoint
+    keep_fraction: float = 0.1                 # budget of the "adam" score (fraction of all residual entries)
     zstd_level: int = 3
     keyframe_every: int = 10
 
@@ -79,6 +83,12 @@ class ExcpCodec:
             raise SlimlabError(f"bits must be three integers in [1, 8], got {self.bits}")
         if self.v_domain not in ("log", "linear-fp16"):
             raise SlimlabError(f"v_domain '{self.v_domain}' is not 'log' or 'linear-fp16'")
+        if self.score not in SCORES:
+            raise SlimlabError(f"score '{self.score}' is not one of {', '.join(SCORES)}")
+        if self.score == "adam" and self.mode != "excp":
+            raise SlimlabError(f"score 'adam' applies to mode 'excp' only, not '{self.mode}'")
+        if not 0 < self.keep_fraction <= 1:
+            raise SlimlabError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
         if self.keyframe_every < 1:
             raise SlimlabError("keyframe_every must be at least 1")
 
@@ -104,6 +114,9 @@ class ExcpCodec:
         reconstructed: dict[str, torch.Tensor] = {}
         second_moments: dict[str, torch.Tensor] = {}
         raw_bytes = optimizer_tensor_bytes(optimizer) if optimizer else 0
+        threshold = None
+        if self.mode == "excp" and self.score == "adam" and not keyframe:
+            threshold = self._adam_threshold(state, reference, index_of, source or str(out_path))
         with atomic_open(out_path) as stream:
             writer = ContainerWriter(stream)
             tensors: dict[str, Any] = {}
@@ -121,7 +134,8 @@ class ExcpCodec:
                     reconstructed[name] = tensor.detach().clone()  # the input may be a live parameter
                     support = None
                 elif self.mode == "excp":
-                    tensors[name], reconstructed[name], support = self._joint_weight(writer, tensor, base, entry)
+                    tensors[name], reconstructed[name], support = self._joint_weight(writer, tensor, base, entry,
+                                                                                     threshold)
                 else:
                     tensors[name], reconstructed[name], support = self._reference_weight(writer, tensor, base, entry)
                 if has_moments:
@@ -168,9 +182,26 @@ class ExcpCodec:
         base_flat = base.reshape(-1).float() if self.residual else torch.zeros(tensor.numel())
         return tensor.detach().reshape(-1).float() - base_flat, base_flat  # (N,), (N,)
 
-    def _joint_weight(self, writer, tensor, base, moments):
+    def _adam_threshold(self, state, reference, index_of, source) -> float:
+        """First pass of score 'adam': one threshold on |dW| * sqrt(v) over every delta-coded tensor."""
+        histogram = ScoreHistogram()
+        for name, tensor in state.model.items():
+            index = index_of.get(name)
+            entry = state.optimizer.state.get(index) if index is not None else None
+            if entry is None or not all(isinstance(entry.get(k), torch.Tensor) for k in MOMENT_KEYS):
+                continue  # coded losslessly, outside the budget
+            where = f"{source}: tensor '{name}'"
+            _check_moment_shapes(entry, tensor, where)
+            residual, _ = self._residual(tensor, self._base_for(name, tensor, reference, where))
+            histogram.add(adam_scores(residual, entry["exp_avg_sq"]))
+        return histogram.threshold(self.keep_fraction)
+
+    def _joint_weight(self, writer, tensor, base, moments, threshold=None):
         residual, base_flat = self._residual(tensor, base)
-        support = weight_support(residual, moments["exp_avg_sq"].reshape(-1), self.shrink)  # (N,) bool
+        if threshold is None:
+            support = weight_support(residual, moments["exp_avg_sq"].reshape(-1), self.shrink)  # (N,) bool
+        else:
+            support = adam_support(residual, moments["exp_avg_sq"], threshold)
         indices, codebook = quantize_values(residual[support], self.shrink.clusters_w, self.quantizer)
         delta = torch.zeros_like(residual)
         delta[support] = codebook[indices] if indices.numel() else delta[support]

@@ -2,6 +2,13 @@
 
 Shapes: every tensor here is flattened, length N. ``support`` (M_w) marks the residual entries kept;
 ``moment_mask`` (M_o) marks, among those, where the Adam moments are kept.
+
+Two ways to choose M_w:
+* ``excp`` (the paper's, default): per tensor, |dW| > r_w * median(|dW|) with r_w = min(2.5, alpha / sqrt(mean v)).
+* ``adam`` (option): one budget for the whole checkpoint, keep the ``keep_fraction`` of all residual entries with
+  the largest |dW| * sqrt(v). Under a quadratic model with v as diagonal Fisher, dropping entry i costs about
+  v_i * dW_i^2 in loss, so this ranks entries by what dropping them costs; a single threshold over all tensors
+  lets tensors that matter keep more than those that do not (a per-tensor or per-block quota cannot).
 """
 
 from __future__ import annotations
@@ -41,6 +48,50 @@ def weight_support(residual: torch.Tensor, second_moment: torch.Tensor | None, s
     magnitude = residual.abs()
     threshold = weight_threshold_ratio(second_moment, settings) * float(magnitude.median())
     return magnitude > threshold
+
+
+# Histogram of log2(score) used to find the global threshold without holding every score: 64 bins per octave
+# (scores resolved to 1.1%) over the whole float32 range.
+LOG2_LOW, LOG2_HIGH, BINS_PER_OCTAVE = -160, 130, 64
+
+
+def adam_scores(residual: torch.Tensor, second_moment: torch.Tensor) -> torch.Tensor:
+    """|dW| * sqrt(v)  (float32, N); zero where either is zero, so such entries are never kept."""
+    return residual.abs().float() * second_moment.reshape(-1).float().clamp_min(0).sqrt()
+
+
+class ScoreHistogram:
+    """Counts of log2(score) over all tensors of a checkpoint; ``threshold`` meets a keep budget."""
+
+    def __init__(self):
+        self.bins = (LOG2_HIGH - LOG2_LOW) * BINS_PER_OCTAVE
+        self.counts = torch.zeros(self.bins, dtype=torch.float64)
+        self.entries = 0   # every entry scored, zeros included: the budget is a fraction of all of them
+
+    def add(self, scores: torch.Tensor) -> None:
+        self.entries += scores.numel()
+        positive = scores[scores > 0]
+        if positive.numel():
+            self.counts += torch.histc(positive.double().log2(), self.bins, LOG2_LOW, LOG2_HIGH)
+
+    def threshold(self, keep_fraction: float) -> float:
+        """Smallest bin edge t with count(score >= t) >= keep_fraction * entries (inf when nothing is kept).
+
+        Keeps the budget or slightly more (at most the entries of one bin, whose scores differ by < 1.1%).
+        """
+        budget = keep_fraction * self.entries
+        from_top = self.counts.flip(0).cumsum(0)                      # count at or above each bin, top first
+        reached = torch.nonzero(from_top >= budget)
+        if budget <= 0 or not from_top.numel() or float(from_top[-1]) == 0:
+            return math.inf
+        bin_index = self.bins - 1 - (int(reached[0]) if reached.numel() else self.bins - 1)
+        return 2.0 ** (LOG2_LOW + bin_index / BINS_PER_OCTAVE)
+
+
+def adam_support(residual: torch.Tensor, second_moment: torch.Tensor, threshold: float) -> torch.Tensor:
+    """M_w = |dW| * sqrt(v) >= threshold, never where the score is zero  (bool, N)."""
+    scores = adam_scores(residual, second_moment)
+    return (scores >= threshold) & (scores > 0)
 
 
 def momentum_mask(first_moment: torch.Tensor, second_moment: torch.Tensor, support: torch.Tensor | None,

@@ -1,10 +1,13 @@
 import hashlib
+import math
 
 import pytest
 import torch
 
 from slimlab.ckpt import CheckpointChain, ExcpCodec
+from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.lossless import tensor_bytes
+from slimlab.core.errors import SlimlabError
 
 
 def digest(tensor):
@@ -99,3 +102,28 @@ def test_moments_without_weights_pairing_still_round_trip(tmp_path, trained_stat
     chain.append(state, 2)
     decoded = chain.load(2)
     assert set(decoded.optimizer.state) == set(state.optimizer.state)
+
+
+def test_adam_score_meets_the_checkpoint_budget(tmp_path, trained_states):
+    chain = CheckpointChain(tmp_path, ExcpCodec(score="adam", keep_fraction=0.25))
+    results = [chain.append(state, step) for step, state in enumerate(trained_states, start=1)]
+    header = ContainerReader(chain.path_for(3)).header
+    coded = [entry for entry in header["tensors"].values() if entry["coding"] == "excp"]
+    kept, total = sum(e["kept"] for e in coded), sum(math.prod(e["shape"]) for e in coded)
+    # one threshold for the whole checkpoint: the budget, or a little more (one histogram bin of ties)
+    assert 0.25 <= kept / total <= 0.27
+    assert len({round(e["kept"] / math.prod(e["shape"]), 2) for e in coded}) > 1  # tensors get different shares
+    assert header["codec"]["score"] == "adam" and header["codec"]["keep_fraction"] == 0.25
+    decoded = chain.load(3)
+    for name, tensor in decoded.model.items():
+        assert torch.equal(tensor, results[-1].reconstructed[name]), name
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"score": "fisher"}, "score 'fisher'"),
+    ({"score": "adam", "mode": "lossless"}, "mode 'excp' only"),
+    ({"score": "adam", "keep_fraction": 0.0}, "keep_fraction"),
+])
+def test_score_settings_are_checked(settings, message):
+    with pytest.raises(SlimlabError, match=message):
+        ExcpCodec(**settings)

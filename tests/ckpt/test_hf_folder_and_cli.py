@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Trainer
 
 from slimlab.cli import main
 from slimlab.ckpt import read_checkpoint
+from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.names import PARAM_NAMES_FILE
 
 
@@ -94,6 +96,13 @@ def test_cli_compress_single_files_against_a_reference(tmp_path):
     original = read_checkpoint(tmp_path / "b")
     assert set(restored["model"]) == set(original.model)
     assert max((restored["model"][n] - t).abs().max().item() for n, t in original.model.items()) < 0.05
+    # --score adam against a parent read from disk (the threshold pass decodes the reference tensor by tensor)
+    assert main(["ckpt", "compress", str(tmp_path / "b"), "--ref", str(chain / "a.excp"), "--out",
+                 str(chain / "b-adam.excp"), "--score", "adam", "--keep-fraction", "0.3"]) == 0
+    header = ContainerReader(chain / "b-adam.excp").header
+    assert header["codec"]["score"] == "adam" and header["codec"]["keep_fraction"] == 0.3
+    coded = [entry for entry in header["tensors"].values() if entry["coding"] == "excp"]
+    assert 0.3 <= sum(e["kept"] for e in coded) / sum(math.prod(e["shape"]) for e in coded) <= 0.32
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from slimlab.ckpt.shrink import ShrinkSettings, momentum_mask, weight_support, weight_threshold_ratio
+from slimlab.ckpt.shrink import (ScoreHistogram, ShrinkSettings, adam_scores, adam_support, momentum_mask,
+                                 weight_support, weight_threshold_ratio)
 
 
 def test_threshold_ratio_by_hand():
@@ -32,3 +33,35 @@ def test_moment_mask_excludes_zero_second_moment():
     m = torch.tensor([4.0, 4.0, 0.0, 0.0])
     v = torch.tensor([1e-8, 0.0, 1e-8, 1e-8])
     assert momentum_mask(m, v, None, ShrinkSettings(beta=1.0)).tolist() == [True, False, False, False]
+
+
+def test_adam_score_threshold_by_hand():
+    # scores |dW| * sqrt(v): 1*2, 2*1, 0.5*8, 3*0, 1*0.5 = [2, 2, 4, 0, 0.5]
+    residual = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0])
+    v = torch.tensor([4.0, 1.0, 64.0, 0.0, 0.25])
+    scores = adam_scores(residual, v)
+    assert scores.tolist() == [2.0, 2.0, 4.0, 0.0, 0.5]
+    histogram = ScoreHistogram()
+    histogram.add(scores)
+    # budget 0.2 * 5 = 1 entry: the top score 4 alone
+    assert histogram.threshold(0.2) == 4.0
+    # budget 2: 4 and then the bin of 2, which holds two entries (ties are kept together)
+    assert histogram.threshold(0.4) == 2.0
+    assert adam_support(residual, v, 2.0).tolist() == [True, True, True, False, False]
+    # budget 4 of 5, but only 4 entries score above zero: keep all of them, never the zero score
+    assert histogram.threshold(0.8) == 0.5
+    everything = histogram.threshold(1.0)
+    assert everything <= 0.5
+    assert adam_support(residual, v, everything).tolist() == [True, True, True, False, True]
+
+
+def test_adam_score_histogram_spans_tensors():
+    # Two tensors share one budget: the one whose entries score higher keeps more.
+    histogram = ScoreHistogram()
+    loud, quiet = torch.full((30,), 8.0), torch.full((10,), 1.0)
+    histogram.add(loud)
+    histogram.add(quiet)
+    assert histogram.entries == 40
+    assert histogram.threshold(0.5) == 8.0           # 20 of 40: all taken from the loud tensor
+    assert histogram.threshold(0.9) == 1.0           # 36 > 30: reaches into the quiet one
+    assert ScoreHistogram().threshold(0.5) == math.inf
