@@ -42,10 +42,18 @@ CODEC_ARMS = {  # name -> (family, codec)
     "excp alpha 5e-4": ("lossy", ExcpCodec(alpha=5e-4)),
     "excp alpha 1.5e-3": ("lossy", ExcpCodec(alpha=1.5e-3)),
     "excp alpha 5e-3": ("lossy", ExcpCodec(alpha=5e-3)),
+    # --score adam: one budget over the whole checkpoint, entries ranked by |dW| * sqrt(v); 3-bit indices, since
+    # at these budgets pruning, not quantization, sets the error.
+    "excp adam keep 0.2, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.2, bits=(3, 3, 3))),
+    "excp adam keep 0.15, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.15, bits=(3, 3, 3))),
+    "excp adam keep 0.12, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.12, bits=(3, 3, 3))),
+    "excp adam keep 0.1, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.1, bits=(3, 3, 3))),
 }
 # Arms whose decoded checkpoints are also trained from (protocol a): the default, the official semantics, and the
-# stronger-shrinking settings, which trace the ratio-vs-resumed-loss frontier.
-RESUME_ARMS = ("excp", "excp-ref", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3")
+# stronger-shrinking and adam-score settings, which trace the ratio-vs-resumed-loss frontier.
+RESUME_ARMS = ("excp", "excp-ref", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3",
+               "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit", "excp adam keep 0.12, 3-bit",
+               "excp adam keep 0.1, 3-bit")
 JUMP_WINDOW = 50   # steps after a resume over which the training-loss jump is measured
 
 

@@ -16,7 +16,8 @@ from slimlab.core.plots import bar_plot, line_plot
 
 ARM_ORDER = ["zstd-3", "zstd-19", "xz", "residual + xz", "lossless", "excp-ref", "excp", "excp no residual",
              "excp no momentum shrinking", "excp uniform quantizer", "excp linear-fp16 v", "excp alpha 5e-4", "excp alpha 1.5e-3",
-             "excp alpha 5e-3"]
+             "excp alpha 5e-3", "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit",
+             "excp adam keep 0.12, 3-bit", "excp adam keep 0.1, 3-bit"]
 
 
 def machine() -> dict:
@@ -76,6 +77,11 @@ def aggregate_resumes(runs: list[dict]) -> list[dict]:
     return result
 
 
+def _before_last_decode(resume: dict) -> str:
+    before = resume.get("final_eval_loss_before_last_decode")
+    return "n/a" if before is None else f"{before - resume['baseline_final_eval_loss']:+.4f}"
+
+
 def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, argv: list[str],
                  machine_info: dict | None = None, cpu_seconds: float | None = None) -> None:
     seeds = len(runs)
@@ -120,7 +126,7 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
               if r["resume_every"] == args.resume_every and r["arm"] in arms
               and abs(r["final_loss_delta_nats"]) <= tolerance]
     best = max(within, default=None)
-    targets.append({"target": "ratio >= 75x at any alpha whose resumed (protocol a) loss stays within 0.01 nats",
+    targets.append({"target": "ratio >= 75x at any setting whose resumed (protocol a) loss stays within 0.01 nats or 1%",
                     "measured": (f"{best[0]:.1f}x ({best[1]}, {best[2]:+.4f} nats)" if best else
                                  "no resumed arm within the tolerance"), "pass": bool(best) and best[0] >= 75})
     stress = next((r for r in resumes if r["resume_every"] == 1), None)
@@ -195,7 +201,7 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
         "large v) r_w is far below the clamp, so most residual entries are kept. The default alpha was "
         "chosen for large models whose second moments are much smaller; on this model it shrinks little.",
     ]
-    for name in ("excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3"):
+    for name in [name for name in arms if name.startswith(("excp alpha", "excp adam"))]:
         if name in arms and arms[name]["decoded_last_eval_loss"] is not None:
             arm = arms[name]
             lines.append(f"- `{name}`: {arm['ratio']:.1f}x ({arm['bits_per_param']:.3f} bits/param); the decoded "
@@ -218,9 +224,20 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
     if len(frontier) > 1:
         points = ", ".join(f"{ratio:.1f}x -> {delta:+.4f} nats ({name})" for ratio, name, delta in sorted(frontier))
         met = [name for _, name, delta in sorted(frontier) if abs(delta) <= max(0.01, 0.01 * baseline_eval)]
-        lines.append(f"- Ratio against the resumed run's final loss (protocol a): {points}. Within the 0.01-nat "
-                     f"tolerance: {', '.join(met) if met else 'none'}; beyond it, stronger shrinking buys ratio "
-                     "with loss.")
+        tolerance = max(0.01, 0.01 * baseline_eval)
+        lines.append(f"- Ratio against the resumed run's final loss (protocol a): {points}. Within the tolerance "
+                     f"(0.01 nats or 1%, here {tolerance:.3f} nats): {', '.join(met) if met else 'none'}; beyond "
+                     "it, stronger shrinking buys ratio with loss.")
+    adam = [r for r in resumes if r["arm"].startswith("excp adam") and r["arm"] in arms and r["resume_every"] != 1]
+    alpha = [r for r in resumes if r["arm"].startswith("excp alpha") and r["arm"] in arms and r["resume_every"] != 1]
+    if adam and alpha:
+        def recovered(group):
+            return ", ".join(f"{r['arm'].removeprefix('excp ')} {_before_last_decode(r)}" for r in group)
+        lines.append("- `--score adam` against the alpha arms: the decoded last checkpoint loses less at a given "
+                     "ratio (table above), but training resumed at the middle checkpoint recovers less before the "
+                     f"final decode (delta before the last decode: {recovered(adam)}; alpha arms {recovered(alpha)}). "
+                     "A likely cause, not isolated by this run: the adam budget drops small residual entries in every "
+                     "tensor, where the alpha threshold drops them mostly in tensors with small v.")
     lossless = arms["lossless"]
     streams = lossless["bits_per_param_by_stream"]
     if streams:
@@ -294,7 +311,10 @@ def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds) -> str:
               "decoded optimizer state (Adam would divide them by eps). The last column is the held-out loss of "
               "the decoded last checkpoint's weights (decoded through the chain, no further training), next to "
               "the uncompressed model's in the raw row; it shows what each ablation costs in quality. The "
-              "`alpha` arms raise the weight-shrinking strength over the default 5e-5.", "",
+              "`alpha` arms raise the weight-shrinking strength over the default 5e-5. The `adam` arms (`--score adam`) "
+              "replace the per-tensor threshold by one budget over the whole checkpoint: they keep the given fraction "
+              "of all residual entries with the largest |dW| * sqrt(v) (dropping entry i costs about v_i dW_i^2 under "
+              "a quadratic model with v as diagonal Fisher), with 3-bit indices.", "",
               "### Bits per parameter by stream (delta checkpoints)", "",
               "| arm | w | mask | m | v | other |", "|---|---|---|---|---|---|"]
     for name, arm in arms.items():
@@ -312,15 +332,18 @@ def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds) -> str:
         "(the last one included, so the final model is a decoded one); every batch and learning rate equals the "
         f"uncompressed run's. Max train-loss jump: the largest (resumed - uncompressed) training loss on the same "
         f"batch in the 50 steps after a resume. Eval jump: held-out loss right after a resume minus the "
-        "uncompressed run's at that step.", "",
-        "| arm | protocol | resumes at steps | final eval loss | uncompressed | delta (nats) | max eval jump at resume "
-        "| max train-loss jump | m≠0 with v≤0 (decoder count) |", "|---|---|---|---|---|---|---|---|---|"]
+        "uncompressed run's at that step. 'Delta before the last decode': the resumed run's held-out loss at the "
+        "last step before its final checkpoint is replaced by the decoded one, minus the uncompressed run's; it "
+        "shows how far training recovered from the earlier resumes.", "",
+        "| arm | protocol | resumes at steps | final eval loss | uncompressed | delta (nats) | delta before the last "
+        "decode | max eval jump at resume | max train-loss jump | m≠0 with v≤0 (decoder count) |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for r in resumes:
         protocol = "a" if r["resume_every"] == args.resume_every else "b (every checkpoint)"
         lines.append(f"| {r['arm']} | {protocol} | {r['resume_steps']} | {_fmt(r['final_eval_loss'], r['final_eval_loss_std'], 4, seeds)} "
                      f"| {_fmt(r['baseline_final_eval_loss'], r['baseline_final_eval_loss_std'], 4, seeds)} "
                      f"| {_fmt(r['final_loss_delta_nats'], r['final_loss_delta_nats_std'], 4, seeds)} "
-                     f"| {r['max_eval_jump_at_resume']:+.4f} | {_fmt(r['max_train_loss_jump'], None, 4)} "
+                     f"| {_before_last_decode(r)} | {r['max_eval_jump_at_resume']:+.4f} | {_fmt(r['max_train_loss_jump'], None, 4)} "
                      f"| {r['orphaned_first_moments']:.0f} |")
     lines += ["", "## Reading the figures", ""] + _findings(arms, resumes, baseline_eval)
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
