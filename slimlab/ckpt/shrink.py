@@ -75,15 +75,17 @@ class ScoreHistogram:
             self.counts += torch.histc(positive.double().log2(), self.bins, LOG2_LOW, LOG2_HIGH)
 
     def threshold(self, keep_fraction: float) -> float:
-        """Smallest bin edge t with count(score >= t) >= keep_fraction * entries (inf when nothing is kept).
+        """The largest bin edge t with count(score >= t) >= keep_fraction * entries.
 
-        Keeps the budget or slightly more (at most the entries of one bin, whose scores differ by < 1.1%).
+        Keeps the budget or slightly more (at most the entries of one bin, whose scores differ by < 1.1%). When
+        fewer entries than the budget score above zero, the lowest edge (every positive score is kept); inf when
+        none does or the budget is zero.
         """
         budget = keep_fraction * self.entries
         from_top = self.counts.flip(0).cumsum(0)                      # count at or above each bin, top first
-        reached = torch.nonzero(from_top >= budget)
-        if budget <= 0 or not from_top.numel() or float(from_top[-1]) == 0:
+        if budget <= 0 or float(from_top[-1]) == 0:
             return math.inf
+        reached = torch.nonzero(from_top >= budget)
         bin_index = self.bins - 1 - (int(reached[0]) if reached.numel() else self.bins - 1)
         return 2.0 ** (LOG2_LOW + bin_index / BINS_PER_OCTAVE)
 
