@@ -125,10 +125,8 @@ class ExcpCodec:
                 where = f"{source or out_path}: tensor '{name}'"
                 base = self._base_for(name, tensor, reference, where)
                 index = index_of.get(name)
-                entry = optimizer.state.get(index) if index is not None else None
-                has_moments = entry is not None and all(isinstance(entry.get(k), torch.Tensor) for k in MOMENT_KEYS)
-                if has_moments:
-                    _check_moment_shapes(entry, tensor, where)
+                entry = _adam_moments(optimizer, index, tensor, where)
+                has_moments = entry is not None
                 if self.mode == "lossless" or keyframe or not has_moments:
                     tensors[name] = self._lossless(writer, tensor, base, "w")
                     reconstructed[name] = tensor.detach().clone()  # the input may be a live parameter
@@ -186,12 +184,10 @@ class ExcpCodec:
         """First pass of score 'adam': one threshold on |dW| * sqrt(v) over every delta-coded tensor."""
         histogram = ScoreHistogram()
         for name, tensor in state.model.items():
-            index = index_of.get(name)
-            entry = state.optimizer.state.get(index) if index is not None else None
-            if entry is None or not all(isinstance(entry.get(k), torch.Tensor) for k in MOMENT_KEYS):
-                continue  # coded losslessly, outside the budget
             where = f"{source}: tensor '{name}'"
-            _check_moment_shapes(entry, tensor, where)
+            entry = _adam_moments(state.optimizer, index_of.get(name), tensor, where)
+            if entry is None:
+                continue  # coded losslessly, outside the budget
             residual, _ = self._residual(tensor, self._base_for(name, tensor, reference, where))
             histogram.add(adam_scores(residual, entry["exp_avg_sq"]))
         return histogram.threshold(self.keep_fraction)
@@ -304,6 +300,15 @@ def optimizer_tensor_bytes(optimizer) -> int:
     """Bytes of every optimizer tensor as stored uncompressed (the weights are counted while encoding)."""
     return sum(value.numel() * value.element_size() for entry in optimizer.state.values()
                for value in entry.values() if isinstance(value, torch.Tensor))
+
+
+def _adam_moments(optimizer, index: int | None, tensor: torch.Tensor, where: str) -> dict[str, Any] | None:
+    """The optimizer entry of a parameter when it holds both Adam moments (shapes checked), else None."""
+    entry = optimizer.state.get(index) if optimizer is not None and index is not None else None
+    if entry is None or not all(isinstance(entry.get(k), torch.Tensor) for k in MOMENT_KEYS):
+        return None
+    _check_moment_shapes(entry, tensor, where)
+    return entry
 
 
 def _check_moment_shapes(entry, tensor, where) -> None:
