@@ -17,6 +17,8 @@ class TeacherConfig:
     n_blocks: int = 6                       # residual blocks (CycleGAN paper: 9 at 256 px)
     num_downs: int = 6                      # unet depth (input sides must divide by 2**num_downs)
     ndf: int = 16                           # PatchGAN width (paper: 64)
+    slice_from: str = ""                    # paired only: start G from the leading filters of this wider generator
+                                            # file (the "pruned teacher, retrained on ground truth" baseline)
     steps: int = 1000
     batch_size: int = 4
     lr: float = 2e-4                        # Adam, betas (beta1, 0.999); linear decay to 0 over the second half

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from slimlab.core.config import load_config
+from slimlab.core.errors import SlimlabError
 from slimlab.gan import training
 from slimlab.gan.checkpoint import load_generator, save_discriminator, save_generator
 from slimlab.gan.config import DistillConfig, TeacherConfig
@@ -90,3 +91,39 @@ def test_resume_reproduces_the_logged_losses(tmp_path, paired_dir, monkeypatch):
     straight, _ = load_generator(tmp_path / "straight" / "G.pt")
     resumed, _ = load_generator(tmp_path / "resumed" / "G.pt")
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_slice_from_starts_g_from_the_wider_generators_leading_filters(tmp_path, paired_dir):
+    wide_cfg = load_config(TeacherConfig, data=str(paired_dir), **{**TINY, "ngf": 8})
+    wide = build_networks(wide_cfg, torch.device("cpu"))["G"]
+    save_generator(tmp_path / "wide.pt", wide, generator_spec(wide_cfg))
+    cfg = load_config(TeacherConfig, data=str(paired_dir), slice_from=str(tmp_path / "wide.pt"), **TINY)
+    thin = build_networks(cfg, torch.device("cpu"))["G"]
+    wide_state = wide.state_dict()
+    for name, tensor in thin.state_dict().items():
+        leading = wide_state[name][tuple(slice(0, n) for n in tensor.shape)]
+        assert torch.equal(tensor, leading), name
+    # a width-4 copy of an 8-wide first conv keeps 4 of its 8 output filters
+    assert thin.state_dict()[next(iter(thin.state_dict()))].shape[0] * 2 == wide_state[next(iter(wide_state))].shape[0]
+
+
+def test_slice_from_refuses_a_mismatched_generator(tmp_path, paired_dir, unpaired_dir):
+    deep_cfg = load_config(TeacherConfig, data=str(paired_dir), **{**TINY, "ngf": 8, "n_blocks": 2})
+    save_generator(tmp_path / "deep.pt", build_networks(deep_cfg, torch.device("cpu"))["G"], generator_spec(deep_cfg))
+    narrow_cfg = load_config(TeacherConfig, data=str(paired_dir), **{**TINY, "ngf": 2})
+    save_generator(tmp_path / "narrow.pt", build_networks(narrow_cfg, torch.device("cpu"))["G"],
+                   generator_spec(narrow_cfg))
+    cases = [("deep.pt", "paired", "n_blocks is 2"), ("narrow.pt", "paired", "ngf 2 is narrower"),
+             ("narrow.pt", "unpaired", "only for mode=paired")]
+    for name, mode, message in cases:
+        cfg = load_config(TeacherConfig, data="unused", mode=mode, slice_from=str(tmp_path / name), **TINY)
+        with pytest.raises(SlimlabError, match=message):
+            build_networks(cfg, torch.device("cpu"))
+
+
+def test_bad_slice_from_leaves_no_run_folder(tmp_path, paired_dir):
+    cfg = load_config(TeacherConfig, data=str(paired_dir), out_dir=str(tmp_path / "run"),
+                      slice_from=str(tmp_path / "missing.pt"), steps=1, **TINY)
+    with pytest.raises(SlimlabError, match="missing.pt"):
+        train_teacher(cfg)
+    assert not (tmp_path / "run").exists()

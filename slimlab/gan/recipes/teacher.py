@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
-from slimlab.gan.checkpoint import save_discriminator, save_generator
+from slimlab.core.errors import SlimlabError
+from slimlab.gan.checkpoint import load_generator, save_discriminator, save_generator
 from slimlab.gan.config import TeacherConfig
 from slimlab.gan.data import Augmentation, StepSampler, paired_folder, resolve_data, unpaired_folders
 from slimlab.gan.losses import conditional_input, discriminator_loss, lsgan
-from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator, slice_init
 from slimlab.gan.training import (adam, all_finite, init_weights, linear_decay_lr, resume_point, save_state,
                                   seed_step, set_lr)
 
@@ -37,7 +38,25 @@ def build_networks(cfg: TeacherConfig, device: torch.device) -> dict[str, torch.
     else:
         networks = {"G_AB": build_generator(spec), "G_BA": build_generator(spec),
                     "D_A": PatchDiscriminator(3, cfg.ndf), "D_B": PatchDiscriminator(3, cfg.ndf)}
-    return {name: init_weights(net, init).to(device).train() for name, net in networks.items()}
+    networks = {name: init_weights(net, init) for name, net in networks.items()}
+    if cfg.slice_from:  # after the random init, so the sliced filters are not overwritten
+        source = sliced_source(cfg, spec)
+        slice_init(networks["G"], source)
+    return {name: net.to(device).train() for name, net in networks.items()}
+
+
+def sliced_source(cfg: TeacherConfig, spec: GeneratorSpec) -> torch.nn.Module:
+    """The generator whose leading filters start G: same kind and depth as ``spec``, at least as wide."""
+    if cfg.mode != "paired":
+        raise SlimlabError(f"slice_from={cfg.slice_from}: only for mode=paired")
+    source, source_spec = load_generator(cfg.slice_from)
+    for field in ("kind", "n_blocks", "num_downs", "input_channels", "output_channels"):
+        if getattr(source_spec, field) != getattr(spec, field):
+            raise SlimlabError(f"slice_from={cfg.slice_from}: its {field} is {getattr(source_spec, field)}, "
+                               f"this run's is {getattr(spec, field)}")
+    if source_spec.ngf < spec.ngf:
+        raise SlimlabError(f"slice_from={cfg.slice_from}: its ngf {source_spec.ngf} is narrower than ngf={spec.ngf}")
+    return source
 
 
 def build_optimizers(cfg: TeacherConfig, networks: dict) -> dict[str, torch.optim.Optimizer]:
@@ -103,9 +122,9 @@ def train_teacher(cfg: TeacherConfig) -> Path:
         dataset = paired_folder(root, "train")
     else:
         domain_a, domain_b = unpaired_folders(root, "train")
+    networks = build_networks(cfg, device)  # before the run folder exists, so a bad slice_from leaves nothing behind
     out = Path(cfg.out_dir)
     run = RunDirectory(out, cfg)
-    networks = build_networks(cfg, device)
     optimizers = build_optimizers(cfg, networks)
     start, identity = resume_point(cfg, run, networks, optimizers)
     sampler = StepSampler(Augmentation(cfg.load_size, cfg.crop_size, cfg.flip), cfg.batch_size, cfg.seed)
