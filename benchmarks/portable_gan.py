@@ -2,8 +2,11 @@
 
 Arms per task: the teacher (ResNet generator, trained once); a student of ``ratio`` width distilled with the
 student discriminator (full method); the same student distilled without it (pixel + feature terms only); the
-same student trained from scratch with the teacher's own pix2pix recipe. All students get the same number of
-steps, batch size and seeds. Writes docs/benchmarks/portable_gan.md, .json and PNGs.
+same student trained from scratch with the teacher's own pix2pix recipe. Two more arms start the student from the
+teacher's leading filters (``init=slice``): the full method, and the teacher's pix2pix recipe on the ground truth
+(a pruned teacher retrained; it shows how much of a sliced student's gain is the distillation and how much the
+inherited weights). All students get the same number of steps, batch size and seeds.
+Writes docs/benchmarks/portable_gan.md, .json and PNGs.
 
     python benchmarks/portable_gan.py            # default run (~12 min on 2 idle cores)
     python benchmarks/portable_gan.py --quick    # smoke run
@@ -34,10 +37,12 @@ from slimlab.gan.recipes.teacher import train_teacher
 
 TASKS = {"edges2photo": "edges -> photo (Canny edge map to 64x64 photo crop)",
          "sr4": "low-res -> high-res (4x bicubic-degraded crop to the crop)"}
-ARMS = ("scratch", "distill_no_student_d", "distill_student_d")
+ARMS = ("scratch", "distill_no_student_d", "distill_student_d", "scratch_slice", "distill_student_d_slice")
 ARM_TITLES = {"teacher": "teacher", "scratch": "student from scratch (pix2pix loss)",
               "distill_no_student_d": "student distilled, no student D (pixel + feature)",
-              "distill_student_d": "student distilled with student D (full method)"}
+              "distill_student_d": "student distilled with student D (full method)",
+              "scratch_slice": "sliced teacher retrained (pix2pix loss, init slice)",
+              "distill_student_d_slice": "student distilled with student D, init slice"}
 METRICS = ("kid", "fid", "psnr", "ssim", "psnr_to_teacher")
 
 
@@ -71,13 +76,16 @@ def run_task(task: str, config: dict, work: Path) -> tuple[dict, dict]:
         for seed in config["seeds"]:
             out_dir = work / task / f"{arm}-seed{seed}"
             started = time.perf_counter()
-            if arm == "scratch":
+            if arm.startswith("scratch"):
                 train_teacher(load_config(TeacherConfig, out_dir=str(out_dir), steps=config["student_steps"],
-                                          ngf=student_ngf, n_blocks=config["n_blocks"], seed=seed, **common))
+                                          ngf=student_ngf, n_blocks=config["n_blocks"], seed=seed,
+                                          slice_from=str(teacher_dir / "G.pt") if arm == "scratch_slice" else "",
+                                          **common))
             else:
                 distill(load_config(DistillConfig, out_dir=str(out_dir), teacher=str(teacher_dir / "G.pt"),
                                     steps=config["student_steps"], ratio=config["ratio"], seed=seed,
-                                    student_discriminator=arm == "distill_student_d", **common))
+                                    student_discriminator=arm != "distill_no_student_d",
+                                    init="slice" if arm.endswith("_slice") else "scratch", **common))
             seconds.append(time.perf_counter() - started)
             student, _ = load_generator(out_dir / "G.pt")
             outputs = generate(student, inputs)
@@ -109,8 +117,9 @@ def grid_from_runs(task: str, work: Path, seed: int) -> list[list[torch.Tensor]]
     return [[column[i] for column in columns] for i in range(len(picks))]
 
 
-def beats_beyond_spread(results: dict, metric: str, lower_is_better: bool) -> bool:
-    full, scratch = results["distill_student_d"], results["scratch"]
+def beats_beyond_spread(results: dict, metric: str, lower_is_better: bool, arm: str = "distill_student_d",
+                        baseline: str = "scratch") -> bool:
+    full, scratch = results[arm], results[baseline]
     spread = max(full[f"{metric}_std"], scratch[f"{metric}_std"])
     gain = scratch[f"{metric}_mean"] - full[f"{metric}_mean"]
     return (gain if lower_is_better else -gain) > spread
@@ -174,6 +183,13 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
             beats_beyond_spread(results, "kid", True) for results in tasks.values()),
         "tasks_where_distilled_beats_scratch_beyond_spread_psnr": sum(
             beats_beyond_spread(results, "psnr", False) for results in tasks.values()),
+        "tasks_where_distilled_slice_beats_scratch_beyond_spread": sum(
+            beats_beyond_spread(results, "kid", True, "distill_student_d_slice") for results in tasks.values()),
+        "tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr": sum(
+            beats_beyond_spread(results, "psnr", False, "distill_student_d_slice") for results in tasks.values()),
+        "tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread": sum(
+            beats_beyond_spread(results, "kid", True, "distill_student_d_slice", "scratch_slice")
+            for results in tasks.values()),
         "tasks_where_student_d_beats_no_student_d_kid": sum(
             results["distill_student_d"]["kid_mean"] < results["distill_no_student_d"]["kid_mean"]
             for results in tasks.values()),
@@ -184,6 +200,7 @@ def findings(results: dict) -> list[str]:
     """Sentences computed from one task's numbers (no text depends on anything else)."""
     teacher, scratch, full, plain = (results[k] for k in ("teacher", "scratch", "distill_student_d",
                                                           "distill_no_student_d"))
+    sliced, pruned = results["distill_student_d_slice"], results["scratch_slice"]
     gap = scratch["kid_mean"] - teacher["kid_mean"]
     closest = max(ARMS, key=lambda arm: results[arm]["psnr_to_teacher_mean"])
     return [
@@ -194,6 +211,12 @@ def findings(results: dict) -> list[str]:
         f"(larger std {1000 * max(full['kid_std'], scratch['kid_std']):.1f}), PSNR "
         f"{full['psnr_mean'] - scratch['psnr_mean']:+.2f} dB; without student D: KID x1000 "
         f"{1000 * (plain['kid_mean'] - scratch['kid_mean']):+.1f}, PSNR {plain['psnr_mean'] - scratch['psnr_mean']:+.2f} dB.",
+        f"- Init slice: distilled with student D minus scratch: KID x1000 "
+        f"{1000 * (sliced['kid_mean'] - scratch['kid_mean']):+.1f} (larger std "
+        f"{1000 * max(sliced['kid_std'], scratch['kid_std']):.1f}), PSNR {sliced['psnr_mean'] - scratch['psnr_mean']:+.2f} "
+        f"dB; minus the sliced teacher retrained on ground truth: KID x1000 "
+        f"{1000 * (sliced['kid_mean'] - pruned['kid_mean']):+.1f} (larger std "
+        f"{1000 * max(sliced['kid_std'], pruned['kid_std']):.1f}), PSNR {sliced['psnr_mean'] - pruned['psnr_mean']:+.2f} dB.",
         f"- Closest to the teacher's outputs (PSNR to teacher): {ARM_TITLES[closest]} "
         f"({results[closest]['psnr_to_teacher_mean']:.2f} dB)."]
 
@@ -213,6 +236,11 @@ def render_markdown(report: dict, grids: dict) -> str:
              f"**tasks where the distilled student beats scratch beyond the seed spread (KID) = "
              f"{report['tasks_where_distilled_beats_scratch_beyond_spread']} / {len(report['tasks'])}** "
              f"(PSNR: {report['tasks_where_distilled_beats_scratch_beyond_spread_psnr']} / {len(report['tasks'])}); "
+             f"with init slice: {report['tasks_where_distilled_slice_beats_scratch_beyond_spread']} / "
+             f"{len(report['tasks'])} (KID) and {report['tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr']}"
+             f" / {len(report['tasks'])} (PSNR) against scratch, "
+             f"{report['tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread']} / {len(report['tasks'])} "
+             f"(KID) against the sliced teacher retrained on ground truth; "
              f"student D better than no student D on KID mean in "
              f"{report['tasks_where_student_d_beats_no_student_d_kid']} / {len(report['tasks'])} tasks.", ""]
     for task, results in report["tasks"].items():
@@ -228,10 +256,12 @@ def render_markdown(report: dict, grids: dict) -> str:
                          f"{r['ssim_mean']:.3f} +- {r['ssim_std']:.3f} | {fidelity} | {c['params']:,} | "
                          f"{c['macs'] / 1e6:.1f} | {c['size_mb']:.2f} | {c['latency_ms']:.2f} |")
         verdict = "yes" if beats_beyond_spread(results, "kid", True) else "no"
-        lines += ["", f"Distilled (student D) beats scratch on KID by more than the larger seed std: **{verdict}**.", "",
+        sliced = "yes" if beats_beyond_spread(results, "kid", True, "distill_student_d_slice") else "no"
+        lines += ["", f"Distilled (student D) beats scratch on KID by more than the larger seed std: **{verdict}**; "
+                  f"with init slice: **{sliced}**.", "",
                   *findings(results), "",
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
-                  f"Columns: input, target, teacher, scratch, distilled without student D, distilled with student D "
+                  f"Columns: input, target, teacher, then {', '.join(ARM_TITLES[arm] for arm in ARMS)} "
                   f"(seed {s['seeds'][0]}):", "", f"![{task} grid]({grids[task].name})", ""]
     return "\n".join(lines)
 
