@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from excp_arms import (ArmResult, raw_blob, residual_xz_codec, run_bytes_arm, run_codec_arm,  # noqa: E402
                        state_digest, xz_codec, zstd_codec)
-from excp_report import write_report  # noqa: E402
+from excp_naive import naive_topk_arm  # noqa: E402
+from excp_report import NAIVE_ARM, write_report  # noqa: E402
 from excp_train import TrainSettings, Trainer, load_corpus  # noqa: E402
 
 from slimlab.ckpt import CheckpointChain, ExcpCodec  # noqa: E402
@@ -128,6 +129,10 @@ def run_arms(baseline: dict, settings: TrainSettings, args, workdir: Path) -> di
     for name, (family, codec) in progress(CODEC_ARMS.items(), description="codec arms"):
         folder = workdir / name.replace(" ", "-")
         arms[name] = run_codec_arm(name, family, codec, states, steps, folder, digests, evaluate)
+    # arm 8: the naive baseline, its weights held to the bits/param of excp's mask + weight streams
+    streams = arms["excp"].summary(baseline["trainer"].parameter_count())["bits_per_param_by_stream"]
+    arms[NAIVE_ARM] = naive_topk_arm(NAIVE_ARM, states, steps, streams.get("mask", 0.0) + streams.get("w", 0.0),
+                                     evaluate)
     return arms
 
 
