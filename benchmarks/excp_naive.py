@@ -42,14 +42,14 @@ def _weight_streams(residuals: list[np.ndarray], fraction: float) -> tuple[int, 
     return size, decoded
 
 
-def _int8_moment(tensor: torch.Tensor, signed: bool) -> tuple[bytes, np.ndarray]:
-    """One absmax scale per tensor; m to int8, v (>= 0) to uint8. Returns the coded bytes and the decoded array."""
+def _int8_moment(tensor: torch.Tensor, signed: bool) -> bytes:
+    """One absmax scale per tensor; m to int8, v (>= 0) to uint8, then zstd-3 (the scale appended as fp32)."""
     values = tensor.detach().reshape(-1).float().numpy()
     scale = float(np.abs(values).max()) or 1.0
     levels = 127 if signed else 255
     codes = np.clip(np.round(values / scale * levels), -levels if signed else 0, levels)
     codes = codes.astype(np.int8 if signed else np.uint8)
-    return _ZSTD.compress(codes.tobytes()) + np.float32(scale).tobytes(), codes.astype(np.float32) * scale / levels
+    return _ZSTD.compress(codes.tobytes()) + np.float32(scale).tobytes()
 
 
 def naive_topk_arm(name: str, states: list[CheckpointState], steps: list[int], weight_bits_per_param: float,
@@ -58,15 +58,14 @@ def naive_topk_arm(name: str, states: list[CheckpointState], steps: list[int], w
     arm = ArmResult(name, "lossy", note=f"weights at {weight_bits_per_param:.2f} bits/param (arm 6's weight "
                                         "streams), per-tensor top-k, fp16 values; m, v int8 absmax")
     previous: dict[str, torch.Tensor] | None = None
-    decoded_state = states[0]
     with PeakRss() as rss:
         for state, step in zip(states, steps):
-            raw = len(raw_blob(state))
+            blob = raw_blob(state)
             optimizer = state.optimizer
             index_of = {n: i for i, n in enumerate(optimizer.param_names) if n}
             if previous is None:  # keyframe: the raw bytes through zstd-3
                 with Timer() as encode:
-                    coded, by_kind, fraction = len(_ZSTD.compress(raw_blob(state))), {}, 1.0
+                    coded, by_kind, fraction = len(_ZSTD.compress(blob)), {}, 1.0
                 reconstructed = {n: t.detach().clone() for n, t in state.model.items()}
             else:
                 trained = [n for n in state.model if n in index_of]
@@ -83,8 +82,8 @@ def naive_topk_arm(name: str, states: list[CheckpointState], steps: list[int], w
                     moment_bytes = {"m": 0, "v": 0}
                     for n in trained:
                         entry = optimizer.state[index_of[n]]
-                        moment_bytes["m"] += len(_int8_moment(entry["exp_avg"], True)[0])
-                        moment_bytes["v"] += len(_int8_moment(entry["exp_avg_sq"], False)[0])
+                        moment_bytes["m"] += len(_int8_moment(entry["exp_avg"], True))
+                        moment_bytes["v"] += len(_int8_moment(entry["exp_avg_sq"], False))
                     others = [t for n, t in state.model.items() if n not in index_of]  # untrained tensors: lossless
                     other_bytes = sum(len(_ZSTD.compress(t.detach().contiguous().numpy().tobytes())) for t in others)
                 by_kind = {"w": weight_bytes + other_bytes, **moment_bytes}
@@ -93,7 +92,7 @@ def naive_topk_arm(name: str, states: list[CheckpointState], steps: list[int], w
                 for n, restored in zip(trained, decoded):
                     base = previous[n].float().reshape(-1) + torch.from_numpy(restored)
                     reconstructed[n] = base.reshape(state.model[n].shape).to(state.model[n].dtype)
-            arm.records.append({"step": step, "keyframe": previous is None, "raw": raw, "coded": coded,
+            arm.records.append({"step": step, "keyframe": previous is None, "raw": len(blob), "coded": coded,
                                 "enc_wall": encode.wall, "enc_cpu": encode.cpu, "dec_wall": 0.0, "dec_cpu": 0.0,
                                 "bytes_by_kind": by_kind, "kept_fraction": fraction})
             previous = reconstructed

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from slimlab.core.errors import SlimlabError
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
-from slimlab.core.errors import SlimlabError
 from slimlab.gan.checkpoint import load_generator, save_discriminator, save_generator
 from slimlab.gan.config import TeacherConfig
 from slimlab.gan.data import Augmentation, StepSampler, paired_folder, resolve_data, unpaired_folders
@@ -40,7 +40,7 @@ def build_networks(cfg: TeacherConfig, device: torch.device) -> dict[str, torch.
                     "D_A": PatchDiscriminator(3, cfg.ndf), "D_B": PatchDiscriminator(3, cfg.ndf)}
     networks = {name: init_weights(net, init) for name, net in networks.items()}
     if cfg.slice_from:  # after the random init, so the sliced filters are not overwritten
-        source = sliced_source(cfg, spec)
+        source = sliced_source(cfg, spec)  # first: its checks name the problem before networks["G"] is looked up
         slice_init(networks["G"], source)
     return {name: net.to(device).train() for name, net in networks.items()}
 
