@@ -8,7 +8,7 @@ teacher's leading filters (``init=slice``): the full method, and the teacher's p
 inherited weights). All students get the same number of steps, batch size and seeds.
 Writes docs/benchmarks/portable_gan.md, .json and PNGs.
 
-    python benchmarks/portable_gan.py            # default run (~12 min on 2 idle cores)
+    python benchmarks/portable_gan.py            # default run (~15 min, one thread)
     python benchmarks/portable_gan.py --quick    # smoke run
 """
 
