@@ -78,6 +78,11 @@ def aggregate_resumes(runs: list[dict]) -> list[dict]:
     return result
 
 
+def loss_tolerance(baseline_loss: float) -> float:
+    """The resume target: within 0.01 nats or 1% of the uncompressed run's final loss, whichever is larger."""
+    return max(0.01, 0.01 * baseline_loss)
+
+
 def _before_last_decode(resume: dict) -> str:
     before = resume.get("final_eval_loss_before_last_decode")
     return "n/a" if before is None else f"{before - resume['baseline_final_eval_loss']:+.4f}"
@@ -96,7 +101,8 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
     resume_a = next(r for r in resumes if r["arm"] == "excp" and r["resume_every"] == args.resume_every)
     resume_ref = next(r for r in resumes if r["arm"] == "excp-ref")
     baseline_loss = resume_a["baseline_final_eval_loss"]
-    loss_ok = abs(resume_a["final_loss_delta_nats"]) <= max(0.01, 0.01 * baseline_loss)
+    tolerance = loss_tolerance(baseline_loss)
+    loss_ok = abs(resume_a["final_loss_delta_nats"]) <= tolerance
     speed_share = excp["compress_mb_s"] / zstd3["compress_mb_s"]
     speed_share_wall = excp["compress_wall_mb_s"] / zstd3["compress_wall_mb_s"]
     loss_std = resume_a["final_loss_delta_nats_std"] if seeds > 1 else None
@@ -122,7 +128,6 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
          (equal_loss <= (loss_std if loss_std else 0.01))},
     ]
     # The frontier: the highest ratio among the resumed arms whose final loss stays within the tolerance.
-    tolerance = max(0.01, 0.01 * baseline_loss)
     within = [(arms[r["arm"]]["ratio"], r["arm"], r["final_loss_delta_nats"]) for r in resumes
               if r["resume_every"] == args.resume_every and r["arm"] in arms
               and abs(r["final_loss_delta_nats"]) <= tolerance]
@@ -232,8 +237,8 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
                 if r["arm"] in arms and r["arm"] != "excp-ref" and r["resume_every"] != 1]
     if len(frontier) > 1:
         points = ", ".join(f"{ratio:.1f}x -> {delta:+.4f} nats ({name})" for ratio, name, delta in sorted(frontier))
-        met = [name for _, name, delta in sorted(frontier) if abs(delta) <= max(0.01, 0.01 * baseline_eval)]
-        tolerance = max(0.01, 0.01 * baseline_eval)
+        tolerance = loss_tolerance(baseline_eval)
+        met = [name for _, name, delta in sorted(frontier) if abs(delta) <= tolerance]
         lines.append(f"- Ratio against the resumed run's final loss (protocol a): {points}. Within the tolerance "
                      f"(0.01 nats or 1%, here {tolerance:.3f} nats): {', '.join(met) if met else 'none'}; beyond "
                      "it, stronger shrinking buys ratio with loss.")

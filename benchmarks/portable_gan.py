@@ -119,9 +119,9 @@ def grid_from_runs(task: str, work: Path, seed: int) -> list[list[torch.Tensor]]
 
 def beats_beyond_spread(results: dict, metric: str, lower_is_better: bool, arm: str = "distill_student_d",
                         baseline: str = "scratch") -> bool:
-    full, scratch = results[arm], results[baseline]
-    spread = max(full[f"{metric}_std"], scratch[f"{metric}_std"])
-    gain = scratch[f"{metric}_mean"] - full[f"{metric}_mean"]
+    candidate, reference = results[arm], results[baseline]
+    spread = max(candidate[f"{metric}_std"], reference[f"{metric}_std"])
+    gain = reference[f"{metric}_mean"] - candidate[f"{metric}_mean"]
     return (gain if lower_is_better else -gain) > spread
 
 
