@@ -87,6 +87,12 @@ def test_quantize_and_export_commands(tmp_path, checkpoint):
     assert main(["sam", "export-onnx", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
     parity = json.loads((tmp_path / "onnx" / "parity.json").read_text())
     assert max(parity.values()) < 1e-4
+    assert main(["sam", "quantize", "--checkpoint", str(checkpoint), "--int8-onnx", "--calibration-images", "2",
+                 "--out", str(tmp_path / "int8")]) == 0
+    report = json.loads((tmp_path / "int8" / "quantize.json").read_text())
+    assert {p.name for p in (tmp_path / "int8").glob("*.onnx")} == {"encoder.onnx", "decoder.onnx",
+                                                                     "encoder_int8.onnx", "decoder_int8.onnx"}
+    assert 0.0 <= report["calibration_mask_iou_vs_float"] <= 1.0
 
 
 def test_distill_command_runs_end_to_end(tmp_path):
