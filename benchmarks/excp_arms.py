@@ -170,15 +170,15 @@ def xz_codec():
     return (lambda data, _: lzma.compress(data, preset=6)), (lambda data, _: lzma.decompress(data))
 
 
-def residual_xz_codec():
-    """XOR against the previous raw checkpoint (lossless; unchanged bits become zeros), then xz preset 6."""
+def residual_xz_codec(preset: int = 6):
+    """XOR against the previous raw checkpoint (lossless; unchanged bits become zeros), then xz at `preset`."""
 
     def xor(data: bytes, previous: bytes | None) -> bytes:
         if previous is None:
             return data
         return np.bitwise_xor(np.frombuffer(data, np.uint8), np.frombuffer(previous, np.uint8)).tobytes()
 
-    return (lambda data, previous: lzma.compress(xor(data, previous), preset=6)), \
+    return (lambda data, previous: lzma.compress(xor(data, previous), preset=preset)), \
            (lambda data, previous: xor(lzma.decompress(data), previous))
 
 

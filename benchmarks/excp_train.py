@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -72,11 +73,17 @@ def learning_rate_at(step: int, settings: TrainSettings) -> float:
 
 
 class Trainer:
-    """One model + AdamW; `train_step(step)` is deterministic in (seed, step, current state)."""
+    """One model + AdamW; `train_step(step)` is deterministic in (seed, step, current state).
 
-    def __init__(self, seed: int, settings: TrainSettings, corpus: Corpus):
-        self.seed, self.settings, self.corpus = seed, settings, corpus
-        self.model = build_model(seed, settings.context)
+    `model_factory(seed)` builds the model (default: model A from scratch); any causal LM whose output has
+    `.logits` of shape (B, T, vocab) works.
+    """
+
+    def __init__(self, seed: int, settings: TrainSettings, corpus: Corpus,
+                 model_factory: Callable[[int], torch.nn.Module] | None = None, eval_chunk: int = 16):
+        self.seed, self.settings, self.corpus, self.eval_chunk = seed, settings, corpus, eval_chunk
+        self.model_factory = model_factory
+        self.model = model_factory(seed) if model_factory else build_model(seed, settings.context)
         self.model.train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate,
                                            betas=settings.betas, weight_decay=settings.weight_decay)
@@ -86,8 +93,8 @@ class Trainer:
     def train_step(self, step: int) -> float:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         batch = random_windows(self.corpus.train, self.settings.batch_size, self.settings.context, generator)
-        logits = self.model(input_ids=batch[:, :-1]).logits  # (B, T, 256)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), batch[:, 1:].reshape(-1))
+        logits = self.model(input_ids=batch[:, :-1]).logits  # (B, T, vocab)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].reshape(-1))
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate_at(step, self.settings)
         self.optimizer.zero_grad(set_to_none=True)
@@ -97,12 +104,12 @@ class Trainer:
 
     @torch.no_grad()
     def eval_loss(self) -> float:
-        """Mean next-byte cross-entropy (nats) on the fixed held-out windows."""
+        """Mean next-token cross-entropy (nats) on the fixed held-out windows."""
         total, count = 0.0, 0
-        for start in range(0, self.eval_batch.shape[0], 16):
-            batch = self.eval_batch[start:start + 16]                   # (b, T + 1)
-            logits = self.model(input_ids=batch[:, :-1]).logits         # (b, T, 256)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), batch[:, 1:].reshape(-1),
+        for start in range(0, self.eval_batch.shape[0], self.eval_chunk):
+            batch = self.eval_batch[start:start + self.eval_chunk]      # (b, T + 1)
+            logits = self.model(input_ids=batch[:, :-1]).logits         # (b, T, vocab)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].reshape(-1),
                                                      reduction="sum")
             total, count = total + float(loss), count + batch[:, 1:].numel()
         return total / count
