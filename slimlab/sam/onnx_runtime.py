@@ -62,6 +62,8 @@ class OnnxRuntimeSam:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or max(1, torch.get_num_threads())
         options.inter_op_num_threads = 1
+        # Spinning worker threads steal the cores the caller's PyTorch threads need; off keeps timings honest.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {part: onnxruntime.InferenceSession(str(paths[part]), options,
                                                             providers=["CPUExecutionProvider"]) for part in PARTS}
         self.image_size, self.pixel_mean, self.pixel_std = model.image_size, model.pixel_mean, model.pixel_std
