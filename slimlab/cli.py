@@ -30,6 +30,8 @@ COMMANDS: tuple[Command, ...] = (
             "ExCP: show tensors, sizes, bits/param and settings of a .excp file or chain"),
     Command("ckpt", "chain", "slimlab.ckpt.cli:chain_command",
             "ExCP: compress a series of checkpoints (e.g. checkpoint-*/) into a chain with keyframes"),
+    Command("ckpt", "import-official", "slimlab.ckpt.cli:import_official_command",
+            "ExCP: rebuild a normal checkpoint from the official code's compressed.pt and its reference"),
     Command("align", "iterate", "slimlab.align.cli:iterate_command",
             "iREPO: sample K responses, annotate, regress on soft preferences, for several rounds"),
     Command("align", "train", "slimlab.align.cli:train_command",

@@ -1,4 +1,4 @@
-"""``slimlab ckpt compress | decompress | info | chain``."""
+"""``slimlab ckpt compress | decompress | info | chain | import-official``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,26 @@ def decompress_command(argv: list[str]) -> int:
     arguments = parser.parse_args(argv)
     out = decompress_checkpoint(arguments.source, arguments.out, arguments.step, arguments.format, arguments.overwrite)
     print(f"wrote {out}")
+    return 0
+
+
+def import_official_command(argv: list[str]) -> int:
+    from slimlab.ckpt.official import import_official
+
+    parser = argparse.ArgumentParser(
+        prog="slimlab ckpt import-official",
+        description="Rebuild a normal checkpoint from the official ExCP compressed.pt and its reference checkpoint.")
+    parser.add_argument("compressed", help="compressed.pt written by the official compress_pythia.py")
+    parser.add_argument("--ref", required=True, help="the checkpoint it was coded against (HF folder or torch file)")
+    parser.add_argument("--out", required=True, help="output folder (hf) or file (torch), as the reference")
+    parser.add_argument("--step", type=int, help="training step of the coded checkpoint (default: the reference's)")
+    parser.add_argument("--param-names", help="JSON list of parameter names in optimizer order")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    arguments = parser.parse_args(argv)
+    summary = import_official(arguments.compressed, arguments.ref, arguments.out, arguments.step,
+                              _param_names(arguments.param_names), arguments.overwrite)
+    print(f"wrote {summary.out}: {summary.tensors} tensors rebuilt, {summary.copied} kept from the reference, "
+          f"{summary.first_moments_zeroed} first-moment entries zeroed where the second moment decoded to 0")
     return 0
 
 
