@@ -41,6 +41,7 @@ CODEC_ARMS = {  # name -> (family, codec)
     "excp no momentum shrinking": ("lossy", ExcpCodec(momentum_shrinking=False)),
     "excp uniform quantizer": ("lossy", ExcpCodec(quantizer="uniform")),
     "excp linear-fp16 v": ("lossy", ExcpCodec(v_domain="linear-fp16")),
+    "excp delta-v": ("lossy", ExcpCodec(delta_v=True)),
     "excp alpha 5e-4": ("lossy", ExcpCodec(alpha=5e-4)),
     "excp alpha 1.5e-3": ("lossy", ExcpCodec(alpha=1.5e-3)),
     "excp alpha 5e-3": ("lossy", ExcpCodec(alpha=5e-3)),
@@ -51,9 +52,10 @@ CODEC_ARMS = {  # name -> (family, codec)
     "excp adam keep 0.12, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.12, bits=(3, 3, 3))),
     "excp adam keep 0.1, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.1, bits=(3, 3, 3))),
 }
-# Arms whose decoded checkpoints are also trained from (protocol a): the default, the official semantics, and the
-# stronger-shrinking and adam-score settings, which trace the ratio-vs-resumed-loss frontier.
-RESUME_ARMS = ("excp", "excp-ref", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3",
+# Arms whose decoded checkpoints are also trained from (protocol a): the default, the official semantics, delta-v
+# (v's precision acts only through the resumed optimizer), and the stronger-shrinking and adam-score settings,
+# which trace the ratio-vs-resumed-loss frontier.
+RESUME_ARMS = ("excp", "excp-ref", "excp delta-v", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3",
                "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit", "excp adam keep 0.12, 3-bit",
                "excp adam keep 0.1, 3-bit")
 JUMP_WINDOW = 50   # steps after a resume over which the training-loss jump is measured

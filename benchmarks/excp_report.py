@@ -16,7 +16,7 @@ from slimlab.core.plots import bar_plot, line_plot
 
 NAIVE_ARM = "naive top-k, int8 moments"
 ARM_ORDER = ["zstd-3", "zstd-19", "xz", "residual + xz", "lossless", "excp-ref", "excp", "excp no residual",
-             "excp no momentum shrinking", "excp uniform quantizer", "excp linear-fp16 v", "excp alpha 5e-4", "excp alpha 1.5e-3",
+             "excp no momentum shrinking", "excp uniform quantizer", "excp linear-fp16 v", "excp delta-v", "excp alpha 5e-4", "excp alpha 1.5e-3",
              "excp alpha 5e-3", "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit",
              "excp adam keep 0.12, 3-bit", "excp adam keep 0.1, 3-bit", NAIVE_ARM]
 
@@ -233,6 +233,14 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
                      f"decoder found {linear['orphaned_counted_by_decoder']:.0f} first moments whose v flushed to "
                      "zero and zeroed them (the log-domain default: "
                      f"{excp['orphaned_counted_by_decoder']:.0f}).")
+    delta_v = arms.get("excp delta-v")
+    if delta_v and delta_v["bits_per_param_by_stream"] and excp["bits_per_param_by_stream"]:
+        resumed = {r["arm"]: r["final_loss_delta_nats"] for r in resumes if r["resume_every"] != 1}
+        lines.append(f"- `--delta-v` (log v coded against the parent's decoded v where the parent kept one): v costs "
+                     f"{delta_v['bits_per_param_by_stream'].get('v', 0):.3f} bits/param against "
+                     f"{excp['bits_per_param_by_stream'].get('v', 0):.3f} for `excp` (ratio {delta_v['ratio']:.2f}x "
+                     f"vs {excp['ratio']:.2f}x); resumed final loss {resumed.get('excp delta-v', math.nan):+.4f} vs "
+                     f"{resumed.get('excp', math.nan):+.4f} nats.")
     frontier = [(arms[r["arm"]]["ratio"], r["arm"], r["final_loss_delta_nats"]) for r in resumes
                 if r["arm"] in arms and r["arm"] != "excp-ref" and r["resume_every"] != 1]
     if len(frontier) > 1:

@@ -27,13 +27,15 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
                              "of |dW|*sqrt(v) over the whole checkpoint")
     parser.add_argument("--keep-fraction", type=float, default=0.1,
                         help="budget of --score adam: fraction of residual entries kept (default 0.1)")
+    parser.add_argument("--delta-v", action="store_true",
+                        help="code log(v) against the parent's decoded v where the parent kept one (ablation)")
     parser.add_argument("--keyframe-every", type=int, default=10, help="chain: a keyframe every K checkpoints")
 
 
 def _codec(arguments) -> ExcpCodec:
     return ExcpCodec(mode=arguments.mode, alpha=arguments.alpha, beta=arguments.beta, bits=(arguments.bits,) * 3,
                      v_domain=arguments.v_domain, score=arguments.score, keep_fraction=arguments.keep_fraction,
-                     keyframe_every=arguments.keyframe_every)
+                     keyframe_every=arguments.keyframe_every, delta_v=arguments.delta_v)
 
 
 def _param_names(path: str | None) -> list[str] | None:

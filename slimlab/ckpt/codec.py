@@ -47,7 +47,7 @@ class Reference(Protocol):
     def weight(self, name: str) -> torch.Tensor | None: ...
 
     def second_moment(self, name: str) -> torch.Tensor | None:
-        """The parent's exact Adam v of tensor ``name`` (lossless parents only; None otherwise)."""
+        """The parent's decoded Adam v of tensor ``name`` (exact for lossless parents; None if not stored)."""
 
 
 @dataclass
@@ -58,7 +58,7 @@ class EncodeResult:
     coded_bytes: int
     seconds: float
     bytes_by_kind: dict[str, int] = field(default_factory=dict)
-    second_moments: dict[str, torch.Tensor] = field(default_factory=dict)  # exact v (lossless mode), by tensor
+    second_moments: dict[str, torch.Tensor] = field(default_factory=dict)  # decoded v (lossless, delta-v), by tensor
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class ExcpCodec:
     momentum_shrinking: bool = True            # False keeps moments wherever the residual is kept (ablation)
     score: str = "excp"                        # "adam": keep the top keep_fraction of |dW| * sqrt(v), whole checkpoint
     keep_fraction: float = 0.1                 # budget of the "adam" score (fraction of all residual entries)
+    delta_v: bool = False                      # code log(v_t) - log(v_hat_{t-1}) where the parent kept v (ablation)
     zstd_level: int = 3
     keyframe_every: int = 10
 
@@ -87,6 +88,8 @@ class ExcpCodec:
             raise SlimlabError(f"score '{self.score}' is not one of {', '.join(SCORES)}")
         if self.score == "adam" and self.mode != "excp":
             raise SlimlabError(f"score 'adam' applies to mode 'excp' only, not '{self.mode}'")
+        if self.delta_v and (self.mode != "excp" or self.v_domain != "log"):
+            raise SlimlabError("delta_v applies to mode 'excp' with v_domain 'log' only")
         if not 0 < self.keep_fraction <= 1:
             raise SlimlabError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
         if self.keyframe_every < 1:
@@ -137,9 +140,10 @@ class ExcpCodec:
                 else:
                     tensors[name], reconstructed[name], support = self._reference_weight(writer, tensor, base, entry)
                 if has_moments:
-                    moments_header[index] = self._moments(writer, entry, support, keyframe, name, reference)
-                    if self.mode == "lossless" and keep_reconstruction:
-                        second_moments[name] = entry["exp_avg_sq"].detach().clone()
+                    moments_header[index], decoded_v = self._moments(writer, entry, support, keyframe, name,
+                                                                     reference)
+                    if decoded_v is not None and keep_reconstruction:
+                        second_moments[name] = decoded_v  # what the decoder rebuilds: the next file's context
                 raw_bytes += tensor.numel() * tensor.element_size()
                 if not keep_reconstruction:
                     del reconstructed[name]
@@ -223,7 +227,8 @@ class ExcpCodec:
         return entry, rebuilt, support
 
     # ---- optimizer -----------------------------------------------------------------------------------------
-    def _moments(self, writer, entry, support, keyframe, name, reference) -> dict[str, Any]:
+    def _moments(self, writer, entry, support, keyframe, name, reference) -> tuple[dict[str, Any], torch.Tensor | None]:
+        """The moments' header record, and the decoded v when a following file may be coded against it."""
         m = entry["exp_avg"].detach().reshape(-1)
         v = entry["exp_avg_sq"].detach().reshape(-1)
         shapes = {"shape": list(entry["exp_avg"].shape)}
@@ -244,7 +249,7 @@ class ExcpCodec:
             record["exp_avg"] = self._lossless(writer, entry["exp_avg"], None, "m", context)
             if context is not None:
                 record["exp_avg"]["context"] = "exp_avg_sq"
-            return record
+            return record, (second.detach().clone() if self.mode == "lossless" else None)
         if self.mode == "excp-ref":
             magnitude = m.float().abs()  # official mask: |m| > beta * mean|m| on the kept residual; no v > 0 check
             keep = (magnitude > self.beta * float(magnitude.mean())) & support
@@ -255,7 +260,7 @@ class ExcpCodec:
                 dense[keep] = indices + 1
                 result[key] = {"codebook_fp16": codebook16.tolist(), "bits": bits,
                                "indices": writer.add(_pack_xz(dense, bits), kind)}
-            return result
+            return result, None
         scope = "full" if support is None else "support"
         keep = momentum_mask(m.float(), v.float(), support, self.shrink)  # (N,) bool, inside support
         sub_mask = keep if support is None else keep[support]
@@ -266,14 +271,39 @@ class ExcpCodec:
         v_values = v.float()[keep]
         if self.v_domain == "log":
             v_values = torch.log(v_values)
+        parent_log_v = None  # (kept,) log of the parent's decoded v, NaN where the parent kept none
+        decoded: dict[str, torch.Tensor] = {}
+        if self.delta_v and reference is not None:
+            parent_log_v = parent_log_second_moment(getattr(reference, "second_moment", None), name, keep)
+        if parent_log_v is not None:  # the record's "v_delta" tells the decoder to fetch the parent's v
+            known = ~torch.isnan(parent_log_v)
+            result["v_delta"], decoded["v_delta"] = self._code_values(writer, v_values[known] - parent_log_v[known],
+                                                                      self.bits[2], "v")
+            v_values = v_values[~known]
         for key, values, bits, kind in (("m", m.float()[keep], self.bits[1], "m"), ("v", v_values, self.bits[2], "v")):
             if self.v_domain == "linear-fp16" and key == "v":
                 indices, codebook = _fp16_quantize(values, 2 ** bits - 1, self.quantizer)
+                result[key] = {"codebook": codebook.tolist(), "indices": writer.add(
+                    encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
             else:
-                indices, codebook = quantize_values(values, 2 ** bits - 1, self.quantizer)
-            result[key] = {"codebook": codebook.tolist(),
-                           "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
-        return result
+                result[key], decoded[key] = self._code_values(writer, values, bits, kind)
+        if not self.delta_v:
+            return result, None
+        log_v = torch.empty(int(keep.sum()))  # (kept,)
+        known = torch.zeros_like(log_v, dtype=torch.bool) if parent_log_v is None else ~torch.isnan(parent_log_v)
+        log_v[~known] = decoded["v"]
+        if parent_log_v is not None:
+            log_v[known] = parent_log_v[known] + decoded["v_delta"]
+        second = torch.zeros(v.numel())
+        second[keep] = torch.exp(log_v)  # the same float32 operations as decode.decode_moments
+        return result, second.to(v.dtype).reshape(entry["exp_avg_sq"].shape)
+
+    def _code_values(self, writer, values: torch.Tensor, bits: int, kind: str) -> tuple[dict[str, Any], torch.Tensor]:
+        """k-means + rANS of one value stream: its header record and the values the decoder will see."""
+        indices, codebook = quantize_values(values, 2 ** bits - 1, self.quantizer)
+        record = {"codebook": codebook.tolist(),
+                  "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
+        return record, (codebook[indices] if indices.numel() else torch.zeros(0))
 
     def _optimizer_header(self, writer, optimizer, moments_header) -> dict[str, Any]:
         state_header = {}
@@ -294,6 +324,17 @@ class ExcpCodec:
             state_header[str(index)] = record
         return {"param_groups": to_json_value(optimizer.param_groups), "param_names": optimizer.param_names,
                 "state": state_header}
+
+
+def parent_log_second_moment(lookup, name: str, keep: torch.Tensor) -> torch.Tensor | None:
+    """(kept,) log of the parent's decoded v at the kept positions, NaN where the parent has no v there;
+    None without a parent v. ``lookup(name)`` gives the parent's decoded v; encoder and decoder both go
+    through here, so the delta base is bit-identical on both sides."""
+    parent = lookup(name) if lookup is not None else None
+    if parent is None or parent.numel() != keep.numel():
+        return None
+    kept = parent.reshape(-1).float()[keep]
+    return torch.where(kept > 0, torch.log(kept.clamp_min(torch.finfo(torch.float32).tiny)), float("nan"))
 
 
 def optimizer_tensor_bytes(optimizer) -> int:

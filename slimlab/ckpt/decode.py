@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from slimlab.ckpt import float_fields
-from slimlab.ckpt.codec import MOMENT_KEYS, unpack_xz
+from slimlab.ckpt.codec import MOMENT_KEYS, parent_log_second_moment, unpack_xz
 from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.lossless import decode_lossless
 from slimlab.ckpt.state import CheckpointState, OptimizerState
@@ -54,14 +54,21 @@ def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None)
 
 
 def decode_second_moment(reader: ContainerReader, name: str, parent: torch.Tensor | None) -> torch.Tensor | None:
-    """Exact v of tensor ``name`` from a lossless record (``parent``: the parent file's v); None if not stored so."""
+    """Decoded v of tensor ``name`` (``parent``: the parent file's decoded v); None for excp-ref or no v."""
     optimizer = reader.header["optimizer"]
     if optimizer is None or name not in optimizer["param_names"]:
         return None
-    record = optimizer["state"].get(str(optimizer["param_names"].index(name)), {}).get("moments")
-    if record is None or record["coding"] != "lossless":
+    index = str(optimizer["param_names"].index(name))
+    record = optimizer["state"].get(index, {}).get("moments")
+    if record is None or record["coding"] == "excp-ref":
         return None
-    return _lossless_moment(reader, record, "exp_avg_sq", f"optimizer tensor '{name}'", parent, None)
+    if record["coding"] == "lossless":
+        return _lossless_moment(reader, record, "exp_avg_sq", f"optimizer tensor '{name}'", parent, None)
+    support = None
+    if record["scope"] == "support":
+        entry = reader.header["tensors"][record["tensor"]]
+        support = _mask(reader, entry["support"], math.prod(entry["shape"]), f"tensor '{record['tensor']}' support")
+    return decode_moments(reader, index, record, lambda _: support, {}, lambda _: parent)["exp_avg_sq"]
 
 
 def _lossless_moment(reader, record, key, where, parent, second) -> torch.Tensor:
@@ -100,11 +107,24 @@ def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
         keep = torch.zeros(count, dtype=torch.bool)
         keep[scope_mask] = _mask(reader, record["mask"], int(scope_mask.sum()), f"{where} moment mask")
         kept = int(keep.sum())
+        counts = {"m": kept, "v": kept}
+        parent_log_v = None
+        if "v_delta" in record:  # log v coded against the parent's decoded v where the parent has one
+            parent_log_v = parent_log_second_moment(parent_second_moment, record["tensor"], keep)
+            if parent_log_v is None:
+                raise SlimlabError(f"{reader.path}: {where}: v is coded against the parent's second moment, which "
+                                   f"is missing (decode this file through its chain)")
+            known = ~torch.isnan(parent_log_v)
+            counts["v"], counts["v_delta"] = kept - int(known.sum()), int(known.sum())
         values = {}
-        for key in ("m", "v"):
+        for key, count_of_key in counts.items():
             codebook = torch.tensor(record[key]["codebook"], dtype=torch.float32)
-            indices = _symbols(reader, record[key]["indices"], kept, f"{where} {key}", codebook.numel())
-            values[key] = codebook[indices] if kept else torch.zeros(0)
+            indices = _symbols(reader, record[key]["indices"], count_of_key, f"{where} {key}", codebook.numel())
+            values[key] = codebook[indices] if count_of_key else torch.zeros(0)
+        if parent_log_v is not None:
+            log_v = torch.empty(kept)  # (kept,)
+            log_v[~known], log_v[known] = values["v"], parent_log_v[known] + values["v_delta"]
+            values["v"] = log_v
         if record["v_domain"] == "log":
             values["v"] = torch.exp(values["v"])
         m_hat, v_hat = torch.zeros(count), torch.zeros(count)
