@@ -11,7 +11,8 @@ from excp_report import _fmt, loss_tolerance, machine
 from slimlab.core.io import atomic_write_text
 from slimlab.core.plots import line_plot
 
-ARMS = ("zstd-3", "residual + xz", "lossless", "excp", "excp adam keep 0.15, 3-bit")
+ARMS = ("zstd-3", "residual + xz", "lossless", "excp", "excp adam keep 0.15, 3-bit", "excp adam keep 0.10, 3-bit")
+ADAM_ARMS = {"adam_keep_015": "excp adam keep 0.15, 3-bit", "adam_keep_010": "excp adam keep 0.10, 3-bit"}
 
 
 def _figures(run: dict, args) -> tuple[dict, list[dict]]:
@@ -42,7 +43,11 @@ def _figures(run: dict, args) -> tuple[dict, list[dict]]:
          "measured": f"{best[0]:.1f}x ({best[1]}, {best[2]:+.4f} nats)" if best else "no resumed arm within tolerance",
          "pass": bool(best) and best[0] >= 75},
     ]
-    adam = arms["excp adam keep 0.15, 3-bit"]
+    adam_figures = {}
+    for key, name in ADAM_ARMS.items():
+        if name in arms:  # runs made before the keep-0.10 arm existed lack it
+            adam_figures[f"{key}_ratio"] = arms[name]["ratio"]
+            adam_figures[f"{key}_final_loss_delta_nats"] = resumes[name]["final_loss_delta_nats"]
     figures = {
         "excp_ratio": excp["ratio"], "excp_chain_ratio": excp["chain_ratio"],
         "excp_bits_per_param": excp["bits_per_param"], "lossless_ratio": lossless["ratio"],
@@ -50,8 +55,7 @@ def _figures(run: dict, args) -> tuple[dict, list[dict]]:
         "residual_xz_ratio": arms["residual + xz"]["ratio"],
         "final_loss_delta_nats": delta, "baseline_final_eval_loss": baseline_loss,
         "initial_eval_loss": run["baseline"]["initial_eval_loss"],
-        "adam_keep_015_ratio": adam["ratio"],
-        "adam_keep_015_final_loss_delta_nats": resumes["excp adam keep 0.15, 3-bit"]["final_loss_delta_nats"],
+        **adam_figures,
         "best_ratio_within_loss_tolerance": best[0] if best else None,
         "best_ratio_within_loss_tolerance_arm": best[1] if best else None,
         "compress_mb_s": excp["compress_mb_s"], "decompress_mb_s": excp["decompress_mb_s"],
@@ -87,7 +91,7 @@ def _plots(out: Path, run: dict) -> list[str]:
                                                                               list(resume["evals"].values()))
     line_plot(series, out / "excp_smollm2_eval_loss.png", "SmolLM2-135M: held-out eval loss", "step", "loss (nats)")
     ratios = {}
-    for name in ("zstd-3", "lossless", "excp", "excp adam keep 0.15, 3-bit"):
+    for name in [n for n in ARMS if n in run["arms"] and n != "residual + xz"]:
         records = run["arms"][name]["per_checkpoint"]
         ratios[name] = ([r["step"] for r in records], [r["raw"] / r["coded"] for r in records])
     line_plot(ratios, out / "excp_smollm2_ratio_per_checkpoint.png",
@@ -128,7 +132,8 @@ def _markdown(doc: dict, run: dict, targets: list[dict], plots: list[str]) -> st
         "| peak RSS MB (+ during arm) | bit-exact | eval loss of decoded last checkpoint |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| raw fp32 | 1.00 | 1.00 | 96.00 | - | - | - | yes | {baseline['final_eval_loss']:.4f} |"]
-    for name in ARMS:
+    arm_names = [name for name in ARMS if name in run["arms"]]
+    for name in arm_names:
         arm = run["arms"][name]
         lines.append(
             f"| {name} | {_fmt(arm['ratio'])} | {_fmt(arm['chain_ratio'])} | {_fmt(arm['bits_per_param'], None, 3)} "
@@ -136,12 +141,12 @@ def _markdown(doc: dict, run: dict, targets: list[dict], plots: list[str]) -> st
             f"| {_fmt(arm['decompress_mb_s'], None, 1)} ({_fmt(arm['decompress_wall_mb_s'], None, 1)}) "
             f"| {arm['peak_rss_mb']:.0f} (+{arm['rss_increase_mb']:.0f}) | {'yes' if arm['exact'] else 'no'} "
             f"| {_fmt(arm['decoded_last_eval_loss'], None, 4)} |")
-    lines += ["", *[f"- {name}: {run['arms'][name]['note']}" for name in ARMS if run["arms"][name]["note"]],
+    lines += ["", *[f"- {name}: {run['arms'][name]['note']}" for name in arm_names if run["arms"][name]["note"]],
               "- Peak RSS includes the trainer's model (its Adam moments freed before the arms run); the increase "
               "during the arm is the codec's own working set plus one checkpoint read from disk.", "",
               "### Bits per parameter by stream (delta checkpoints)", "", "| arm | w | mask | m | v | other |",
               "|---|---|---|---|---|---|"]
-    for name in ARMS:
+    for name in arm_names:
         streams = run["arms"][name]["bits_per_param_by_stream"]
         if streams:
             other = sum(v for k, v in streams.items() if k not in ("w", "mask", "m", "v"))
