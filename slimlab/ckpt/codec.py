@@ -280,27 +280,20 @@ class ExcpCodec:
             result["v_delta"], decoded["v_delta"] = self._code_values(writer, v_values[known] - parent_log_v[known],
                                                                       self.bits[2], "v")
             v_values = v_values[~known]
-        for key, values, bits, kind in (("m", m.float()[keep], self.bits[1], "m"), ("v", v_values, self.bits[2], "v")):
-            if self.v_domain == "linear-fp16" and key == "v":
-                indices, codebook = _fp16_quantize(values, 2 ** bits - 1, self.quantizer)
-                result[key] = {"codebook": codebook.tolist(), "indices": writer.add(
-                    encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
-            else:
-                result[key], decoded[key] = self._code_values(writer, values, bits, kind)
+        fp16_v = self.v_domain == "linear-fp16"
+        result["m"], decoded["m"] = self._code_values(writer, m.float()[keep], self.bits[1], "m")
+        result["v"], decoded["v"] = self._code_values(writer, v_values, self.bits[2], "v", fp16_v)
         if not self.delta_v:
             return result, None
-        log_v = torch.empty(int(keep.sum()))  # (kept,)
-        known = torch.zeros_like(log_v, dtype=torch.bool) if parent_log_v is None else ~torch.isnan(parent_log_v)
-        log_v[~known] = decoded["v"]
-        if parent_log_v is not None:
-            log_v[known] = parent_log_v[known] + decoded["v_delta"]
         second = torch.zeros(v.numel())
-        second[keep] = torch.exp(log_v)  # the same float32 operations as decode.decode_moments
+        second[keep] = torch.exp(merge_log_second_moment(parent_log_v, decoded["v"], decoded.get("v_delta")))
         return result, second.to(v.dtype).reshape(entry["exp_avg_sq"].shape)
 
-    def _code_values(self, writer, values: torch.Tensor, bits: int, kind: str) -> tuple[dict[str, Any], torch.Tensor]:
+    def _code_values(self, writer, values: torch.Tensor, bits: int, kind: str,
+                     fp16_codebook: bool = False) -> tuple[dict[str, Any], torch.Tensor]:
         """k-means + rANS of one value stream: its header record and the values the decoder will see."""
-        indices, codebook = quantize_values(values, 2 ** bits - 1, self.quantizer)
+        quantize = _fp16_quantize if fp16_codebook else quantize_values
+        indices, codebook = quantize(values, 2 ** bits - 1, self.quantizer)
         record = {"codebook": codebook.tolist(),
                   "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
         return record, (codebook[indices] if indices.numel() else torch.zeros(0))
@@ -335,6 +328,18 @@ def parent_log_second_moment(lookup, name: str, keep: torch.Tensor) -> torch.Ten
         return None
     kept = parent.reshape(-1).float()[keep]
     return torch.where(kept > 0, torch.log(kept.clamp_min(torch.finfo(torch.float32).tiny)), float("nan"))
+
+
+def merge_log_second_moment(parent_log_v: torch.Tensor | None, absolute: torch.Tensor,
+                            delta: torch.Tensor | None) -> torch.Tensor:
+    """(kept,) log v: coded directly where the parent has no v, parent + delta where it has (encoder and
+    decoder both call this, so the float32 operations are the same on both sides)."""
+    if parent_log_v is None:
+        return absolute
+    known = ~torch.isnan(parent_log_v)
+    log_v = torch.empty(parent_log_v.numel())
+    log_v[~known], log_v[known] = absolute, parent_log_v[known] + delta
+    return log_v
 
 
 def optimizer_tensor_bytes(optimizer) -> int:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from slimlab.ckpt import float_fields
-from slimlab.ckpt.codec import MOMENT_KEYS, parent_log_second_moment, unpack_xz
+from slimlab.ckpt.codec import MOMENT_KEYS, merge_log_second_moment, parent_log_second_moment, unpack_xz
 from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.lossless import decode_lossless
 from slimlab.ckpt.state import CheckpointState, OptimizerState
@@ -121,10 +121,7 @@ def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
             codebook = torch.tensor(record[key]["codebook"], dtype=torch.float32)
             indices = _symbols(reader, record[key]["indices"], count_of_key, f"{where} {key}", codebook.numel())
             values[key] = codebook[indices] if count_of_key else torch.zeros(0)
-        if parent_log_v is not None:
-            log_v = torch.empty(kept)  # (kept,)
-            log_v[~known], log_v[known] = values["v"], parent_log_v[known] + values["v_delta"]
-            values["v"] = log_v
+        values["v"] = merge_log_second_moment(parent_log_v, values["v"], values.get("v_delta"))
         if record["v_domain"] == "log":
             values["v"] = torch.exp(values["v"])
         m_hat, v_hat = torch.zeros(count), torch.zeros(count)

@@ -31,8 +31,8 @@ import torch
 from slimlab.ckpt.state import CheckpointState, OptimizerState, read_checkpoint, write_checkpoint
 from slimlab.core.errors import SlimlabError
 
-STREAMS = {"weights": "residual", "opt_v": "exp_avg", "opt_m": "exp_avg_sq"}  # official name -> what it holds
-ENTRY_KEYS = {f"{stream}_{suffix}" for stream in STREAMS for suffix in ("i", "c")}
+# weights = residual, opt_v = exp_avg, opt_m = exp_avg_sq (the official names are swapped)
+ENTRY_KEYS = {f"{stream}_{suffix}" for stream in ("weights", "opt_v", "opt_m") for suffix in ("i", "c")}
 
 
 @dataclass(frozen=True)
