@@ -33,6 +33,7 @@ from slimlab.ckpt.values import dtype_name, is_header_scalar, to_json_value
 from slimlab.core.entropy import encode_mask, encode_symbols
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_open
+from slimlab.core.masked import scatter, select
 
 MODES = ("excp", "excp-ref", "lossless")
 SCORES = ("excp", "adam")
@@ -202,9 +203,10 @@ class ExcpCodec:
             support = weight_support(residual, moments["exp_avg_sq"].reshape(-1), self.shrink)  # (N,) bool
         else:
             support = adam_support(residual, moments["exp_avg_sq"], threshold)
-        indices, codebook = quantize_values(residual[support], self.shrink.clusters_w, self.quantizer)
+        indices, codebook = quantize_values(select(residual, support), self.shrink.clusters_w, self.quantizer)
         delta = torch.zeros_like(residual)
-        delta[support] = codebook[indices] if indices.numel() else delta[support]
+        if indices.numel():
+            scatter(delta, support, codebook[indices])
         rebuilt = (base_flat + delta).to(tensor.dtype).reshape(tensor.shape)
         entry = {"coding": "excp", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
                  "residual": self.residual, "codebook": codebook.tolist(), "kept": int(indices.numel()),
@@ -263,12 +265,12 @@ class ExcpCodec:
             return result, None
         scope = "full" if support is None else "support"
         keep = momentum_mask(m.float(), v.float(), support, self.shrink)  # (N,) bool, inside support
-        sub_mask = keep if support is None else keep[support]
+        sub_mask = keep if support is None else select(keep, support)
         result = {"coding": "excp", **shapes, "scope": scope, "tensor": name, "v_domain": self.v_domain,
                   "kept": int(keep.sum()),
                   "dtypes": [dtype_name(m.dtype), dtype_name(v.dtype)],
                   "mask": writer.add(encode_mask(sub_mask.numpy()), "mask")}
-        v_values = v.float()[keep]
+        v_values = select(v.float(), keep)
         if self.v_domain == "log":
             v_values = torch.log(v_values)
         parent_log_v = None  # (kept,) log of the parent's decoded v, NaN where the parent kept none
@@ -281,12 +283,12 @@ class ExcpCodec:
                                                                       self.bits[2], "v")
             v_values = v_values[~known]
         fp16_v = self.v_domain == "linear-fp16"
-        result["m"], decoded["m"] = self._code_values(writer, m.float()[keep], self.bits[1], "m")
+        result["m"], decoded["m"] = self._code_values(writer, select(m.float(), keep), self.bits[1], "m")
         result["v"], decoded["v"] = self._code_values(writer, v_values, self.bits[2], "v", fp16_v)
         if not self.delta_v:
             return result, None
         second = torch.zeros(v.numel())
-        second[keep] = torch.exp(merge_log_second_moment(parent_log_v, decoded["v"], decoded.get("v_delta")))
+        scatter(second, keep, torch.exp(merge_log_second_moment(parent_log_v, decoded["v"], decoded.get("v_delta"))))
         return result, second.to(v.dtype).reshape(entry["exp_avg_sq"].shape)
 
     def _code_values(self, writer, values: torch.Tensor, bits: int, kind: str,

@@ -16,6 +16,7 @@ from slimlab.ckpt.state import CheckpointState, OptimizerState
 from slimlab.ckpt.values import dtype_from_name, from_json_value
 from slimlab.core.entropy import decode_mask, decode_symbols
 from slimlab.core.errors import SlimlabError
+from slimlab.core.masked import scatter
 
 
 def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -42,7 +43,7 @@ def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None)
         indices = _symbols(reader, entry["indices"], int(support.sum()), f"tensor '{name}' indices", codebook.numel())
         delta = torch.zeros(count)
         if indices.numel():
-            delta[support] = codebook[indices]
+            scatter(delta, support, codebook[indices])
     elif entry["coding"] == "excp-ref":
         dense = unpack_xz(reader.read(entry["indices"], f"tensor '{name}' indices"), entry["bits"], count)
         codebook = torch.cat([torch.zeros(1), torch.tensor(entry["codebook_fp16"], dtype=torch.float32)])
@@ -105,7 +106,7 @@ def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
         if scope_mask is None:
             raise SlimlabError(f"{reader.path}: {where}: moments refer to tensor '{record['tensor']}' which has no support")
         keep = torch.zeros(count, dtype=torch.bool)
-        keep[scope_mask] = _mask(reader, record["mask"], int(scope_mask.sum()), f"{where} moment mask")
+        scatter(keep, scope_mask, _mask(reader, record["mask"], int(scope_mask.sum()), f"{where} moment mask"))
         kept = int(keep.sum())
         counts = {"m": kept, "v": kept}
         parent_log_v = None
@@ -125,7 +126,8 @@ def decode_moments(reader: ContainerReader, index: str, record: dict[str, Any],
         if record["v_domain"] == "log":
             values["v"] = torch.exp(values["v"])
         m_hat, v_hat = torch.zeros(count), torch.zeros(count)
-        m_hat[keep], v_hat[keep] = values["m"], values["v"]
+        scatter(m_hat, keep, values["m"])
+        scatter(v_hat, keep, values["v"])
     # Invariant: Adam divides m by sqrt(v) + eps, so m without v would explode; count and repair.
     orphaned = (m_hat != 0) & (v_hat <= 0)
     stats["orphaned_first_moments"] = stats.get("orphaned_first_moments", 0) + int(orphaned.sum())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from slimlab.core.masked import lower_median
 from slimlab.core.quant import assign_nearest, kmeans_codebook, uniform_codebook
 
 
@@ -46,7 +47,7 @@ def weight_threshold_ratio(second_moment: torch.Tensor | None, settings: ShrinkS
 def weight_support(residual: torch.Tensor, second_moment: torch.Tensor | None, settings: ShrinkSettings) -> torch.Tensor:
     """M_w = |dW| > r_w * median(|dW|)  (bool, N)."""
     magnitude = residual.abs()
-    threshold = weight_threshold_ratio(second_moment, settings) * float(magnitude.median())
+    threshold = weight_threshold_ratio(second_moment, settings) * lower_median(magnitude)
     return magnitude > threshold
 
 
