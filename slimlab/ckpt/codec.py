@@ -131,6 +131,8 @@ class ExcpCodec:
                 index = index_of.get(name)
                 entry = _adam_moments(optimizer, index, tensor, where)
                 has_moments = entry is not None
+                if has_moments and self.mode != "lossless" and not (self.mode == "excp-ref" and keyframe):
+                    _check_finite(tensor, entry, keyframe, where)  # what is about to be coded lossily
                 if self.mode == "lossless" or keyframe or not has_moments:
                     tensors[name] = self._lossless(writer, tensor, base, "w")
                     reconstructed[name] = tensor.detach().clone()  # the input may be a live parameter
@@ -357,6 +359,25 @@ def _adam_moments(optimizer, index: int | None, tensor: torch.Tensor, where: str
         return None
     _check_moment_shapes(entry, tensor, where)
     return entry
+
+
+def _check_finite(tensor: torch.Tensor, entry: dict[str, Any], keyframe: bool, where: str) -> None:
+    """Lossy coding thresholds, clusters and takes logs of these values: NaN or inf would be dropped silently
+    or break the codebook, so such a checkpoint is refused (lossless mode stores any bit pattern).
+
+    A float64 sum of narrower floats is finite exactly when every value is (it cannot overflow), and costs one
+    reduction pass instead of isfinite's bool tensor plus a second pass."""
+    checked = {"exp_avg": entry["exp_avg"], "exp_avg_sq": entry["exp_avg_sq"]}
+    if not keyframe:
+        checked["weight"] = tensor
+    for key, values in checked.items():
+        if not values.is_floating_point():
+            continue
+        finite = bool(torch.isfinite(values).all()) if values.dtype == torch.float64 else \
+            math.isfinite(float(values.sum(dtype=torch.float64)))
+        if not finite:
+            raise SlimlabError(f"{where}: {key} holds NaN or inf values; lossy coding needs finite values "
+                               f"(compress this checkpoint with --mode lossless)")
 
 
 def _check_moment_shapes(entry, tensor, where) -> None:

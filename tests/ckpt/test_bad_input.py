@@ -123,3 +123,23 @@ def test_truncated_safetensors(tmp_path):
     (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(SlimlabError, match=r"model\.safetensors: not a readable safetensors file"):
         compress_checkpoint(folder, tmp_path / "out.excp")
+
+
+@pytest.mark.parametrize("key", ["weight", "exp_avg", "exp_avg_sq"])
+def test_non_finite_values_are_refused_by_lossy_coding(tmp_path, trained_states, key):
+    first, second = trained_states[0], trained_states[1]   # the fixture is built anew for each test
+    index, name = next((i, n) for i, n in enumerate(second.optimizer.param_names) if n)
+    broken = (second.model[name] if key == "weight" else second.optimizer.state[index][key]).clone()
+    broken.view(-1)[3] = float("inf") if key == "exp_avg_sq" else float("nan")
+    if key == "weight":
+        second.model[name] = broken
+    else:
+        second.optimizer.state[index][key] = broken
+    chain = CheckpointChain(tmp_path / "chain", ExcpCodec())
+    chain.append(first, 1)
+    with pytest.raises(SlimlabError, match=rf"tensor '{name}': {key} holds NaN or inf.*--mode lossless"):
+        chain.append(second, 2)
+    assert not list((tmp_path / "chain").glob("*00000002*"))  # nothing half-written
+    lossless = CheckpointChain(tmp_path / "lossless", ExcpCodec(mode="lossless"))
+    lossless.append(first, 1)
+    lossless.append(second, 2)  # lossless mode stores any bit pattern as it is
