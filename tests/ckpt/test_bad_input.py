@@ -143,3 +143,6 @@ def test_non_finite_values_are_refused_by_lossy_coding(tmp_path, trained_states,
     lossless = CheckpointChain(tmp_path / "lossless", ExcpCodec(mode="lossless"))
     lossless.append(first, 1)
     lossless.append(second, 2)  # lossless mode stores any bit pattern as it is
+    decoded = lossless.load(2)
+    restored = decoded.model[name] if key == "weight" else decoded.optimizer.state[index][key]
+    assert torch.equal(restored.view(torch.int32), broken.view(torch.int32))
