@@ -35,6 +35,9 @@ from slimlab.sam.quantize import calibrate, dynamic_int8
 from slimlab.sam.shapes import ShapesDataset, ShapesSample
 from slimlab.sam.train import TrainConfig, distill, teacher_embeddings, train_supervised
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tinysam_bounds import hierarchical_call_bound, int8_speedup_ceiling  # noqa: E402
+
 SETTINGS = {
     "default": {"train_images": 400, "test_images": 40, "teacher_steps": 3000, "student_steps": 1200,
                 "everything_images": 8, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
@@ -213,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--teacher-steps", type=int)
     parser.add_argument("--student-steps", type=int)
+    parser.add_argument("--bounds-only", action="store_true",
+                        help="add the int8 and hierarchical-mode bounds to an existing tinysam.json and rewrite the "
+                             "report (no training)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.bounds_only:
+        return update_bounds(Path(args.out), 5 if args.quick else 50)
     settings = dict(SETTINGS["quick" if args.quick else "default"])
     if args.teacher_steps:
         settings["teacher_steps"] = args.teacher_steps
@@ -285,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     int8_row = rows_by_variant["real int8 (onnxruntime dynamic MatMul)"]
     print("== full-size int8 latency", flush=True)
     full_size = full_size_int8_latency(1 if args.quick else 3)
+    profile = int8_speedup_ceiling("shapes_student", 5 if args.quick else 50)
+    call_bound = hierarchical_call_bound(everything_samples)
     w8_row = quant_rows[1]
 
     figures = save_overlays({"teacher": teacher, "student": students[best_name]}, test[0],
@@ -316,14 +326,45 @@ def main(argv: list[str] | None = None) -> int:
         "int8_cpu_speedup_full_size_decoder": full_size["ort_decoder_speedup"],
         "int8_cpu_speedup_full_size_encoder_torch_ao": full_size["encoder_speedup"],
         "int8_cpu_speedup_full_size_decoder_torch_ao": full_size["decoder_speedup"],
+        **bound_summary(profile, call_bound),
     }
     result = {"summary": summary, "settings": settings, "machine": describe_machine(), "command": command,
               "seconds": time.perf_counter() - started, "prompted": rows, "skimage_sanity": sanity_rows,
               "everything": everything_rows, "quantization": quant_rows, "full_size_int8": full_size,
+              "int8_profile": profile, "hierarchical_bound": call_bound, "figures": figures,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}
     atomic_write_text(out_dir / "tinysam.json", json.dumps(result, indent=1))
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, figures))
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def bound_summary(profile: dict, call_bound: dict) -> dict:
+    return {"int8_speedup_ceiling_matmul_gemm": profile["ceiling_matmul_gemm"],
+            "int8_speedup_ceiling_matmul_gemm_conv": profile["ceiling_matmul_gemm_conv"],
+            "hierarchical_call_reduction_ceiling": call_bound["max_call_reduction"]}
+
+
+def update_bounds(out_dir: Path, runs: int) -> int:
+    """Add the int8 and hierarchical bounds (no trained model needed) to an existing report."""
+    path = out_dir / "tinysam.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
+    result = json.loads(path.read_text())
+    settings = result["settings"]
+    samples = ShapesDataset(settings["test_images"], "test")
+    size = build_model("shapes_teacher", device="meta").image_size
+    everything_samples = [samples[i] for i in range(settings["everything_images"])] + skimage_samples(size)[:1]
+    result["int8_profile"] = int8_speedup_ceiling("shapes_student", runs)
+    result["hierarchical_bound"] = hierarchical_call_bound(everything_samples)
+    result["summary"].update(bound_summary(result["int8_profile"], result["hierarchical_bound"]))
+    result["bounds_command"] = "python benchmarks/tinysam.py --bounds-only"
+    figures = result.get("figures") or [line[2:].split("]")[0] for line in (out_dir / "tinysam.md").read_text()
+                                        .splitlines() if line.startswith("![")]
+    result["figures"] = figures
+    atomic_write_text(path, json.dumps(result, indent=1))
+    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, figures))
+    print(json.dumps({k: result[k] for k in ("int8_profile", "hierarchical_bound")}, indent=1))
     return 0
 
 
@@ -360,17 +401,51 @@ def limits_of_scale(result: dict) -> list[str]:
     return lines
 
 
+def profile_paragraph(profile: dict | None) -> list[str]:
+    if not profile:
+        return []
+    top = ", ".join(f"{op} {ms:.2f}" for op, ms in profile["top_ops_ms"].items())
+    return [f"Where the float onnxruntime graphs of the benchmark-size student spend their time (node profiler, one "
+            f"thread, random weights, one image encoding + one point-prompt decoding, mean of {profile['runs']} calls): "
+            f"{profile['node_ms_per_call']:.2f} ms in nodes; MatMul / Gemm {100 * profile['matmul_gemm_share']:.0f}%, "
+            f"convolutions {100 * profile['conv_share']:.0f}%; largest operator types (ms): {top}. "
+            f"Even if every int8 MatMul / Gemm took no time, the graphs could run at most "
+            f"**{profile['ceiling_matmul_gemm']:.2f}x** faster ({profile['ceiling_matmul_gemm_conv']:.2f}x with "
+            "convolutions quantized too; Amdahl's bound, before the runtime's per-call overhead outside the nodes). "
+            + ("At this model size the 1.5x target is out of reach for int8 kernels, whatever they quantize; the "
+               "full-size layout above, where the matrix products take a larger share of the time, gains more."
+               if profile["ceiling_matmul_gemm_conv"] < 1.5 else
+               "The bound leaves room for the 1.5x target; the measured gap is the int8 kernels' own."), ""]
+
+
+def call_bound_paragraph(bound: dict | None) -> list[str]:
+    if not bound:
+        return []
+    return [f"Bound from the data alone: ground-truth instances cover {100 * bound['instance_area_share']:.0f}% of "
+            f"these {bound['images']} images. A model trained on instance masks marks objects as covered, not "
+            f"background, so even if round 1 covered every instance exactly, round 2 would still prompt every dense "
+            f"point on background: {bound['min_hierarchical_prompts_per_image']:.1f} decoder prompts per image "
+            f"against {bound['grid_prompts_per_image']} for the grid, a reduction of at most "
+            f"**{bound['max_call_reduction']:.2f}x**"
+            + (" (below the 1.8x target: on this data the target needs a model that also covers background)."
+               if bound["max_call_reduction"] < 1.8 else "."), ""]
+
+
 def render_markdown(result: dict, figures: list[str]) -> str:
     s, full = result["summary"], result["full_size_int8"]
     targets = [
         ("student mIoU / teacher mIoU (one point)", f"{s['student_teacher_miou_ratio']:.3f}", ">= 0.90",
          s["student_teacher_miou_ratio"] >= 0.9),
         ("student MACs / teacher MACs", f"{s['student_macs_ratio']:.3f}", "<= 0.20", s["student_macs_ratio"] <= 0.2),
-        ("hierarchical decoder-call reduction", f"{s['hierarchical_decoder_call_reduction']:.2f}x", ">= 1.8x",
+        ("hierarchical decoder-call reduction", f"{s['hierarchical_decoder_call_reduction']:.2f}x" + (
+            f" (at most {s['hierarchical_call_reduction_ceiling']:.2f}x on these images, see below)"
+            if "hierarchical_call_reduction_ceiling" in s else ""), ">= 1.8x",
          s["hierarchical_decoder_call_reduction"] >= 1.8),
         ("hierarchical mIoU drop (points)", f"{100 * s['hierarchical_miou_drop']:.2f}", "<= 1",
          s["hierarchical_miou_drop"] <= 0.01),
-        ("real int8 CPU speed-up (onnxruntime int8 vs the same graphs in float)", f"{s['int8_cpu_speedup']:.2f}x",
+        ("real int8 CPU speed-up (onnxruntime int8 vs the same graphs in float)", f"{s['int8_cpu_speedup']:.2f}x" + (
+            f" (at most {s['int8_speedup_ceiling_matmul_gemm']:.2f}x at this size, see below)"
+            if "int8_speedup_ceiling_matmul_gemm" in s else ""),
          ">= 1.5x", s["int8_cpu_speedup"] >= 1.5),
         ("real int8 mIoU drop (points)", f"{100 * s['int8_miou_drop']:.2f}", "<= 1", s["int8_miou_drop"] <= 0.01),
     ]
@@ -384,6 +459,9 @@ def render_markdown(result: dict, figures: list[str]) -> str:
         "Latencies are medians after warm-up on a shared CPU and are noisy.", "",
         "## Targets", "", "| claim | measured | target | holds |", "|---|---|---|---|"]
     parts += [f"| {a} | {b} | {c} | {'yes' if ok else 'no'} |" for a, b, c, ok in targets]
+    if result.get("bounds_command"):
+        parts += ["", f"The 'at most' bounds were added later with `{result['bounds_command']}` (no training; the "
+                  "full command above computes them too)."]
     parts += ["", "## Teacher vs students (same step budget for every student)", "",
               table(result["prompted"], [("model", "model", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
                                          ("mIoU box", "miou_box", "{:.3f}"), ("mIoU 3 clicks", "miou_3_clicks", "{:.3f}"),
@@ -409,6 +487,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                                            ("mean best-match IoU", "miou", "{:.3f}")]), "",
               "Filters for the small models: predicted IoU > 0.5, stability >= 0.8 (SAM's 0.88 / 0.95 leave almost "
               "nothing at this scale). The hierarchical summary uses the tau with fewer decoder calls.", "",
+              *call_bound_paragraph(result.get("hierarchical_bound")),
               "## Post-training quantization (distilled student, hard prompts)", "",
               table(result["quantization"], [("variant", "variant", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
                                              ("mask IoU vs float", "agreement_with_float", "{:.3f}"),
@@ -428,6 +507,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                      for part, part_name in (("encoder", "image encoder 1024 px"), ("decoder", "mask decoder 16 prompts"))],
                     [("part", "part", ""), ("float32 ms", "f", "{:.0f}"), ("int8 ms", "q", "{:.0f}"),
                      ("speed-up", "x", "{:.2f}x")]), "",
+              *profile_paragraph(result.get("int8_profile")),
               "## Limits of this run", "",
               *limits_of_scale(result),
               "- One seed per arm; EdgeSAM's prompt-in-the-loop arm (`hard_prompts=teacher`) is implemented and "

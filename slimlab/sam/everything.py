@@ -32,6 +32,16 @@ def build_point_grid(per_side: int, height: int, width: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
+def dense_points(sparse: np.ndarray, per_side: int, height: int, width: int) -> np.ndarray:
+    """Hierarchical round 2: around each sparse point (P, 2), the 15 points at -1..2 dense strides in x and y
+    (itself excluded) -> (P * 15, 2) x / y pixels clipped to the image: 16 prompts per sparse cell in all, as many
+    as the per_side x per_side grid."""
+    stride = np.array([width / per_side, height / per_side])
+    offsets = np.array([(dx, dy) for dy in (-1, 0, 1, 2) for dx in (-1, 0, 1, 2) if (dx, dy) != (0, 0)])
+    dense = (sparse[:, None, :] + offsets[None] * stride).reshape(-1, 2)  # (P * 15, 2)
+    return np.clip(dense, 0, [width - 1, height - 1])
+
+
 @dataclass
 class EverythingStats:
     decoder_prompts: int = 0  # points sent to the mask decoder
@@ -75,10 +85,7 @@ class MaskGenerator:
             first = self.process_points(sparse, want_covered=True)
             covered = first.pop("covered")
             self.stats.covered = covered
-            stride = np.array([width / self.points_per_side, height / self.points_per_side])
-            offsets = np.array([(dx, dy) for dy in (-1, 0, 1, 2) for dx in (-1, 0, 1, 2) if (dx, dy) != (0, 0)])
-            dense = (sparse[:, None, :] + offsets[None] * stride).reshape(-1, 2)  # (P * 15, 2)
-            dense = np.clip(dense, 0, [width - 1, height - 1])
+            dense = dense_points(sparse, self.points_per_side, height, width)
             rows, cols = np.round(dense[:, 1]).astype(int), np.round(dense[:, 0]).astype(int)
             free = ~covered[rows, cols]
             self.stats.skipped_points = int((~free).sum())

@@ -2,12 +2,22 @@ import numpy as np
 import torch
 
 from slimlab.sam.build import build_model
-from slimlab.sam.everything import MaskGenerator, build_point_grid
+from slimlab.sam.everything import MaskGenerator, build_point_grid, dense_points
 
 
 def test_point_grid_centres():
     grid = build_point_grid(2, 10, 20)
     assert grid.tolist() == [[5, 2.5], [15, 2.5], [5, 7.5], [15, 7.5]]
+
+
+def test_dense_points_around_a_sparse_point():
+    # 8 per side on an 8 x 8 image: stride 1; the sparse (2 per side) point (2, 2) gets x, y in {1, 2, 3, 4}
+    # except itself; the point (6, 6) reaches 8, which is clipped to the last pixel, 7
+    dense = dense_points(np.array([[2.0, 2.0], [6.0, 6.0]]), 8, 8, 8)
+    assert dense.shape == (30, 2)
+    first = {tuple(p) for p in dense[:15].tolist()}
+    assert first == {(x, y) for x in (1, 2, 3, 4) for y in (1, 2, 3, 4)} - {(2, 2)}
+    assert dense[15:].max() == 7 and (dense[15:] == [7, 7]).all(axis=1).sum() == 4  # x, y in {7, 8}: 4 points clip to (7, 7)
 
 
 class LeftHalfModel:

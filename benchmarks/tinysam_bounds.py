@@ -1,0 +1,97 @@
+"""Upper bounds behind two TinySAM targets: what int8 kernels can gain, and what hierarchical mode can skip.
+
+Int8: kernels only speed up the operators they replace. onnxruntime's node profiler (one thread) gives each
+operator type's time per call of the exported encoder (one image) and decoder (one point prompt), the same calls
+the benchmark's latency column times. If the quantized kernels took no time at all, the graphs would run at most
+``total / (total - quantized share)`` times faster (Amdahl's bound). Node time excludes the runtime's per-call
+overhead outside the nodes, so the real bound is lower still. Speed only: the weights are random.
+
+Hierarchical everything: round 2 skips a dense point only where round 1's confident masks cover it. A model
+trained on instance masks covers objects, not background, so the fewest decoder calls it can reach is the sparse
+grid plus every dense point outside the ground-truth instances; that count, from the data alone, bounds the
+decoder-call reduction of any such model.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from slimlab.sam.build import build_model
+from slimlab.sam.everything import build_point_grid, dense_points
+from slimlab.sam.onnx_export import export_onnx
+
+# what onnxruntime's dynamic int8 path quantizes (after its graph fusions), and the convolutions it leaves float
+MATMUL_OPS = ("MatMul", "FusedMatMul", "Gemm", "FusedGemm")
+CONV_OPS = ("Conv", "FusedConv", "ConvTranspose")
+
+
+def node_times_ms(path: Path, feeds: dict, runs: int) -> collections.Counter:
+    """Mean milliseconds per call spent in each operator type (onnxruntime profiler, one thread, after warm-up)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    totals = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            totals[event["args"].get("op_name", "?")] += event["dur"] / 1000.0 / runs  # microseconds -> ms per call
+    return totals
+
+
+def int8_speedup_ceiling(model_name: str = "shapes_student", runs: int = 50) -> dict:
+    """Operator-time shares of the float graphs and the Amdahl bounds on any int8 speed-up they imply."""
+    model = build_model(model_name).eval()
+    size = model.image_size
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="tinysam-profile-") as folder:
+        paths = export_onnx(model, folder)
+        times = node_times_ms(Path(paths["encoder"]), {"image": image}, runs)
+        import onnxruntime
+        embeddings = onnxruntime.InferenceSession(str(paths["encoder"]), providers=["CPUExecutionProvider"]).run(
+            None, {"image": image})[0]                                         # (1, C, h, w)
+        mask_side = 4 * embeddings.shape[2]
+        decoder_feeds = {"image_embeddings": embeddings,
+                         "point_coords": np.full((1, 1, 2), size / 2, np.float32),
+                         "point_labels": np.ones((1, 1), np.float32),
+                         "mask_input": np.zeros((1, 1, mask_side, mask_side), np.float32),
+                         "has_mask_input": np.zeros(1, np.float32)}
+        times += node_times_ms(Path(paths["decoder"]), decoder_feeds, runs)
+    total = sum(times.values())
+    matmul = sum(times[op] for op in MATMUL_OPS)
+    conv = sum(times[op] for op in CONV_OPS)
+    return {"model": model_name, "runs": runs, "node_ms_per_call": total,
+            "matmul_gemm_share": matmul / total, "conv_share": conv / total,
+            # bounds if the quantized kernels took no time: MatMul/Gemm only (the shipped path), and + convolutions
+            "ceiling_matmul_gemm": total / (total - matmul), "ceiling_matmul_gemm_conv": total / (total - matmul - conv),
+            "top_ops_ms": dict(times.most_common(8))}
+
+
+def hierarchical_call_bound(samples: list, points_per_side: int = 16) -> dict:
+    """Decoder prompts per image of the full grid vs hierarchical mode when round 1 covers exactly the ground-truth
+    instances (``samples``: images with (N, H, W) boolean ``masks``), and the share of image area they cover."""
+    hierarchical, areas = [], []
+    for sample in samples:
+        height, width = sample.masks.shape[1:]
+        instances = sample.masks.any(axis=0)                                  # (H, W) union of every instance
+        sparse = build_point_grid(points_per_side // 4, height, width)
+        dense = dense_points(sparse, points_per_side, height, width)
+        rows, cols = np.round(dense[:, 1]).astype(int), np.round(dense[:, 0]).astype(int)
+        hierarchical.append(len(sparse) + int((~instances[rows, cols]).sum()))
+        areas.append(float(instances.mean()))
+    grid = points_per_side ** 2
+    return {"images": len(samples), "grid_prompts_per_image": grid,
+            "min_hierarchical_prompts_per_image": float(np.mean(hierarchical)),
+            "max_call_reduction": grid / float(np.mean(hierarchical)), "instance_area_share": float(np.mean(areas))}
