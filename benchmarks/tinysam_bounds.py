@@ -31,7 +31,8 @@ CONV_OPS = ("Conv", "FusedConv", "ConvTranspose")
 
 
 def node_times_ms(path: Path, feeds: dict, runs: int) -> collections.Counter:
-    """Mean milliseconds per call spent in each operator type (onnxruntime profiler, one thread, after warm-up)."""
+    """Mean milliseconds per call spent in each operator type (onnxruntime profiler, one thread; the first,
+    allocating call is among the ``runs``)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
