@@ -84,8 +84,7 @@ def find_command(argv: Sequence[str]) -> tuple[Command, list[str]]:
     if len(family_commands) == 1 and family_commands[0].name == "":
         return family_commands[0], list(argv[1:])
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        names = "\n".join(f"  {c.name:<12} {c.summary}" for c in family_commands)
-        raise SlimlabError(f"slimlab {argv[0]} <command>:\n{names}")
+        raise SlimlabError(family_help(argv[0]))
     for command in family_commands:
         if command.name == argv[1]:
             return command, list(argv[2:])
@@ -93,10 +92,18 @@ def find_command(argv: Sequence[str]) -> tuple[Command, list[str]]:
                        f"known: {', '.join(c.name for c in family_commands)}")
 
 
+def family_help(family: str) -> str:
+    names = "\n".join(f"  {c.name:<12} {c.summary}" for c in COMMANDS if c.family == family)
+    return f"slimlab {family} <command>:\n{names}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
+        return 0
+    if len(argv) == 2 and argv[1] in ("-h", "--help") and any(c.family == argv[0] and c.name for c in COMMANDS):
+        print(family_help(argv[0]))  # asked for: the family's commands on stdout, exit 0
         return 0
     if argv[0] == "--version":
         print(__version__)

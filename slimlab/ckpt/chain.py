@@ -119,11 +119,11 @@ def load_file(path: str | Path, stats: dict[str, int] | None = None) -> Checkpoi
 def decompress_checkpoint(source: str | Path, out: str | Path, step: int | None = None, layout: str | None = None,
                           overwrite: bool = False) -> Path:
     """Write a normal checkpoint (HF folder or torch file) from a ``.excp`` file or a chain folder."""
-    source = Path(source)
+    given = source = Path(source)
     if source.is_dir():
         source = CheckpointChain(source).path_for(step)
     state = load_file(source)
-    return write_checkpoint(state, out, layout, overwrite)
+    return write_checkpoint(state, out, layout, overwrite, inputs=(given, source))
 
 
 class CheckpointChain:

@@ -138,7 +138,7 @@ def import_official(compressed: str | Path, reference: str | Path, out: str | Pa
                                                     state.optimizer.param_groups),
                               state.aliases, files, state.layout, state.model_file, state.extra,
                               step if step is not None else state.step)
-    written = write_checkpoint(rebuilt, out, overwrite=overwrite)
+    written = write_checkpoint(rebuilt, out, overwrite=overwrite, inputs=(compressed, reference))
     return ImportSummary(written, len(entries), len(model) - len(entries), zeroed)
 
 

@@ -285,8 +285,10 @@ def _step_from_trainer_state(data: bytes | None) -> int | None:
         return None
 
 
-def write_checkpoint(state: CheckpointState, out: str | Path, layout: str | None = None, overwrite: bool = False) -> Path:
-    """Write a checkpoint folder (hf) or file (torch) atomically; tied tensors are shared again on load."""
+def write_checkpoint(state: CheckpointState, out: str | Path, layout: str | None = None, overwrite: bool = False,
+                     inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Write a checkpoint folder (hf) or file (torch) atomically; tied tensors are shared again on load. A folder
+    never replaces one of ``inputs`` (the files it was decoded from)."""
     out = Path(out)
     layout = layout or state.layout
     full_model = dict(state.model)
@@ -303,7 +305,7 @@ def write_checkpoint(state: CheckpointState, out: str | Path, layout: str | None
         torch.save(payload, buffer)
         atomic_write_bytes(out, buffer.getvalue())
         return out
-    with atomic_directory(out, overwrite=overwrite) as folder:
+    with atomic_directory(out, overwrite=overwrite, inputs=inputs) as folder:
         if state.model_file == "pytorch_model.bin":
             torch.save(full_model, folder / "pytorch_model.bin")
         else:  # safetensors forbids shared memory: save tied names once, as transformers does

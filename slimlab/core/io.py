@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from slimlab.core.errors import SlimlabError
 
@@ -52,15 +52,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         stream.write(text)
 
 
+OUTPUT_MARKER = ".slimlab-output"  # in every folder atomic_directory writes: only such folders are ever replaced
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``path`` only if the block finishes without error."""
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
+                     inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``path`` only if the block finishes without error.
+
+    ``overwrite`` replaces an existing ``path`` only if slimlab wrote it (it holds the ``OUTPUT_MARKER`` file), so
+    a folder of the user's is never deleted; ``inputs`` (files or folders the caller reads) must lie outside
+    ``path``, so an output never replaces what it was made from.
+    """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise SlimlabError(f"{path}: already exists; choose another output or remove it first")
+    check_output_folder(path, overwrite, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        (temporary / OUTPUT_MARKER).write_text("written by slimlab; the folder is replaced when written again\n")
         yield temporary
         if path.exists():
             shutil.rmtree(path)
@@ -71,6 +80,34 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def check_output_folder(path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Raise a SlimlabError naming the reason if ``path`` may not become (or be replaced by) an output folder."""
+    refuse_inputs_inside(path, inputs)
+    if _inside(Path.cwd().resolve(), path.resolve()):
+        raise SlimlabError(f"{path}: is the current folder or one above it; choose a new output folder")
+    if not path.exists():
+        return
+    if not overwrite:
+        raise SlimlabError(f"{path}: already exists; choose another output or remove it first")
+    if not path.is_dir() or not (path / OUTPUT_MARKER).is_file():
+        raise SlimlabError(f"{path}: exists and was not written by slimlab (no {OUTPUT_MARKER} file in it), so it is "
+                           "not replaced; choose another output or remove it first")
+
+
+def refuse_inputs_inside(folder: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Raise a SlimlabError if an input (file or folder; empty entries are skipped) lies in the output ``folder``,
+    where writing the output would replace it."""
+    resolved = Path(folder).resolve()
+    for item in inputs:
+        if item and _inside(Path(item).resolve(), resolved):
+            raise SlimlabError(f"{folder}: the output folder would contain the input {item}; choose an output folder "
+                               "that does not hold the inputs")
+
+
+def _inside(candidate: Path, folder: Path) -> bool:
+    return candidate == folder or folder in candidate.parents
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:

@@ -19,13 +19,19 @@ class RunDirectory:
     """Holds ``config.yaml``, ``metrics.jsonl`` and ``plots/``; only rank 0 writes."""
 
     def __init__(self, path: str | Path, config: Any | None = None):
+        """``config`` is written at once; a recipe that first checks a resume state passes none here and calls
+        ``write_config`` after the check, so a refused run leaves a finished run's config as it was."""
         self.path = Path(path)
         self.writer = is_main_process()
         if self.writer:
             self.path.mkdir(parents=True, exist_ok=True)
-            if config is not None:
-                atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
         self.metrics_path = self.path / "metrics.jsonl"
+        if config is not None:
+            self.write_config(config)
+
+    def write_config(self, config: Any) -> None:
+        if self.writer:
+            atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
     def log(self, **metrics: Any) -> None:
         """Append one JSON line (numbers become plain floats; NaN is kept as null so the file stays valid JSON)."""

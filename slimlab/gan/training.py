@@ -71,9 +71,12 @@ def load_state(path: Path, networks: dict[str, nn.Module], optimizers: dict[str,
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise SlimlabError(f"{path}: cannot resume, not a readable training state ({error})") from error
-    if payload.get("identity") != identity:
-        raise SlimlabError(f"{path}: was written by a run with different settings "
-                           f"({payload.get('identity')} vs {identity}); use another out_dir or resume=false")
+    stored = payload.get("identity") or {}
+    if stored != identity:
+        changed = ", ".join(f"{key}: {stored.get(key, '(absent)')!r} there, {identity.get(key, '(absent)')!r} now"
+                            for key in sorted(set(stored) | set(identity)) if stored.get(key) != identity.get(key))
+        raise SlimlabError(f"{path}: was written by a run with different settings ({changed}); use another out_dir "
+                           "or resume=false")
     for name, net in networks.items():
         net.load_state_dict(payload["networks"][name])
     for name, optimizer in optimizers.items():

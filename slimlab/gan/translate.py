@@ -43,7 +43,7 @@ def translate_folder(checkpoint: str | Path, input_dir: str | Path, output_dir: 
     files = list_images(input_dir)
     images = [load_image_tensor(file) for file in files]  # read all first: a bad file stops before any output
     written = []
-    with atomic_directory(output_dir, overwrite=overwrite) as temporary:
+    with atomic_directory(output_dir, overwrite=overwrite, inputs=(input_dir, checkpoint)) as temporary:
         for file, image in zip(files, images):
             target = temporary / f"{file.stem}.png"
             if target.exists():

@@ -2,7 +2,7 @@ import pytest
 
 from slimlab.cli import COMMANDS, main
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_directory, atomic_open, atomic_write_bytes
+from slimlab.core.io import OUTPUT_MARKER, atomic_directory, atomic_open, atomic_write_bytes
 
 
 def test_atomic_open_leaves_old_file_on_error(tmp_path):
@@ -28,6 +28,35 @@ def test_atomic_directory_is_all_or_nothing(tmp_path):
     with pytest.raises(SlimlabError, match="already exists"):
         with atomic_directory(tmp_path / "folder"):
             pass
+
+
+def test_atomic_directory_replaces_only_its_own_folders(tmp_path, monkeypatch):
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "photo.png").write_bytes(b"precious")
+    with pytest.raises(SlimlabError, match="not written by slimlab"):
+        with atomic_directory(users, overwrite=True) as folder:
+            (folder / "mask.png").write_bytes(b"x")
+    assert sorted(p.name for p in users.iterdir()) == ["photo.png"]  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users"]  # no temporary left
+
+    with atomic_directory(tmp_path / "out") as folder:
+        (folder / "first.txt").write_text("1")
+    with atomic_directory(tmp_path / "out", overwrite=True) as folder:  # its own output: replaced
+        (folder / "second.txt").write_text("2")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [OUTPUT_MARKER, "second.txt"]
+
+    with pytest.raises(SlimlabError, match="would contain the input"):
+        with atomic_directory(tmp_path / "out", overwrite=True, inputs=[tmp_path / "out" / "second.txt"]):
+            pass
+    with pytest.raises(SlimlabError, match="would contain the input"):
+        with atomic_directory(tmp_path, overwrite=True, inputs=[users / "photo.png"]):
+            pass
+    monkeypatch.chdir(tmp_path / "out")
+    with pytest.raises(SlimlabError, match="current folder"):
+        with atomic_directory(".", overwrite=True):
+            pass
+    assert (tmp_path / "out" / "second.txt").read_text() == "2"
 
 
 def test_help_lists_every_command(capsys):

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimlab.core.errors import SlimlabError
+from slimlab.core.io import refuse_inputs_inside
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
@@ -168,13 +169,15 @@ def distill(cfg: DistillConfig) -> Path:
     domains = None if paired else unpaired_folders(root, "train")
     directions = build_directions(cfg, device)
     out = Path(cfg.out_dir)
-    run = RunDirectory(out, cfg)
+    refuse_inputs_inside(out, (cfg.teacher, cfg.teacher_d, cfg.teacher_reverse))  # G.pt / D.pt would replace them
+    run = RunDirectory(out)
     networks = {f"S_{d.name}": d.student for d in directions}
     networks.update({f"DS_{d.name}": d.student_d for d in directions if d.student_d is not None})
     optimizers = {"G": adam([p for d in directions for p in d.student.parameters()], cfg.lr, cfg.beta1)}
     if cfg.student_discriminator:
         optimizers["D"] = adam([p for d in directions for p in d.student_d.parameters()], cfg.lr, cfg.beta1)
     start, identity = resume_point(cfg, run, networks, optimizers)
+    run.write_config(cfg)  # after the resume check: a refused run leaves the finished run's config alone
     sampler = StepSampler(Augmentation(cfg.load_size, cfg.crop_size, cfg.flip), cfg.batch_size, cfg.seed)
     for step in progress(range(start, cfg.steps), "distill", total=cfg.steps - start):
         seed_step(cfg.seed, step)

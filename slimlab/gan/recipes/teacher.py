@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from slimlab.core.errors import SlimlabError
+from slimlab.core.io import refuse_inputs_inside
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
@@ -124,9 +125,11 @@ def train_teacher(cfg: TeacherConfig) -> Path:
         domain_a, domain_b = unpaired_folders(root, "train")
     networks = build_networks(cfg, device)  # before the run folder exists, so a bad slice_from leaves nothing behind
     out = Path(cfg.out_dir)
-    run = RunDirectory(out, cfg)
+    refuse_inputs_inside(out, (cfg.slice_from,))
+    run = RunDirectory(out)
     optimizers = build_optimizers(cfg, networks)
     start, identity = resume_point(cfg, run, networks, optimizers)
+    run.write_config(cfg)  # after the resume check: a refused run leaves the finished run's config alone
     sampler = StepSampler(Augmentation(cfg.load_size, cfg.crop_size, cfg.flip), cfg.batch_size, cfg.seed)
     step_function = pix2pix_step if cfg.mode == "paired" else cyclegan_step
     for step in progress(range(start, cfg.steps), f"{cfg.mode} teacher", total=cfg.steps - start):
