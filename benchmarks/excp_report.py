@@ -339,13 +339,13 @@ def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds) -> str:
               "of all residual entries with the largest |dW| * sqrt(v) (dropping entry i costs about v_i dW_i^2 under "
               "a quadratic model with v as diagonal Fisher), with 3-bit indices.", "",
               "### Bits per parameter by stream (delta checkpoints)", "",
-              "| arm | w | mask | m | v | other |", "|---|---|---|---|---|---|"]
+              "| arm | w | mask | m | v | footer | other |", "|---|---|---|---|---|---|---|"]
     for name, arm in arms.items():
         streams = arm["bits_per_param_by_stream"]
         if not streams:
             continue
-        other = sum(v for k, v in streams.items() if k not in ("w", "mask", "m", "v"))
-        lines.append(f"| {name} | " + " | ".join(f"{streams.get(k, 0.0):.3f}" for k in ("w", "mask", "m", "v"))
+        other = sum(v for k, v in streams.items() if k not in ("w", "mask", "m", "v", "footer"))
+        lines.append(f"| {name} | " + " | ".join(f"{streams.get(k, 0.0):.3f}" for k in ("w", "mask", "m", "v", "footer"))
                      + f" | {other:.3f} |")
     lines += ["", "Decode time of the last checkpoint through its whole lineage (keyframe + deltas): " + ", ".join(
         f"{name} {arm['last_from_keyframe_s']:.2f} s" for name, arm in arms.items()

@@ -144,13 +144,13 @@ def _markdown(doc: dict, run: dict, targets: list[dict], plots: list[str]) -> st
     lines += ["", *[f"- {name}: {run['arms'][name]['note']}" for name in arm_names if run["arms"][name]["note"]],
               "- Peak RSS includes the trainer's model (its Adam moments freed before the arms run); the increase "
               "during the arm is the codec's own working set plus one checkpoint read from disk.", "",
-              "### Bits per parameter by stream (delta checkpoints)", "", "| arm | w | mask | m | v | other |",
-              "|---|---|---|---|---|---|"]
+              "### Bits per parameter by stream (delta checkpoints)", "", "| arm | w | mask | m | v | footer | other |",
+              "|---|---|---|---|---|---|---|"]
     for name in arm_names:
         streams = run["arms"][name]["bits_per_param_by_stream"]
         if streams:
-            other = sum(v for k, v in streams.items() if k not in ("w", "mask", "m", "v"))
-            lines.append(f"| {name} | " + " | ".join(f"{streams.get(k, 0.0):.3f}" for k in ("w", "mask", "m", "v"))
+            other = sum(v for k, v in streams.items() if k not in ("w", "mask", "m", "v", "footer"))
+            lines.append(f"| {name} | " + " | ".join(f"{streams.get(k, 0.0):.3f}" for k in ("w", "mask", "m", "v", "footer"))
                          + f" | {other:.3f} |")
     lines += ["", "## Resuming training from decoded checkpoints", "",
               f"Every {s['resume_every']}th checkpoint (the last included) is replaced by its decoded version and "

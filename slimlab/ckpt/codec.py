@@ -211,7 +211,7 @@ class ExcpCodec:
             scatter(delta, support, codebook[indices])
         rebuilt = (base_flat + delta).to(tensor.dtype).reshape(tensor.shape)
         entry = {"coding": "excp", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
-                 "residual": self.residual, "codebook": codebook.tolist(), "kept": int(indices.numel()),
+                 "residual": self.residual, "codebook": float32_list(codebook), "kept": int(indices.numel()),
                  "support": writer.add(encode_mask(support.numpy()), "mask"),
                  "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), "w")}
         return entry, rebuilt, support
@@ -298,7 +298,7 @@ class ExcpCodec:
         """k-means + rANS of one value stream: its header record and the values the decoder will see."""
         quantize = _fp16_quantize if fp16_codebook else quantize_values
         indices, codebook = quantize(values, 2 ** bits - 1, self.quantizer)
-        record = {"codebook": codebook.tolist(),
+        record = {"codebook": codebook.tolist() if fp16_codebook else float32_list(codebook),
                   "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
         return record, (codebook[indices] if indices.numel() else torch.zeros(0))
 
@@ -388,8 +388,11 @@ def _check_moment_shapes(entry, tensor, where) -> None:
 
 
 def _fp16_quantize(values: torch.Tensor, clusters: int, quantizer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Official storage: codebook rounded to fp16 (tiny v values flush to zero), indices to the rounded book."""
+    """Official storage: codebook rounded to fp16 (tiny v values flush to zero), indices to the rounded book; a
+    tensor with at most ``clusters`` values is kept in fp32, as the official code stores such tensors raw."""
     indices, codebook = quantize_values(values, clusters, quantizer)
+    if values.numel() <= clusters:
+        return indices, codebook
     return indices, codebook.half().float()
 
 
@@ -408,6 +411,13 @@ def unpack_xz(data: bytes, bits: int, count: int) -> torch.Tensor:
     if bits <= 4:
         codes = np.stack([codes & 0x0F, codes >> 4], axis=1).reshape(-1)
     return torch.from_numpy(codes[:count].astype(np.int64))
+
+
+def float32_list(values: torch.Tensor) -> list[float]:
+    """float32 values as the shortest decimals that read back to the same float32 (about 10 characters in the JSON
+    footer instead of 20 for the float64 repr); decoding through float64 to float32 is exact, since float64 has more
+    than 2 * 24 + 2 bits and so cannot round twice wrongly."""
+    return [float(str(value)) for value in values.detach().to(torch.float32).cpu().numpy()]
 
 
 def bits_per_parameter(coded_bytes: int, parameter_count: int) -> float:

@@ -49,6 +49,9 @@ class ContainerWriter:
         digest = _sha256(footer)
         self.stream.write(footer)
         self.stream.write(_TRAILER.pack(len(footer), bytes.fromhex(digest), MAGIC))
+        # sizes count the whole file: the footer (codebooks, scalars, per-tensor entries) is part of what is stored
+        self.offset += len(footer) + _TRAILER.size
+        self.bytes_by_kind["footer"] = len(footer) + _TRAILER.size
         return digest
 
 
