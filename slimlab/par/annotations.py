@@ -154,13 +154,39 @@ def load_dataset_pkl(path: Path, partition: int = 0, images_root: str | Path = "
     labels = _matrix(_get(data, "label", path), f"{path}: 'label'", len(names), len(images))
     evaluated = (data.get("label_idx") or {}).get("eval")
     if evaluated is not None:
-        evaluated = np.asarray(evaluated, dtype=np.int64)
+        evaluated = _indices(evaluated, f"{path}: 'label_idx.eval'")
+        outside = [int(i) for i in evaluated if not 0 <= i < len(names)]
+        if outside:
+            raise SlimlabError(f"{path}: 'label_idx.eval' index {outside[0]} is outside the {len(names)} attributes "
+                               "of 'attr_name'")
         labels, names = labels[:, evaluated], [names[i] for i in evaluated]
     splits = _get(data, "partition", path)
     train_key = "trainval" if "trainval" in splits else "train"
     train, test = (_pick(_get(splits, k, path), partition, f"{path}: partition '{k}'") for k in (train_key, "test"))
     root = Path(images_root) if images_root else Path(str(data.get("root", path.parent)))
-    return _annotations(root, images, labels, names, train, test)
+    return _annotations(root, images, labels, names, _indices(train, f"{path}: train partition"),
+                        _indices(test, f"{path}: test partition"), f"{path}: ")
+
+
+def _indices(values: Any, where: str) -> np.ndarray:
+    """Whole-number indices as int64; fractions (a float column read by mistake) are an error, not truncated."""
+    array = np.asarray(values).ravel()
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if not (np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array))):
+            raise SlimlabError(f"{where}: indices must be whole numbers, got {array[:3].tolist()}")
+    return array.astype(np.int64)
+
+
+# Exactly the callables a dataset pickle of the PAR toolboxes needs (arrays, dtypes, scalars, containers); a whole
+# module is never allowed, since e.g. builtins.exec or numpy's file readers would run whatever the file says.
+_PICKLE_ALLOWED = {
+    **{(core + suffix, name): None for core in ("numpy.core", "numpy._core")
+       for suffix, name in ((".multiarray", "_reconstruct"), (".multiarray", "scalar"), (".numeric", "_frombuffer"))},
+    ("numpy", "ndarray"): None, ("numpy", "dtype"): None,
+    ("collections", "OrderedDict"): None, ("copyreg", "_reconstructor"): None, ("_codecs", "encode"): None,
+    **{("builtins", name): None for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
+                                             "bool", "str", "bytes", "bytearray", "object")},
+}
 
 
 class _TolerantUnpickler(pickle.Unpickler):
@@ -169,9 +195,9 @@ class _TolerantUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module.startswith("easydict"):
             return _PlainDict
-        if module.split(".")[0] in ("numpy", "collections", "builtins", "copyreg", "_codecs"):
+        if (module, name) in _PICKLE_ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only arrays and plain containers are read)")
 
 
 class _PlainDict(dict):
@@ -180,10 +206,10 @@ class _PlainDict(dict):
 
 
 def _annotations(root: Path, images: list[str], labels: np.ndarray, names: list[str], train: np.ndarray,
-                 test: np.ndarray) -> AttributeAnnotations:
+                 test: np.ndarray, where: str = "") -> AttributeAnnotations:
     for which, indices in (("train", train), ("test", test)):
         if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
-            raise SlimlabError(f"{which} partition indexes outside the {len(images)} images")
+            raise SlimlabError(f"{where}{which} partition indexes outside the {len(images)} images")
     return AttributeAnnotations(tuple(root / name for name in images), (np.asarray(labels) > 0).astype(np.uint8),
                                 tuple(names), np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64))
 

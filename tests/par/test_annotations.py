@@ -115,6 +115,32 @@ def test_toolbox_dataset_pkl_with_zero_shot_runs(tmp_path, monkeypatch):
     assert data.image_paths[0] == tmp_path / "images" / "1.png"
 
 
+class RunsCode:
+    def __reduce__(self):
+        return (exec, ("open('ran.txt', 'w').write('ran')",))
+
+
+def test_dataset_pkl_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"image_name": ["1.png"], "root": RunsCode()}))
+    with pytest.raises(SlimlabError, match="refusing to load builtins.exec"):
+        load_annotations("pkl", tmp_path / "evil.pkl")
+    assert not (tmp_path / "ran.txt").exists()
+
+
+def test_dataset_pkl_bad_attribute_and_partition_indices_are_named(tmp_path):
+    base = dict(image_name=["1.png", "2.png"], attr_name=["Female", "Hat"], label=np.array([[1, 0], [0, 1]]),
+                partition={"trainval": [np.array([0])], "test": [np.array([1])]})
+    for change, message in (({"label_idx": {"eval": np.array([0, 2])}}, "'label_idx.eval' index 2 .* 2 attributes"),
+                            ({"partition": {"trainval": [np.array([0])], "test": [np.array([5])]}},
+                             "bad.pkl: test partition indexes outside the 2 images"),
+                            ({"partition": {"trainval": [np.array([0.5])], "test": [np.array([1])]}},
+                             "bad.pkl: train partition: indices must be whole numbers")):
+        (tmp_path / "bad.pkl").write_bytes(pickle.dumps({**base, **change}))
+        with pytest.raises(SlimlabError, match=message):
+            load_annotations("pkl", tmp_path / "bad.pkl")
+
+
 def test_wrong_attribute_count_and_missing_field_are_named(tmp_path):
     write_pa100k(tmp_path, train_label=np.array([[1, 0], [0, 1]]))
     with pytest.raises(SlimlabError, match="'train_label' has shape \\(2, 2\\) but there are 2 images and 3 attribute"):
