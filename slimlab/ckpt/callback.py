@@ -41,7 +41,9 @@ class ExcpTrainerCallback(TrainerCallback):
         if not folder.is_dir() or not state.is_world_process_zero and not _is_sharded(optimizer):
             return control
         if self.chain is None:
-            self.chain = CheckpointChain(rank_folder(self.chain_dir or Path(args.output_dir) / "excp"), self.codec)
+            root = Path(self.chain_dir or Path(args.output_dir) / "excp")
+            # one chain per rank only when each rank holds a shard; otherwise rank 0 writes the one chain
+            self.chain = CheckpointChain(rank_folder(root) if _is_sharded(optimizer) else root, self.codec)
         names = None
         if model is not None and optimizer is not None:  # exact names from the live objects, in the file's keys
             model_tensors, _ = _read_model_tensors(folder)
@@ -60,8 +62,10 @@ class ExcpTrainerCallback(TrainerCallback):
 
 
 def restore_for_trainer(chain_dir: str | Path, step: int | None, output_dir: str | Path) -> Path:
-    """Decode ``step`` of the chain into ``output_dir/checkpoint-<step>`` for ``resume_from_checkpoint``."""
-    chain = CheckpointChain(chain_dir)
+    """Decode ``step`` of the chain into ``output_dir/checkpoint-<step>`` for ``resume_from_checkpoint``; with a
+    sharded optimizer each rank decodes its own chain (``chain_dir/rank-XXXXX``)."""
+    own = rank_folder(chain_dir)
+    chain = CheckpointChain(own if own.is_dir() else chain_dir)
     path = chain.path_for(step)
     chosen = step if step is not None else chain.steps()[-1]
     return decompress_checkpoint(path, Path(output_dir) / f"checkpoint-{chosen}", layout="hf", overwrite=True)

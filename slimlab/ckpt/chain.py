@@ -18,9 +18,33 @@ from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.decode import decode_checkpoint, decode_second_moment, decode_weight
 from slimlab.ckpt.state import CheckpointState, read_checkpoint, write_checkpoint
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_write_text
+from slimlab.core.io import atomic_write_text, refuse_output_over_inputs
 
 INDEX_FILE = "chain.json"
+INDEX_FORMAT, INDEX_VERSION = "slimlab-excp-chain", 1
+_ENTRY_FIELDS = {"step": int, "file": str, "id": str, "depth": int}
+
+
+def read_index(path: Path) -> list[dict]:
+    """The entries of a ``chain.json``, checked: format, version and each entry's fields (a bad index is named here,
+    not as a KeyError deep inside a decode)."""
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SlimlabError(f"{path}: not a readable chain index ({error})") from error
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise SlimlabError(f"{path}: not a chain index (format is not '{INDEX_FORMAT}')")
+    if index.get("version") != INDEX_VERSION:
+        raise SlimlabError(f"{path}: chain index version {index.get('version')!r}; this slimlab reads version "
+                           f"{INDEX_VERSION}")
+    entries = index.get("entries")
+    if not isinstance(entries, list):
+        raise SlimlabError(f"{path}: 'entries' is not a list")
+    for position, entry in enumerate(entries):
+        for field_name, kind in _ENTRY_FIELDS.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get(field_name), kind):
+                raise SlimlabError(f"{path}: entry {position} has no {kind.__name__} '{field_name}'")
+    return entries
 
 
 @dataclass
@@ -91,16 +115,21 @@ def lineage(path: str | Path) -> list[ContainerReader]:
 
 def compress_checkpoint(source: str | Path, out: str | Path, reference: str | Path | None = None,
                         codec: ExcpCodec | None = None, param_names: list[str] | None = None,
-                        step: int | None = None) -> EncodeResult:
-    """Compress one checkpoint (folder or file) into ``out``; ``reference`` is the parent ``.excp`` (None: keyframe)."""
+                        step: int | None = None, overwrite: bool = False) -> EncodeResult:
+    """Compress one checkpoint (folder or file) into ``out``; ``reference`` is the parent ``.excp`` (None: keyframe).
+    ``out`` may not exist yet unless ``overwrite``, and may not be the source or a file of the reference's lineage."""
     codec = codec or ExcpCodec()
-    state = read_checkpoint(source, param_names)
-    parent = LineageReference(lineage(reference)) if reference is not None else None
+    readers = lineage(reference) if reference is not None else []
     try:
+        refuse_output_over_inputs(out, [source, *(reader.path for reader in readers)])  # the reference's lineage
+        if Path(out).exists() and not overwrite:
+            raise SlimlabError(f"{out}: already exists; choose another output or pass overwrite")
+        state = read_checkpoint(source, param_names)
+        parent = LineageReference(readers) if readers else None
         return codec.encode(state, out, parent, step, source=str(source), keep_reconstruction=False)
     finally:
-        if parent is not None:
-            parent.close()
+        for reader in readers:
+            reader.close()
 
 
 def load_file(path: str | Path, stats: dict[str, int] | None = None) -> CheckpointState:
@@ -122,8 +151,15 @@ def decompress_checkpoint(source: str | Path, out: str | Path, step: int | None 
     given = source = Path(source)
     if source.is_dir():
         source = CheckpointChain(source).path_for(step)
+    elif step is not None:
+        raise SlimlabError(f"{source}: --step chooses a checkpoint of a chain folder; a single .excp file holds one "
+                           "step")
+    readers = lineage(source)
+    inputs = (given, *(reader.path for reader in readers))
+    for reader in readers:
+        reader.close()
     state = load_file(source)
-    return write_checkpoint(state, out, layout, overwrite, inputs=(given, source))
+    return write_checkpoint(state, out, layout, overwrite, inputs=inputs)
 
 
 class CheckpointChain:
@@ -135,10 +171,7 @@ class CheckpointChain:
         self.index_path = self.folder / INDEX_FILE
         self.entries: list[dict] = []
         if self.index_path.exists():
-            try:
-                self.entries = json.loads(self.index_path.read_text())["entries"]
-            except (ValueError, KeyError) as error:
-                raise SlimlabError(f"{self.index_path}: not a chain index ({error})") from error
+            self.entries = read_index(self.index_path)
         self._last_reconstruction: MemoryReference | None = None
 
     def steps(self) -> list[int]:
@@ -187,5 +220,6 @@ class CheckpointChain:
         return LineageReference(lineage(self.folder / last["file"]))
 
     def _write_index(self) -> None:
-        index = {"format": "slimlab-excp-chain", "version": 1, "codec": self.codec.settings(), "entries": self.entries}
+        index = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "codec": self.codec.settings(),
+                 "entries": self.entries}
         atomic_write_text(self.index_path, json.dumps(index, indent=1))

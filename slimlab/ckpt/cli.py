@@ -8,7 +8,7 @@ import math
 import re
 from pathlib import Path
 
-from slimlab.ckpt.chain import CheckpointChain, compress_checkpoint, decompress_checkpoint
+from slimlab.ckpt.chain import INDEX_FILE, CheckpointChain, compress_checkpoint, decompress_checkpoint
 from slimlab.ckpt.codec import ExcpCodec, bits_per_parameter, ratio
 from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.state import read_checkpoint
@@ -108,6 +108,8 @@ def info_command(argv: list[str]) -> int:
     arguments = parser.parse_args(argv)
     source = Path(arguments.source)
     files = [source / entry["file"] for entry in CheckpointChain(source).entries] if source.is_dir() else [source]
+    if not files:
+        raise SlimlabError(f"{source}: no chain here (no {INDEX_FILE} with entries)")
     for path in files:
         with ContainerReader(path) as reader:
             print(describe(reader, arguments.tensors or len(files) == 1))
@@ -151,6 +153,7 @@ def chain_command(argv: list[str]) -> int:
     chain = CheckpointChain(arguments.out, _codec(arguments))
     for position, source in enumerate(sources):
         state = read_checkpoint(source)
+        # a Trainer's checkpoint-<step> name; else the step the file records; else the position on the command line
         step = _step_of(source) if _step_of(source) >= 0 else state.step if state.step is not None else position
         result = chain.append(state, step)
         print(f"{source} -> step {step}: {ratio(result.raw_bytes, result.coded_bytes):.1f}x in {result.seconds:.2f} s")
@@ -158,5 +161,5 @@ def chain_command(argv: list[str]) -> int:
 
 
 def _step_of(path: Path) -> int:
-    match = re.search(r"(\d+)$", path.stem)
+    match = re.fullmatch(r"checkpoint-(\d+)", path.name)
     return int(match.group(1)) if match else -1

@@ -150,7 +150,8 @@ class ExcpCodec:
                 raw_bytes += tensor.numel() * tensor.element_size()
                 if not keep_reconstruction:
                     del reconstructed[name]
-            optimizer_header = self._optimizer_header(writer, optimizer, moments_header) if optimizer else None
+            optimizer_header = self._optimizer_header(writer, optimizer, moments_header, source or str(out_path)) \
+                if optimizer else None
             files = {path: {**writer.add(data, "files"), "size": len(data)} for path, data in state.files.items()}
             extra = writer.add(state.extra, "files") if state.extra else None
             header = {
@@ -302,7 +303,7 @@ class ExcpCodec:
                   "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
         return record, (codebook[indices] if indices.numel() else torch.zeros(0))
 
-    def _optimizer_header(self, writer, optimizer, moments_header) -> dict[str, Any]:
+    def _optimizer_header(self, writer, optimizer, moments_header, where: str) -> dict[str, Any]:
         state_header = {}
         for index, entry in optimizer.state.items():
             record: dict[str, Any] = {"scalars": {}, "tensors": {}}
@@ -316,7 +317,7 @@ class ExcpCodec:
                 elif isinstance(value, torch.Tensor):
                     record["tensors"][key] = self._lossless(writer, value, None, "optimizer")
                 else:
-                    raise SlimlabError(f"optimizer state '{key}' of parameter {index} has unsupported type "
+                    raise SlimlabError(f"{where}: optimizer state '{key}' of parameter {index} has unsupported type "
                                        f"{type(value).__name__}")
             state_header[str(index)] = record
         return {"param_groups": to_json_value(optimizer.param_groups), "param_names": optimizer.param_names,

@@ -90,5 +90,7 @@ def _checked(raw: np.ndarray, dtype: torch.dtype, shape: tuple[int, ...], digest
     if hashlib.sha256(raw).hexdigest() != digest:
         raise SlimlabError(f"{where}: decoded bytes do not match the stored SHA-256 (wrong reference or corrupted file)")
     storage_dtype = torch.uint8 if dtype == torch.bool else dtype
+    if raw.size == 0:  # an empty array has no strides to view through; the tensor is all shape
+        return torch.empty(shape, dtype=dtype)
     result = torch.from_numpy(raw.copy()).view(storage_dtype).reshape(shape)
     return result.to(torch.bool) if dtype == torch.bool else result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,7 +24,7 @@ from safetensors.torch import save as safetensors_save
 
 from slimlab.ckpt.names import PARAM_NAMES_FILE, infer_parameter_names, tensor_shape
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_directory, atomic_write_bytes
+from slimlab.core.io import atomic_directory, atomic_write_bytes, refuse_output_over_inputs
 
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 OPTIMIZER_FILE = "optimizer.pt"
@@ -79,7 +80,7 @@ def _read_hf_folder(folder: Path, param_names: list[str] | None) -> CheckpointSt
     model, model_file = _read_model_tensors(folder)
     aliases: dict[str, str] = {}
     if isinstance(model, dict):  # safetensors never shares memory; pickled weights may (tied embeddings)
-        model, aliases = _deduplicate_tied(model)
+        model, aliases = _deduplicate_tied(model, str(folder / model_file))
     optimizer = None
     optimizer_path = folder / OPTIMIZER_FILE
     if optimizer_path.exists():
@@ -205,21 +206,25 @@ def _read_torch_file(path: Path, param_names: list[str] | None) -> CheckpointSta
         model_state = raw
     else:
         raise SlimlabError(f"{path}: no 'model' or 'state_dict' entry holding a state dict")
-    model, aliases = _deduplicate_tied(dict(model_state))
+    model, aliases = _deduplicate_tied(dict(model_state), str(path))
     optimizer = None
     if isinstance(raw.get("optimizer"), dict):
         optimizer = _optimizer_from_dict(raw["optimizer"], path)
         names = param_names or raw.get("param_names") or infer_parameter_names(None, model, optimizer)
         optimizer.param_names = attach_parameter_names(names, model, optimizer, path)
-    reserved = {"model", "state_dict", "optimizer", "param_names"}
-    rest = {key: value for key, value in raw.items() if key not in reserved} if model_state is not raw else {}
-    extra = b""
-    if rest:
-        buffer = io.BytesIO()
-        torch.save(rest, buffer)
-        extra = buffer.getvalue()
+    consumed = {key for key in ("model", "state_dict") if raw.get(key) is model_state}
+    if optimizer is not None:
+        consumed |= {"optimizer", "param_names"}
+    rest = {key: value for key, value in raw.items() if key not in consumed} if model_state is not raw else {}
+    extra = _extra_bytes(rest)
     step = raw.get("step") if isinstance(raw.get("step"), int) else None
     return CheckpointState(model, optimizer, aliases, {}, "torch", "", extra, step)
+
+
+def _extra_bytes(rest: dict[str, Any]) -> bytes:
+    """The entries beside model and optimizer (epoch, scheduler, a second optimizer, ...) as one torch.save blob;
+    they were read with ``weights_only=True``, so they load back the same way, without running code."""
+    return _torch_bytes(rest) if rest else b""
 
 
 def _optimizer_from_dict(raw: Any, path: Path) -> OptimizerState:
@@ -259,14 +264,14 @@ def _sidecar_names(folder: Path) -> list[str] | None:
     return names
 
 
-def _deduplicate_tied(model: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _deduplicate_tied(model: dict[str, torch.Tensor], where: str = "") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Store tensors that share memory (tied embeddings) once; remember the other names as aliases."""
     kept: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple[int, int, tuple, tuple], str] = {}
     for name, tensor in model.items():
         if not isinstance(tensor, torch.Tensor):
-            raise SlimlabError(f"model entry '{name}' is a {type(tensor).__name__}, not a tensor")
+            raise SlimlabError(f"{where or 'model'}: entry '{name}' is a {type(tensor).__name__}, not a tensor")
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
         if tensor.numel() and key in seen:
             aliases[name] = seen[key]
@@ -285,12 +290,34 @@ def _step_from_trainer_state(data: bytes | None) -> int | None:
         return None
 
 
+def _torch_bytes(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _dropped_by_layout(state: CheckpointState, layout: str) -> str:
+    """What converting ``state`` to ``layout`` would lose: the side files of a folder (trainer_state.json,
+    scheduler.pt, ...) have no place in a torch file, a torch file's extra entries none in a folder."""
+    if layout == state.layout:
+        return ""
+    if layout == "torch" and state.files:
+        return "the files " + ", ".join(sorted(state.files))
+    if layout == "hf" and state.extra:
+        return "the extra entries " + ", ".join(sorted(torch.load(io.BytesIO(state.extra), weights_only=True)))
+    return ""
+
+
 def write_checkpoint(state: CheckpointState, out: str | Path, layout: str | None = None, overwrite: bool = False,
                      inputs: tuple[str | Path, ...] = ()) -> Path:
     """Write a checkpoint folder (hf) or file (torch) atomically; tied tensors are shared again on load. A folder
     never replaces one of ``inputs`` (the files it was decoded from)."""
     out = Path(out)
     layout = layout or state.layout
+    dropped = _dropped_by_layout(state, layout)
+    if dropped:  # an explicit conversion: done, but never silently
+        print(f"note: {out}: a {layout} checkpoint has no place for {dropped} of the {state.layout} checkpoint; "
+              f"they are not carried over (write it as {state.layout} to keep them)", file=sys.stderr)
     full_model = dict(state.model)
     for alias, target in state.aliases.items():
         full_model[alias] = state.model[target]
@@ -301,18 +328,22 @@ def write_checkpoint(state: CheckpointState, out: str | Path, layout: str | None
             payload["param_names"] = [name for name in _names_in_group_order(state.optimizer)]
         if state.extra:
             payload.update(torch.load(io.BytesIO(state.extra), weights_only=True))
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write_bytes(out, buffer.getvalue())
+        data = _torch_bytes(payload)
+        refuse_output_over_inputs(out, inputs)
+        if out.exists() and not overwrite:
+            raise SlimlabError(f"{out}: already exists; choose another output or pass overwrite")
+        atomic_write_bytes(out, data)
         return out
     with atomic_directory(out, overwrite=overwrite, inputs=inputs) as folder:
         if state.model_file == "pytorch_model.bin":
-            torch.save(full_model, folder / "pytorch_model.bin")
+            # serialised in memory, then written: a full disk surfaces as OSError (named by atomic_directory), not
+            # as the RuntimeError torch.save raises when its own file write fails
+            (folder / "pytorch_model.bin").write_bytes(_torch_bytes(full_model))
         else:  # safetensors forbids shared memory: save tied names once, as transformers does
             tensors = {name: tensor.contiguous() for name, tensor in state.model.items()}
             (folder / "model.safetensors").write_bytes(safetensors_save(tensors, metadata={"format": "pt"}))
         if state.optimizer is not None:
-            torch.save(state.optimizer.to_torch(), folder / OPTIMIZER_FILE)
+            (folder / OPTIMIZER_FILE).write_bytes(_torch_bytes(state.optimizer.to_torch()))
             (folder / PARAM_NAMES_FILE).write_text(json.dumps(_names_in_group_order(state.optimizer)))
         for relative, data in state.files.items():
             target = folder / relative

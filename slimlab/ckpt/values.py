@@ -55,4 +55,6 @@ def is_header_scalar(value: Any) -> bool:
     """Scalars (the per-parameter ``step``, flags) go in the header; tensors with data go in streams."""
     if isinstance(value, torch.Tensor):
         return value.numel() == 1 and value.dim() == 0
-    return value is None or isinstance(value, (bool, int, float, str, tuple, list))
+    if isinstance(value, (tuple, list)):  # a list of tensors with data is not a scalar: it is refused by name
+        return all(is_header_scalar(item) for item in value)
+    return value is None or isinstance(value, (bool, int, float, str))

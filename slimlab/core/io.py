@@ -33,6 +33,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual permissions
         os.replace(temporary, path)
     except OSError as error:
         _remove_quietly(temporary)
@@ -61,8 +62,8 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
     """Yield a temporary folder that becomes ``path`` only if the block finishes without error.
 
     ``overwrite`` replaces an existing ``path`` only if slimlab wrote it (it holds the ``OUTPUT_MARKER`` file), so
-    a folder of the user's is never deleted; ``inputs`` (files or folders the caller reads) must lie outside
-    ``path``, so an output never replaces what it was made from.
+    a folder of the user's is never deleted; ``inputs`` (files or folders the caller reads) and ``path`` must not
+    overlap, so an output never replaces or changes what it was made from.
     """
     path = Path(path)
     check_output_folder(path, overwrite, inputs)
@@ -71,6 +72,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
     try:
         (temporary / OUTPUT_MARKER).write_text("written by slimlab; the folder is replaced when written again\n")
         yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes 0700
         if path.exists():
             shutil.rmtree(path)
         os.replace(temporary, path)
@@ -84,7 +86,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
 
 def check_output_folder(path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Raise a SlimlabError naming the reason if ``path`` may not become (or be replaced by) an output folder."""
-    refuse_inputs_inside(path, inputs)
+    refuse_output_over_inputs(path, inputs)
     if _inside(Path.cwd().resolve(), path.resolve()):
         raise SlimlabError(f"{path}: is the current folder or one above it; choose a new output folder")
     if not path.exists():
@@ -106,6 +108,17 @@ def refuse_inputs_inside(folder: str | os.PathLike, inputs: Iterable[str | os.Pa
                                "that does not hold the inputs")
 
 
+def refuse_output_over_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Raise a SlimlabError if the output file or folder is an input, holds one, or lies inside an input folder:
+    inputs are never replaced or modified."""
+    refuse_inputs_inside(output, inputs)
+    resolved = Path(output).resolve()
+    for item in inputs:
+        if item and Path(item).is_dir() and _inside(resolved, Path(item).resolve()):
+            raise SlimlabError(f"{output}: lies inside the input folder {item}; write it elsewhere so the input "
+                               "stays as it was")
+
+
 def _inside(candidate: Path, folder: Path) -> bool:
     return candidate == folder or folder in candidate.parents
 
@@ -120,6 +133,12 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: stream.read(_HASH_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _remove_quietly(path: str) -> None:

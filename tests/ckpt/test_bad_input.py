@@ -146,3 +146,30 @@ def test_non_finite_values_are_refused_by_lossy_coding(tmp_path, trained_states,
     decoded = lossless.load(2)
     restored = decoded.model[name] if key == "weight" else decoded.optimizer.state[index][key]
     assert torch.equal(restored.view(torch.int32), broken.view(torch.int32))
+
+
+def test_bad_chain_index_is_named(chain, capsys):
+    from slimlab.cli import main
+    index = chain.folder / "chain.json"
+    for text, message in (("[]", "not a chain index"),
+                          ('{"format": "slimlab-excp-chain", "version": 99, "entries": []}', "version 99"),
+                          ('{"format": "slimlab-excp-chain", "version": 1, "entries": [{"step": 1}]}',
+                           "entry 0 has no str 'file'")):
+        index.write_text(text)
+        with pytest.raises(SlimlabError, match=message):
+            CheckpointChain(chain.folder)
+        assert main(["ckpt", "info", str(chain.folder)]) == 2
+        assert message.split("'")[0] in capsys.readouterr().err
+
+
+def test_chain_takes_the_step_a_file_records(tmp_path, capsys):
+    from slimlab.cli import main
+    torch.manual_seed(0)
+    for name, step in (("run_step10_rank0.pt", 10), ("run_step20_rank0.pt", 20)):
+        torch.save({"model": {"w": torch.randn(6)}, "step": step}, tmp_path / name)
+    assert main(["ckpt", "chain", str(tmp_path / "run_step10_rank0.pt"), str(tmp_path / "run_step20_rank0.pt"),
+                 "--out", str(tmp_path / "chain")]) == 0
+    assert CheckpointChain(tmp_path / "chain").steps() == [10, 20]
+    (tmp_path / "empty").mkdir()
+    assert main(["ckpt", "info", str(tmp_path / "empty")]) == 2
+    assert "no chain here" in capsys.readouterr().err

@@ -52,3 +52,17 @@ def test_callback_compresses_each_save_and_resume_works(tmp_path):
     original = [row["loss"] for row in trainer.state.log_history if "loss" in row and row["step"] > 4]
     # the resumed steps 5-6 track the uninterrupted run closely (lossy weights and moments)
     assert max(abs(a - b) for a, b in zip(losses[-2:], original[-2:])) < 0.05
+
+
+def test_data_parallel_run_writes_one_chain_that_restore_finds(tmp_path, monkeypatch):
+    # plain data parallelism: every rank holds the whole optimizer, rank 0 saves; the chain must not hide in a
+    # per-rank folder that restore_for_trainer (run with the same WORLD_SIZE / RANK) would not open
+    trainer = make_trainer(tmp_path / "out", 2)
+    trainer.train()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    callback = ExcpTrainerCallback(tmp_path / "chain")
+    callback.on_save(trainer.args, trainer.state, None, model=trainer.model, optimizer=trainer.optimizer)
+    assert CheckpointChain(tmp_path / "chain").steps() == [2]
+    folder = restore_for_trainer(tmp_path / "chain", None, tmp_path / "resume")
+    assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 2

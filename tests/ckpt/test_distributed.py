@@ -43,13 +43,17 @@ def worker(rank, world_size, port, folder):
             save_compressed(model, zero.optim, folder, step, ExcpCodec(mode="lossless"), model_state=owned_state(model, zero))
     expected = {name: tensor.clone() for name, tensor in owned_state(model, zero).items()}
     expected_moments = {k: v["exp_avg"].clone() for k, v in zero.optim.state_dict()["state"].items()}
-    # Scramble, then restore this rank's shard from its own sub-chain.
+    # Scramble weights and moments, then restore this rank's shard from its own sub-chain.
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
+        for entry in zero.optim.state.values():
+            entry["exp_avg"].fill_(7.0)
+            entry["exp_avg_sq"].fill_(7.0)
     assert load_compressed(model, zero.optim, folder, strict=False) == 8
     restored = owned_state(model, zero)
     assert all(torch.equal(restored[name], tensor) for name, tensor in expected.items())
+    assert expected_moments  # this rank owns parameters, so the loop below checks something
     for index, moment in expected_moments.items():
         assert torch.equal(zero.optim.state_dict()["state"][index]["exp_avg"], moment)
     dist.destroy_process_group()

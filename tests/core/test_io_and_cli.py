@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 
 from slimlab.cli import COMMANDS, main
@@ -57,6 +60,18 @@ def test_atomic_directory_replaces_only_its_own_folders(tmp_path, monkeypatch):
         with atomic_directory(".", overwrite=True):
             pass
     assert (tmp_path / "out" / "second.txt").read_text() == "2"
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "file.bin", b"x")
+        with atomic_directory(tmp_path / "folder"):
+            pass
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "file.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
 
 
 def test_help_lists_every_command(capsys):
