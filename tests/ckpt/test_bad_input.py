@@ -7,6 +7,7 @@ import struct
 
 import pytest
 import torch
+import zstandard
 
 from slimlab.ckpt import CheckpointChain, ExcpCodec, compress_checkpoint, decompress_checkpoint
 from slimlab.ckpt.container import MAGIC
@@ -25,7 +26,7 @@ def rewrite_footer(path, change):
     data = path.read_bytes()
     length = struct.unpack_from("<Q", data, len(data) - 48)[0]
     start = len(data) - 48 - length
-    header = json.loads(data[start:start + length])
+    header = json.loads(zstandard.ZstdDecompressor().decompress(data[start:start + length]))
     change(header)
     footer = json.dumps(header).encode()
     path.write_bytes(data[:start] + footer + struct.pack("<Q32s8s", len(footer), hashlib.sha256(footer).digest(), MAGIC))
@@ -173,3 +174,21 @@ def test_chain_takes_the_step_a_file_records(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["ckpt", "info", str(tmp_path / "empty")]) == 2
     assert "no chain here" in capsys.readouterr().err
+
+
+def test_plain_json_footer_of_earlier_versions_is_read(chain):
+    before = chain.load(1)
+    rewrite_footer(chain.path_for(1), lambda header: header.update(version=2))  # written back as plain JSON
+    after = chain.load(1)
+    assert all(torch.equal(after.model[name], tensor) for name, tensor in before.model.items())
+
+
+def test_damaged_compressed_footer_is_named(chain):
+    path = chain.path_for(1)
+    data = path.read_bytes()
+    length = struct.unpack_from("<Q", data, len(data) - 48)[0]
+    start = len(data) - 48 - length
+    footer = data[start:start + 4] + bytes(length - 4)  # zstd magic, then zeros; checksum recomputed to match
+    path.write_bytes(data[:start] + footer + struct.pack("<Q32s8s", length, hashlib.sha256(footer).digest(), MAGIC))
+    with pytest.raises(SlimlabError, match="the footer cannot be read"):
+        chain.load(1)
