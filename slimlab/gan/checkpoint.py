@@ -36,7 +36,8 @@ def load_generator(path: str | Path, spec: GeneratorSpec | None = None) -> tuple
         state = payload["state_dict"]
     else:
         if spec is None:
-            raise SlimlabError(f"{path}: a plain state dict; give its architecture (e.g. --ngf 64 --n-blocks 9)")
+            raise SlimlabError(f"{path}: a plain state dict; give its architecture (e.g. --kind resnet --ngf 64 "
+                               "--n-blocks 9; distill: --teacher-kind resnet --teacher-ngf 64 --teacher-n-blocks 9)")
         state = payload
     generator = build_generator(spec)
     load_checked(generator, state, path)

@@ -7,6 +7,8 @@ Recipe commands take flags for the common fields and ``key=value`` for every oth
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 
 from slimlab.core.config import load_config
 from slimlab.core.runtime import select_device
@@ -14,10 +16,14 @@ from slimlab.gan.config import DistillConfig, TeacherConfig
 from slimlab.gan.networks import GeneratorSpec
 
 
-def _recipe_parser(prog: str, description: str, config_name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"slimlab gan {prog}", description=description)
+def _recipe_parser(prog: str, description: str, config_class: type) -> argparse.ArgumentParser:
+    config_name = config_class.__name__
+    parser = argparse.ArgumentParser(prog=f"slimlab gan {prog}", description=description,
+                                     epilog=config_fields(config_class),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help=f"YAML file of {config_name} fields")
-    parser.add_argument("--data", help="image folder (see --help of the config) or builtin:<task>")
+    parser.add_argument("--data", help="paired: a folder with A/ + B/ (same file names) or of side-by-side A|B images; "
+                        "unpaired: a folder with trainA/ + trainB/; or builtin:<task>")
     parser.add_argument("--mode", choices=["paired", "unpaired"])
     parser.add_argument("--out", help="run folder")
     parser.add_argument("--steps", type=int)
@@ -26,13 +32,25 @@ def _recipe_parser(prog: str, description: str, config_name: str) -> argparse.Ar
     return parser
 
 
+def config_fields(config_class: type) -> str:
+    """One line per config field (name, default, allowed values): what ``key=value`` overrides can set."""
+    hints = typing.get_type_hints(config_class)
+    lines = [f"{config_class.__name__} fields (key=value; default):"]
+    for field in dataclasses.fields(config_class):
+        default = "(required)" if field.default is dataclasses.MISSING else repr(field.default)
+        choices = typing.get_args(hints[field.name]) if typing.get_origin(hints[field.name]) is typing.Literal else ()
+        allowed = f"  ({' | '.join(c or repr(c) for c in choices)})" if choices else ""
+        lines.append(f"  {field.name:<22} {default}{allowed}")
+    return "\n".join(lines)
+
+
 def train_teacher_command(argv: list[str]) -> int:
     from slimlab.gan.recipes.teacher import train_teacher
 
     parser = _recipe_parser("train-teacher", "train a pix2pix (paired) or CycleGAN (unpaired) generator",
-                            "TeacherConfig")
+                            TeacherConfig)
     parser.add_argument("--ngf", type=int, help="generator width")
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_intermixed_args(argv)  # key=value overrides may sit between options
     cfg = load_config(TeacherConfig, arguments.config, arguments.overrides, data=arguments.data, mode=arguments.mode,
                       out_dir=arguments.out, steps=arguments.steps, device=arguments.device, ngf=arguments.ngf)
     print(f"teacher written to {train_teacher(cfg)}")
@@ -43,16 +61,23 @@ def distill_command(argv: list[str]) -> int:
     from slimlab.gan.recipes.distill import distill
 
     parser = _recipe_parser("distill", "distil a portable student generator with a student discriminator",
-                            "DistillConfig")
+                            DistillConfig)
     parser.add_argument("--teacher", help="teacher generator file (G.pt, or G_AB.pt for unpaired)")
     parser.add_argument("--teacher-d", help="teacher discriminator file (default: D.pt / D_B.pt next to --teacher)")
     parser.add_argument("--ratio", type=float, help="student width / teacher width")
     parser.add_argument("--no-student-d", action="store_true", help="ablation: pixel + feature distillation only")
-    arguments = parser.parse_args(argv)
+    parser.add_argument("--teacher-kind", choices=["resnet", "unet"],
+                        help="for a plain state dict teacher (e.g. pytorch-CycleGAN-and-pix2pix latest_net_G.pth) only")
+    parser.add_argument("--teacher-ngf", type=int, help="plain state dict teacher: generator width (default 64)")
+    parser.add_argument("--teacher-n-blocks", type=int, help="plain state dict resnet teacher: blocks (default 9)")
+    parser.add_argument("--teacher-num-downs", type=int, help="plain state dict unet teacher: depth (default 8)")
+    arguments = parser.parse_intermixed_args(argv)  # key=value overrides may sit between options
     cfg = load_config(DistillConfig, arguments.config, arguments.overrides, data=arguments.data, mode=arguments.mode,
                       out_dir=arguments.out, steps=arguments.steps, device=arguments.device,
                       teacher=arguments.teacher, teacher_d=arguments.teacher_d, ratio=arguments.ratio,
-                      student_discriminator=False if arguments.no_student_d else None)
+                      student_discriminator=False if arguments.no_student_d else None,
+                      teacher_kind=arguments.teacher_kind, teacher_ngf=arguments.teacher_ngf,
+                      teacher_n_blocks=arguments.teacher_n_blocks, teacher_num_downs=arguments.teacher_num_downs)
     print(f"student written to {distill(cfg)}")
     return 0
 

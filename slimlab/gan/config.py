@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from slimlab.core.errors import SlimlabError
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator
+
 
 @dataclass(frozen=True)
 class TeacherConfig:
@@ -35,6 +38,18 @@ class TeacherConfig:
     checkpoint_every: int = 250             # also written at the last step
     resume: bool = True                     # continue from out_dir/state.pt when it exists
 
+    def __post_init__(self):
+        check_training_fields(self)
+        for name in ("ngf", "ndf"):
+            require(self, name, getattr(self, name) >= 1, "must be >= 1")
+        require(self, "n_blocks", self.n_blocks >= 0, "must be >= 0")
+        if self.generator == "unet":  # the U-Net's innermost five levels are fixed
+            require(self, "num_downs", self.num_downs >= 5, "must be >= 5 for the unet generator")
+        spec = GeneratorSpec(kind=self.generator, num_downs=self.num_downs)
+        depth = "its two stride-2 downsamplings" if self.generator == "resnet" else "2**num_downs"
+        require(self, "crop_size", self.crop_size % spec.size_multiple == 0,
+                f"must be a multiple of {spec.size_multiple} for the {self.generator} generator ({depth})")
+
 
 @dataclass(frozen=True)
 class DistillConfig:
@@ -43,6 +58,11 @@ class DistillConfig:
     teacher: str                            # generator file from train-teacher (paired: G.pt; unpaired: G_AB.pt)
     teacher_d: str = ""                     # teacher discriminator file (features for L_feat); "" = next to teacher
     teacher_reverse: str = ""               # unpaired only: the B->A teacher (G_BA.pt); "" = next to teacher
+    teacher_kind: Literal["", "resnet", "unet"] = ""  # "" = the teacher file says; else the architecture of a plain
+                                            # state dict (pytorch-CycleGAN-and-pix2pix latest_net_G.pth), with:
+    teacher_ngf: int = 64
+    teacher_n_blocks: int = 9
+    teacher_num_downs: int = 8
     mode: Literal["paired", "unpaired"] = "paired"
     out_dir: str = "runs/gan/student"
     ratio: float = 0.375                    # student width = ratio * teacher width (params ~ ratio^2)
@@ -70,3 +90,34 @@ class DistillConfig:
     log_every: int = 25
     checkpoint_every: int = 250
     resume: bool = True
+
+    def __post_init__(self):
+        # crop_size against the generator's size multiple is checked by the recipe: the teacher file holds it
+        check_training_fields(self)
+        require(self, "ratio", 0 < self.ratio <= 1, "must be in (0, 1] (student width / teacher width)")
+        require(self, "ndf", self.ndf >= 0, "must be >= 0 (0 = the teacher D's width)")
+        require(self, "triplet_margin", self.triplet_margin >= 0, "must be >= 0")
+        if self.teacher_kind:
+            require(self, "teacher_ngf", self.teacher_ngf >= 1, "must be >= 1")
+            require(self, "teacher_n_blocks", self.teacher_n_blocks >= 0, "must be >= 0")
+
+
+def check_training_fields(cfg) -> None:
+    """Ranges both recipes need; each would otherwise fail deep in training (a modulo by zero, a 1x1 InstanceNorm)."""
+    require(cfg, "steps", cfg.steps >= 0, "must be >= 0 (0 writes the networks as they stand, e.g. a resumed state)")
+    for name in ("batch_size", "log_every", "checkpoint_every"):
+        require(cfg, name, getattr(cfg, name) >= 1, "must be >= 1")
+    require(cfg, "lr", cfg.lr > 0, "must be > 0")
+    require(cfg, "beta1", 0 <= cfg.beta1 < 1, "must be in [0, 1) (Adam's first-moment decay)")
+    for name in (n for n in cfg.__dataclass_fields__ if n.startswith("lambda_")):
+        require(cfg, name, getattr(cfg, name) >= 0, "must be >= 0 (a loss weight)")
+    smallest = PatchDiscriminator.min_size()
+    require(cfg, "crop_size", cfg.crop_size >= smallest,
+            f"must be >= {smallest} (the PatchGAN discriminator halves it three times and still needs 2x2 maps)")
+    require(cfg, "load_size", cfg.load_size >= cfg.crop_size, f"must be >= crop_size ({cfg.crop_size}), since the crop "
+            "is taken from the image resized to load_size")
+
+
+def require(cfg, name: str, condition: bool, rule: str) -> None:
+    if not condition:
+        raise SlimlabError(f"{type(cfg).__name__}: '{name}' is {getattr(cfg, name)!r}; it {rule}")

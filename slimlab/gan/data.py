@@ -1,8 +1,9 @@
 """Paired and unpaired image folders with pix2pix/CycleGAN augmentation, sampled deterministically per step.
 
 Paired folder: ``A/`` + ``B/`` with the same file names, or one folder of side-by-side ``A|B`` images.
-Unpaired folder: ``trainA/`` + ``trainB/`` (or any two folders). Every file is checked when the dataset is
-built (readable, sizes consistent), so a bad file stops the run before any training or output.
+Unpaired folder: a root holding ``trainA/`` + ``trainB/`` (the CycleGAN layout; no other folder names are read).
+Every file is decoded once when the dataset is built (readable, not truncated, sizes consistent), so a bad file
+stops the run before any training or output.
 
 Batches come from ``batch(step)``: indices and augmentation are drawn from a generator seeded by
 (seed, step), so resuming at step k sees exactly the batches an uninterrupted run would have seen.

@@ -45,6 +45,12 @@ class GeneratorSpec:
     def size_multiple(self) -> int:
         return 4 if self.kind == "resnet" else 2 ** self.num_downs
 
+    @property
+    def min_size(self) -> int:
+        """Smallest input side: InstanceNorm needs more than one value per channel, so the ResNet's two halvings
+        must leave at least 2x2 (and its reflection padding needs that too); the U-Net halves down to 1x1."""
+        return 8 if self.kind == "resnet" else 2 ** self.num_downs
+
 
 class ResnetBlock(nn.Module):
     def __init__(self, dim: int, dropout: bool):
@@ -171,6 +177,12 @@ class PatchDiscriminator(nn.Module):
 
     def spec(self) -> dict:
         return {"input_channels": self.input_channels, "ndf": self.ndf, "n_layers": self.n_layers}
+
+    @staticmethod
+    def min_size(n_layers: int = 3) -> int:
+        """Smallest input side: ``n_layers`` halvings then a stride-1 conv (side - 1) whose InstanceNorm needs at
+        least 2x2, so the halved side must be >= 3 (16 px gives 2 -> 1x1 and fails)."""
+        return 3 * 2**n_layers
 
 
 def slice_init(student: nn.Module, teacher: nn.Module) -> None:

@@ -61,6 +61,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, size: int = 256, ops
 
     generator, spec = load_generator(checkpoint, spec)
     generator.eval()
+    if size < spec.min_size:  # 0 or negative would reach torch as a raw RuntimeError
+        raise SlimlabError(f"--size {size} must be at least {spec.min_size} for this {spec.kind} generator")
     if size % spec.size_multiple:
         raise SlimlabError(f"--size {size} must be a multiple of {spec.size_multiple} for this {spec.kind} generator")
     example = torch.rand(1, spec.input_channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1

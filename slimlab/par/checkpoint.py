@@ -15,6 +15,9 @@ from slimlab.core.io import atomic_write_bytes
 from slimlab.par.config import ParTrainConfig
 
 FORMAT = "slimlab-par-1"
+# Fields a resumed run may change: its length, where and how fast it runs, and the resume switches themselves.
+# Everything else (data, head, widths, learning rate, batch size, seed, ...) shapes the weights, so it must match.
+RESUMABLE_FIELDS = ("epochs", "stop_after_epochs", "evaluate_every", "device", "threads", "out_dir", "resume")
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, schedule, epoch: int,
@@ -39,6 +42,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SlimlabError(f"{path}: not a slimlab PAR checkpoint (expected format '{FORMAT}')")
     return state
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The config of a run (as ``config_to_dict`` writes it) without the fields a resume may change."""
+    return {key: value for key, value in config.items() if key not in RESUMABLE_FIELDS}
+
+
+def check_resumable(path: str | Path, state: dict[str, Any], cfg: ParTrainConfig) -> None:
+    """Refuse to continue a checkpoint written with other settings, naming every key that differs."""
+    stored, current = run_identity(state.get("config") or {}), run_identity(config_to_dict(cfg))
+    changed = [f"{key}: {stored.get(key, '(absent)')!r} there, {current.get(key, '(absent)')!r} now"
+               for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
+    if changed:
+        raise SlimlabError(f"{path}: was written by a run with different settings ({'; '.join(changed)}); use another "
+                           "out_dir or resume=false")
 
 
 def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):

@@ -22,7 +22,7 @@ HEADLINE = ("mA", "accuracy", "precision", "recall", "f1")
 
 
 def train_command(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
+    if any(token in ("-h", "--help") for token in argv):  # anywhere, like argparse: "--epochs 1 --help" too
         print(_help("slimlab par train [--config FILE] [--field value | field=value ...]"))
         return 0
     config_path, overrides = _overrides(argv)
@@ -45,7 +45,7 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="dataset fields to change, e.g. variant=independent")
     arguments = parser.parse_args(argv)
     from slimlab.par.checkpoint import load_trained_model
-    from slimlab.par.data import load_attribute_data
+    from slimlab.par.data import check_splits, load_attribute_data
     from slimlab.par.evaluate import evaluate_model
 
     device = select_device(arguments.device)
@@ -54,6 +54,7 @@ def eval_command(argv: list[str]) -> int:
         values = {k: v for k, v in cfg.__dict__.items()}
         cfg = load_config(ParTrainConfig, None, arguments.overrides, **values)
     data = load_attribute_data(cfg)
+    check_splits(data, cfg, ("test",))
     if tuple(data.attribute_names) != tuple(names):
         raise SlimlabError(f"{arguments.checkpoint}: trained on {len(names)} attributes ({', '.join(names[:4])}, ...) "
                            f"but the dataset has {len(data.attribute_names)} ({', '.join(data.attribute_names[:4])}, ...)")

@@ -69,5 +69,30 @@ class ParTrainConfig:
             raise SlimlabError(f"dataset '{self.dataset}' needs data_root=<annotation file or dataset folder>")
         if self.prior == "oracle" and self.dataset != "synthetic":
             raise SlimlabError("prior=oracle needs the synthetic dataset (only its true model is known)")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise SlimlabError("config 'epochs' and 'batch_size' must be >= 1")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Numbers torch would otherwise reject deep inside (Adam's ValueError, set_num_threads' RuntimeError) or
+        accept silently (a negative count that skips every epoch)."""
+        rules = {
+            "epochs": (self.epochs >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+            "learning_rate": (self.learning_rate > 0, "> 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "pooling_learning_rate_scale": (self.pooling_learning_rate_scale > 0, "> 0"),
+            "own_loss_weight": (self.own_loss_weight >= 0, ">= 0"),
+            "train_count": (self.train_count >= 1, ">= 1"), "test_count": (self.test_count >= 1, ">= 1"),
+            "partition": (self.partition >= 0, ">= 0"),
+            "width": (self.width >= 1, ">= 1"), "blocks_per_stage": (self.blocks_per_stage >= 1, ">= 1"),
+            "branch_dim": (self.branch_dim >= 1, ">= 1"),
+            "image_height": (self.image_height >= 8, ">= 8 (the trunk downsamples by 8)"),
+            "image_width": (self.image_width >= 8, ">= 8 (the trunk downsamples by 8)"),
+            "stop_after_epochs": (self.stop_after_epochs >= 0, ">= 0 (0 = run all epochs)"),
+            "evaluate_every": (self.evaluate_every >= 0, ">= 0 (0 = only at the end)"),
+            "threads": (self.threads >= 0, ">= 0 (0 = leave torch's choice)"),
+        }
+        for key, (valid, rule) in rules.items():
+            if not valid:
+                raise SlimlabError(f"config '{key}' must be {rule}, got {getattr(self, key)!r}")
+        outside = [b for b in self.attribute_to_branch if b not in (0, 1, 2, 3)]
+        if outside:
+            raise SlimlabError(f"config 'attribute_to_branch' entries must be 0 (head), 1 (upper), 2 (lower) or "
+                               f"3 (whole body), got {outside[0]}")

@@ -107,6 +107,20 @@ def load_attribute_data(cfg: ParTrainConfig) -> AttributeData:
                          labels[annotations.train_indices])
 
 
+def check_splits(data: AttributeData, cfg: ParTrainConfig, splits: Sequence[str] = ("train", "test")) -> None:
+    """Before any training: each split has examples and every image file of it exists (a missing test image
+    would otherwise fail only after the last epoch, an empty test split in ``torch.cat``)."""
+    source = cfg.data_root or cfg.dataset
+    for split in splits:
+        dataset = getattr(data, split)
+        if len(dataset) == 0:
+            raise SlimlabError(f"{source}: the {split} split of partition {cfg.partition} has no images")
+        for path in getattr(dataset, "paths", ()):  # image-file datasets; the synthetic set is in memory
+            if not Path(path).is_file():
+                raise SlimlabError(f"{path}: image of the {split} split not found (set images_root= if the images "
+                                   f"are not next to {source})")
+
+
 def _branch_map(cfg: ParTrainConfig, names: Sequence[str], default: tuple[int, ...]) -> tuple[int, ...]:
     if not cfg.attribute_to_branch:
         return default

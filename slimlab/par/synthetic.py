@@ -43,6 +43,8 @@ class SyntheticPedestrians:
     attribute_to_branch: tuple[int, ...]
     weak_attributes: tuple[int, ...]
     oracle_labels: np.ndarray      # large label-only sample of the generator's true model (for the oracle prior)
+    train_identity: np.ndarray     # (N,) the person each training view shows (views of one person share labels)
+    test_identity: np.ndarray      # (M,) same numbering: disjoint from train_identity when identity_disjoint
 
 
 def sample_attribute_labels(count: int, rng: np.random.Generator) -> np.ndarray:
@@ -115,7 +117,8 @@ def make_synthetic_pedestrians(train_count: int = 8000, test_count: int = 2000, 
     if variant == "independent":
         oracle = np.stack([np.random.default_rng(seed + 2 + c).permutation(oracle[:, c]) for c in range(oracle.shape[1])], 1)
     return SyntheticPedestrians(render(train_identity), labels[train_identity], render(test_identity),
-                                labels[test_identity], ATTRIBUTE_NAMES, ATTRIBUTE_TO_BRANCH, WEAK_ATTRIBUTES, oracle)
+                                labels[test_identity], ATTRIBUTE_NAMES, ATTRIBUTE_TO_BRANCH, WEAK_ATTRIBUTES, oracle,
+                                train_identity, test_identity)
 
 
 def render_pedestrian(labels: np.ndarray, palette: np.ndarray, rng: np.random.Generator,

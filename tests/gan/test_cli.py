@@ -77,3 +77,25 @@ def test_train_and_distill_from_the_command_line(tmp_path, paired_dir, capsys):
                  "--out", str(tmp_path / "s2"), "--device", "cpu"]) == 2
     assert "nowhere: image folder not found" in capsys.readouterr().err
     assert not (tmp_path / "s2").exists()
+
+
+def test_export_onnx_refuses_a_size_the_generator_cannot_take(tmp_path, generator_file, capsys):
+    for size in ("0", "-4", "4"):  # a ResNet halves twice and needs 2x2 left: 8 is its smallest input
+        assert main(["gan", "export-onnx", "--checkpoint", str(generator_file), str(tmp_path / "g.onnx"),
+                     "--size", size]) == 2
+        assert f"--size {size} must be at least 8 for this resnet generator" in capsys.readouterr().err
+    assert not (tmp_path / "g.onnx").exists()
+
+
+def test_distill_takes_a_plain_state_dict_teacher_with_its_architecture(tmp_path, paired_dir, capsys):
+    torch.manual_seed(0)
+    torch.save(build_generator(GeneratorSpec(ngf=8, n_blocks=1)).state_dict(), tmp_path / "latest_net_G.pth")
+    save_discriminator(tmp_path / "D.pt", PatchDiscriminator(6, 4))
+    common = ["gan", "distill", "--data", str(paired_dir), "--teacher", str(tmp_path / "latest_net_G.pth"),
+              "--teacher-d", str(tmp_path / "D.pt"), "--out", str(tmp_path / "s"), "--steps", "1", "--ratio", "0.5",
+              "--device", "cpu", "batch_size=2", "load_size=36", "crop_size=32"]
+    assert main(common) == 2
+    assert "latest_net_G.pth: a plain state dict; give its architecture" in capsys.readouterr().err
+    assert main([*common, "--teacher-kind", "resnet", "--teacher-ngf", "8", "--teacher-n-blocks", "1"]) == 0
+    _, spec = load_generator(tmp_path / "s" / "G.pt")
+    assert (spec.kind, spec.ngf, spec.n_blocks) == ("resnet", 4, 1)  # half of the teacher's 8 filters

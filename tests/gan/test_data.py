@@ -53,3 +53,23 @@ def test_bad_folders_are_named(tmp_path, paired_dir):
     write_rgb(tmp_path / "odd" / "x.png", np.zeros((8, 9, 3)))
     with pytest.raises(SlimlabError, match="x.png: side-by-side A|B image has odd width 9"):
         PairedImageFolder(tmp_path / "odd")
+
+
+def test_truncated_jpeg_is_found_before_training(tmp_path, unpaired_dir):
+    from PIL import Image
+
+    from slimlab.core.config import load_config
+    from slimlab.gan.config import TeacherConfig
+    from slimlab.gan.recipes.teacher import train_teacher
+
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    Image.fromarray(noise).save(unpaired_dir / "trainA" / "cut.jpg", quality=90)
+    whole = (unpaired_dir / "trainA" / "cut.jpg").read_bytes()
+    (unpaired_dir / "trainA" / "cut.jpg").write_bytes(whole[:len(whole) // 2])  # the header still reads fine
+    with pytest.raises(SlimlabError, match="cut.jpg: not a readable image"):
+        unpaired_folders(unpaired_dir)
+    cfg = load_config(TeacherConfig, data=str(unpaired_dir), mode="unpaired", out_dir=str(tmp_path / "run"), steps=2,
+                      ngf=4, n_blocks=1, ndf=4, batch_size=2, load_size=36, crop_size=32, device="cpu")
+    with pytest.raises(SlimlabError, match="cut.jpg: not a readable image"):
+        train_teacher(cfg)
+    assert not (tmp_path / "run").exists()  # no state.pt from a run that would have failed mid-training

@@ -127,3 +127,17 @@ def test_bad_slice_from_leaves_no_run_folder(tmp_path, paired_dir):
     with pytest.raises(SlimlabError, match="missing.pt"):
         train_teacher(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_distill_refuses_a_crop_the_teachers_unet_cannot_take(tmp_path, paired_dir):
+    from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator
+    from slimlab.gan.recipes.distill import distill
+
+    spec = GeneratorSpec(kind="unet", ngf=2, num_downs=5)  # sides must divide by 2**5 = 32
+    save_generator(tmp_path / "G.pt", build_generator(spec), spec)
+    save_discriminator(tmp_path / "D.pt", PatchDiscriminator(6, 4))
+    cfg = load_config(DistillConfig, data=str(paired_dir), teacher=str(tmp_path / "G.pt"), out_dir=str(tmp_path / "s"),
+                      ratio=0.5, steps=1, batch_size=2, load_size=48, crop_size=48, device="cpu")
+    with pytest.raises(SlimlabError, match="'crop_size' must be a multiple of 32 for the teacher's unet generator"):
+        distill(cfg)
+    assert not (tmp_path / "s").exists()

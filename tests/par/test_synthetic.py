@@ -36,8 +36,20 @@ def test_independent_control_keeps_marginals_and_removes_correlation():
 
 
 def test_identity_disjoint_split_puts_unseen_people_in_test():
-    data = make_synthetic_pedestrians(40, 20, views_per_identity=4, seed=2, hide_probability=0.0)
-    # views of one identity share labels; with disjoint identities the first test view is a new person's
-    assert np.array_equal(data.train_labels[0], data.train_labels[10])  # identity 0 again (40 views / 10 ids)
+    disjoint = make_synthetic_pedestrians(40, 20, views_per_identity=4, seed=2)
+    # 40 training views of ceil(40 / 4) = 10 people, view i showing person i % 10; the 20 test views show
+    # ceil(20 / 4) = 5 further people, numbered 10..14 after the training ones
+    assert disjoint.train_identity.tolist() == [i % 10 for i in range(40)]
+    assert disjoint.test_identity.tolist() == [10 + i % 5 for i in range(20)]
+    assert not set(disjoint.train_identity.tolist()) & set(disjoint.test_identity.tolist())
+    overlapping = make_synthetic_pedestrians(40, 20, views_per_identity=4, identity_disjoint=False, seed=2)
+    assert set(overlapping.test_identity.tolist()) <= set(range(10))  # every test view shows a training person
+    # the identities are the people the labels were drawn for: all views of one person carry the same labels
+    for data in (disjoint, overlapping):
+        identities = np.concatenate([data.train_identity, data.test_identity])
+        labels = np.concatenate([data.train_labels, data.test_labels])
+        for person in np.unique(identities):
+            views = labels[identities == person]
+            assert (views == views[0]).all(), person
     with pytest.raises(SlimlabError, match="variant"):
         make_synthetic_pedestrians(4, 4, variant="shuffled")

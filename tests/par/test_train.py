@@ -47,6 +47,49 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert loss("straight")[1] == pytest.approx(loss("resumed")[1], rel=1e-6)
 
 
+def test_resume_refuses_other_settings_and_keeps_the_finished_config(tmp_path):
+    train(tiny_config(tmp_path, "epochs=1", "head=global"))
+    finished = (tmp_path / "config.yaml").read_text()
+    # another head would fail in load_state_dict, another variant or learning rate would continue silently
+    with pytest.raises(SlimlabError, match="checkpoint.pt: was written by a run with different settings "
+                       r"\(head: 'global' there, 'branches' now; learning_rate: 0.001 there, 0.01 now; "
+                       r"variant: 'correlated' there, 'independent' now\)"):
+        train(tiny_config(tmp_path, "epochs=2", "resume=true", "head=branches", "variant=independent",
+                          "learning_rate=0.01"))
+    assert (tmp_path / "config.yaml").read_text() == finished
+
+
+def write_dataset_pkl(folder, test_rows):
+    """Three 64x32 images, 1.png..3.png; rows 0, 1 train and ``test_rows`` test."""
+    import pickle
+
+    import numpy as np
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(make_synthetic_pedestrians(3, 1, seed=3).train_images, 1):
+        cv2.imwrite(str(folder / "images" / f"{index}.png"), image[:, :, ::-1])
+    dataset = {"image_name": ["1.png", "2.png", "3.png"], "attr_name": ["Female", "Hat"],
+               "label": np.array([[1, 0], [0, 1], [1, 1]]), "root": str(folder / "images"),
+               "partition": {"trainval": [np.array([0, 1])], "test": [np.array(test_rows, dtype=np.int64)]}}
+    (folder / "dataset.pkl").write_bytes(pickle.dumps(dataset))
+    return folder / "dataset.pkl"
+
+
+def test_empty_split_or_missing_image_stops_before_training(tmp_path):
+    def config(pkl):
+        return load_config(ParTrainConfig, None, ["dataset=pkl", f"data_root={pkl}", "width=4", "branch_dim=8", "epochs=1",
+                                                  "batch_size=2", "device=cpu", f"out_dir={tmp_path / 'run'}"])
+
+    pkl = write_dataset_pkl(tmp_path, test_rows=[])
+    with pytest.raises(SlimlabError, match="dataset.pkl: the test split of partition 0 has no images"):
+        train(config(pkl))
+    pkl = write_dataset_pkl(tmp_path, test_rows=[2])
+    (tmp_path / "images" / "3.png").unlink()
+    with pytest.raises(SlimlabError, match="images/3.png: image of the test split not found"):
+        train(config(pkl))
+    assert not (tmp_path / "run").exists()  # refused before the run folder, so no epoch was trained
+
+
 def test_cli_train_eval_predict(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli_main(["par", "train", "--head", "global", "--epochs", "1", *TINY, f"out_dir={out}"]) == 0

@@ -66,9 +66,11 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
         plan = [("AB", teacher_path, Path(cfg.teacher_d) if cfg.teacher_d else folder / "D_B.pt"),
                 ("BA", reverse, folder / "D_A.pt")]
     init = torch.Generator().manual_seed(cfg.seed)
+    given_spec = GeneratorSpec(kind=cfg.teacher_kind, ngf=cfg.teacher_ngf, n_blocks=cfg.teacher_n_blocks,
+                               num_downs=cfg.teacher_num_downs) if cfg.teacher_kind else None
     directions = []
     for name, g_path, d_path in plan:
-        teacher, teacher_spec = load_generator(g_path)
+        teacher, teacher_spec = load_generator(g_path, given_spec)
         teacher_d = load_discriminator(d_path) if cfg.feature_extractor == "teacher_d" or cfg.ndf == 0 else None
         channels = teacher_d.input_channels if teacher_d else (6 if cfg.mode == "paired" else 3)
         ndf = cfg.ndf or teacher_d.ndf
@@ -84,6 +86,13 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
         directions.append(Direction(name, teacher.to(device), features.to(device), student.to(device).train(),
                                     student_d.to(device).train() if student_d else None, student_spec))
     return directions
+
+
+def check_crop_size(cfg: DistillConfig, spec: GeneratorSpec) -> None:
+    """The config cannot check this alone: the size multiple comes from the teacher file's architecture."""
+    if cfg.crop_size % spec.size_multiple:
+        raise SlimlabError(f"DistillConfig: 'crop_size' must be a multiple of {spec.size_multiple} for the teacher's "
+                           f"{spec.kind} generator ({cfg.teacher}), got {cfg.crop_size}")
 
 
 def distill_step(directions: list[Direction], optimizers: dict, batches: dict, cfg: DistillConfig) -> dict:
@@ -159,8 +168,6 @@ def distill_step(directions: list[Direction], optimizers: dict, batches: dict, c
 
 def distill(cfg: DistillConfig) -> Path:
     """Distil to ``cfg.steps`` (resuming from out_dir/state.pt when present); returns out_dir."""
-    if not 0 < cfg.ratio <= 1:
-        raise SlimlabError(f"ratio must be in (0, 1], got {cfg.ratio}")
     device = select_device(cfg.device)
     seed_all(cfg.seed)
     root = resolve_data(cfg.data)
@@ -168,6 +175,7 @@ def distill(cfg: DistillConfig) -> Path:
     dataset = paired_folder(root, "train") if paired else None
     domains = None if paired else unpaired_folders(root, "train")
     directions = build_directions(cfg, device)
+    check_crop_size(cfg, directions[0].student_spec)
     out = Path(cfg.out_dir)
     refuse_inputs_inside(out, (cfg.teacher, cfg.teacher_d, cfg.teacher_reverse))  # G.pt / D.pt would replace them
     run = RunDirectory(out)

@@ -22,9 +22,9 @@ from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
 from slimlab.par.backbone import load_backbone_weights
-from slimlab.par.checkpoint import load_checkpoint, save_checkpoint
+from slimlab.par.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from slimlab.par.config import ParTrainConfig
-from slimlab.par.data import load_attribute_data, to_model_input
+from slimlab.par.data import check_splits, load_attribute_data, to_model_input
 from slimlab.par.evaluate import evaluate_model
 from slimlab.par.losses import attribute_loss, positive_ratio
 from slimlab.par.model import create_model
@@ -38,8 +38,8 @@ def main(cfg: ParTrainConfig) -> dict:
     seed_all(cfg.seed)
     device = select_device(cfg.device)
     out_dir = Path(cfg.out_dir)
-    run = RunDirectory(out_dir, cfg)
     data = load_attribute_data(cfg)
+    check_splits(data, cfg)
 
     model = build_model(cfg, data).to(device)
     if cfg.backbone_weights:
@@ -51,13 +51,16 @@ def main(cfg: ParTrainConfig) -> dict:
     optimizer = torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
 
+    run = RunDirectory(out_dir)
     start_epoch, checkpoint_path = 0, out_dir / "checkpoint.pt"
     if cfg.resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
+        check_resumable(checkpoint_path, state, cfg)  # before load_state_dict, whose error would not say why
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start_epoch = state["epoch"]
+    run.write_config(cfg)  # after the checks: a refused rerun leaves a finished run's config.yaml alone
     trained = DistributedDataParallel(model) if is_distributed() else model
 
     last_epoch = min(cfg.epochs, cfg.stop_after_epochs) if cfg.stop_after_epochs else cfg.epochs
