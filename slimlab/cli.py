@@ -62,6 +62,8 @@ COMMANDS: tuple[Command, ...] = (
             "TinySAM: W8A8 post-training quantization with calibrated scales"),
     Command("sam", "export-onnx", "slimlab.sam.cli:export_onnx_command",
             "TinySAM: export encoder + prompt decoder to ONNX, checked with onnxruntime"),
+    Command("sam", "eval", "slimlab.sam.cli_eval:eval_command",
+            "TinySAM: prompted mIoU (point or box) of a checkpoint on ShapesSA or a COCO / SA-1B folder"),
     Command("demo", "", "slimlab.demo:demo_command",
             "run every system on built-in data and write runs/demo/report.md"),
 )

@@ -68,8 +68,9 @@ def build_tinysam(checkpoint: str | Path | None = None) -> Sam:
     return load_checkpoint(model, checkpoint) if checkpoint else model
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors of a ``.pth`` file (official raw state_dict, or ours with a ``spec``), never unpickling modules."""
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], object]:
+    """Tensors of a ``.pth`` file (official raw state_dict, or ours with a ``spec``), never unpickling modules.
+    The spec is returned as stored ({} when absent); ``load_model`` checks it only when it needs the name."""
     path = Path(path)
     if not path.is_file():
         raise SlimlabError(f"{path}: checkpoint not found")
@@ -118,7 +119,15 @@ def save_model(model: Sam, path: str | Path) -> None:
 def load_model(path: str | Path, name: str | None = None) -> Sam:
     """Build the layout named in the file (or ``name``; official files carry none) and load the weights."""
     state, spec = read_state_dict(path)
-    name = name or spec.get("name")
+    source = "the name passed in" if name else "its spec"
+    if name is None:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name", ""), str):
+            raise SlimlabError(f"{path}: 'spec' should be a dict like {{'name': 'vit_t'}} but is {spec!r:.80}; "
+                               "pass the layout name (--model) to load the weights anyway")
+        name = spec.get("name") or None
     if name is None:  # an official file: tell the layouts apart by a key only one of them has
         name = "vit_b" if "image_encoder.pos_embed" in state else "vit_t"
+    if name not in MODEL_SPECS:
+        raise SlimlabError(f"{path}: layout '{name}' (from {source}) is not a known SAM model; known: "
+                           f"{', '.join(sorted(MODEL_SPECS))}")
     return load_checkpoint(build_model(name), path)

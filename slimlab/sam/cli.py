@@ -1,4 +1,4 @@
-"""``slimlab sam segment | distill | quantize | export-onnx``."""
+"""``slimlab sam segment | distill | quantize | export-onnx | eval``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from slimlab.core.config import config_to_dict, load_config
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_directory, atomic_write_text
+from slimlab.core.io import atomic_directory, atomic_write_text, check_output_folder
 from slimlab.core.runtime import seed_all, select_device
 
 
@@ -25,8 +25,39 @@ def parse_pairs(values: list[str], width: int, what: str) -> np.ndarray:
             numbers = []
         if len(numbers) != width:
             raise SlimlabError(f"{what} '{value}': expected {width} comma-separated numbers")
+        if not all(np.isfinite(numbers)):
+            raise SlimlabError(f"{what} '{value}': every coordinate must be a finite number")
         rows.append(numbers)
     return np.array(rows, dtype=np.float32).reshape(-1, width)
+
+
+EVERYTHING_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.88, "stability_thresh": 0.95, "tau": 8.5}
+
+
+def check_segment_flags(args: argparse.Namespace) -> None:
+    """Refuse flags the chosen mode would silently ignore, then fill in the everything-mode defaults."""
+    if args.hierarchical and not args.everything:
+        raise SlimlabError("--hierarchical is a variant of --everything; add --everything")
+    if args.everything:
+        if args.points or args.box or args.labels is not None:
+            raise SlimlabError("--everything takes no --points, --labels or --box")
+        if args.single_mask:  # the grid's filters choose among SAM's 3 masks per point; one mask would skip that
+            raise SlimlabError("--single-mask applies to point / box prompts; everything mode always decodes SAM's "
+                               "3 masks per point and keeps those passing --pred-iou-thresh and --stability-thresh")
+        if args.tau is not None and not args.hierarchical:
+            raise SlimlabError("--tau is the covered-area threshold of --hierarchical; add --hierarchical or drop it")
+    else:
+        given = [f"--{key.replace('_', '-')}" for key in EVERYTHING_DEFAULTS if getattr(args, key) is not None]
+        if given:
+            raise SlimlabError(f"{', '.join(given)}: everything-mode settings, unused with prompts; add --everything "
+                               "or drop them")
+        if args.points == [] and args.box is None:
+            raise SlimlabError("no prompt: give --points x,y ..., --box x0,y0,x1,y1 or --everything")
+        if args.labels is not None and not args.points:
+            raise SlimlabError("--labels label the --points; give the points too")
+    for key, value in EVERYTHING_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def segment_command(argv: list[str]) -> int:
@@ -34,7 +65,7 @@ def segment_command(argv: list[str]) -> int:
     from slimlab.sam.everything import MaskGenerator
     from slimlab.sam.mask_utils import mask_to_rle, overlay
     from slimlab.sam.predictor import SamPredictor
-    from slimlab.sam.transforms import load_image
+    from slimlab.sam.transforms import check_resizable, load_image
 
     parser = argparse.ArgumentParser(prog="slimlab sam segment", description="segment an image with prompts or "
                                      "everything mode; writes mask PNGs, COCO RLE JSON and an overlay")
@@ -46,22 +77,21 @@ def segment_command(argv: list[str]) -> int:
     parser.add_argument("--box", help="x0,y0,x1,y1")
     parser.add_argument("--everything", action="store_true", help="segment everything with a point grid")
     parser.add_argument("--hierarchical", action="store_true", help="TinySAM's hierarchical everything mode")
-    parser.add_argument("--points-per-side", type=int, default=32)
-    parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    parser.add_argument("--stability-thresh", type=float, default=0.95)
-    parser.add_argument("--tau", type=float, default=8.5, help="covered-area logit threshold (hierarchical)")
-    parser.add_argument("--single-mask", action="store_true", help="one mask per prompt instead of SAM's 3")
+    parser.add_argument("--points-per-side", type=int, help="everything mode: grid points per side (default 32)")
+    parser.add_argument("--pred-iou-thresh", type=float, help="everything mode: keep masks whose predicted IoU "
+                        "exceeds this (default 0.88)")
+    parser.add_argument("--stability-thresh", type=float, help="everything mode: minimum stability score "
+                        "(default 0.95)")
+    parser.add_argument("--tau", type=float, help="hierarchical mode: covered-area logit threshold (default 8.5)")
+    parser.add_argument("--single-mask", action="store_true",
+                        help="prompt mode: one mask per prompt instead of SAM's 3")
     parser.add_argument("--out", default="runs/sam_segment")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    if args.hierarchical and not args.everything:
-        raise SlimlabError("--hierarchical is a variant of --everything; add --everything")
-    if args.everything and (args.points or args.box):
-        raise SlimlabError("--everything takes no --points or --box")
-    if not args.everything and args.points == [] and args.box is None:
-        raise SlimlabError("no prompt: give --points x,y ..., --box x0,y0,x1,y1 or --everything")
+    check_segment_flags(args)
     image = load_image(args.image)
     model = load_model(args.checkpoint, args.model).to(select_device(args.device))
+    check_resizable(*image.shape[:2], model.image_size, args.image)  # before any output: name the file
     if args.everything:
         generator = MaskGenerator(model, args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
                                   stability_score_thresh=args.stability_thresh, hierarchical=args.hierarchical,
@@ -77,6 +107,9 @@ def segment_command(argv: list[str]) -> int:
             labels = np.array(args.labels if args.labels is not None else [1] * len(points), dtype=np.float32)
             if len(labels) != len(points):
                 raise SlimlabError(f"--labels has {len(labels)} values for {len(points)} points")
+            if not np.isin(labels, (0, 1)).all():
+                raise SlimlabError(f"--labels {' '.join(str(int(v)) for v in labels)}: each label is 1 (foreground) "
+                                   "or 0 (background)")
         box = parse_pairs([args.box], 4, "box")[0] if args.box else None
         predictor = SamPredictor(model)
         predictor.set_image(image)
@@ -85,7 +118,7 @@ def segment_command(argv: list[str]) -> int:
         records = [{"segmentation": masks[i], "area": int(masks[i].sum()), "predicted_iou": float(scores[i])}
                    for i in order]
         summary = {"mode": "prompt", "masks": len(records), "best_predicted_iou": float(scores.max())}
-    with atomic_directory(args.out, overwrite=True) as folder:
+    with atomic_directory(args.out, overwrite=True, inputs=(args.image, args.checkpoint)) as folder:
         for index, record in enumerate(records):
             cv2.imwrite(str(folder / f"mask_{index:03d}.png"), record["segmentation"].astype(np.uint8) * 255)
         plain = [{**{k: v for k, v in r.items() if k != "segmentation"},
@@ -126,14 +159,18 @@ def distill_command(argv: list[str]) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     config = load_config(TrainConfig, args.config, args.overrides)
-    if config.hard_prompts not in ("gt", "teacher", "off"):
-        raise SlimlabError(f"hard_prompts='{config.hard_prompts}': choose gt, teacher or off")
+    check_output_folder(Path(args.out), overwrite=True,
+                        inputs=(args.teacher, args.student, args.images, args.annotations, args.config))
     device = select_device(args.device)
     seed_all(config.seed)
-    student = load_model(args.student) if Path(args.student).is_file() else build_model(args.student)
+    if Path(args.student).is_file():
+        student = load_model(args.student)
+    elif any(mark in args.student for mark in ("/", "\\", ".pth", ".pt")):
+        raise SlimlabError(f"--student {args.student}: file not found")
+    else:
+        student = build_model(args.student)
     dataset = FolderDataset(args.images, student.image_size, args.annotations) if args.images else \
         ShapesDataset(args.train_images)
-    out = Path(args.out)
     if args.images and not args.teacher and not any(len(dataset[i].masks) for i in range(len(dataset))):
         raise SlimlabError(f"{args.images}: images without masks need a trained --teacher to label them")
     if args.teacher:
@@ -143,7 +180,6 @@ def distill_command(argv: list[str]) -> int:
         teacher_config = TrainConfig(steps=args.teacher_steps, images_per_step=config.images_per_step,
                                      prompts_per_image=config.prompts_per_image, seed=config.seed)
         train_supervised(teacher, dataset, teacher_config, "teacher")
-        save_model(teacher, out / "teacher.pth")
     if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
             teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
         raise SlimlabError("teacher and student embeddings differ in shape; pick layouts of the same family size")
@@ -158,13 +194,18 @@ def distill_command(argv: list[str]) -> int:
     student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
     cached = teacher_embeddings(teacher, dataset)
     log = distill(teacher, student, dataset, config, cached)
-    save_model(student, out / "student.pth")
     result = {"config": config_to_dict(config), "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
     if not args.images:
         test = ShapesDataset(args.test_images, "test")
         result["test_point_miou"] = float(prompted_ious(student, test, "point")["iou"].mean())
         result["teacher_point_miou"] = float(prompted_ious(teacher, test, "point")["iou"].mean())
-    atomic_write_text(out / "distill.json", json.dumps(result, indent=1))
+    # one folder, all or nothing: the student, the teacher trained here (if any) and the summary
+    with atomic_directory(args.out, overwrite=True, inputs=(args.teacher, args.student, args.images,
+                                                            args.annotations, args.config)) as folder:
+        save_model(student, folder / "student.pth")
+        if not args.teacher:
+            save_model(teacher, folder / "teacher.pth")
+        atomic_write_text(folder / "distill.json", json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0
 
@@ -189,6 +230,26 @@ def calibration_batch(model, count: int, folder: str | None):
     return model.preprocess(images), coords, torch.ones(coords.shape[:2]), torch.tensor(owners)
 
 
+def check_quantize_flags(args: argparse.Namespace) -> None:
+    """Refuse fake-quantization settings that --int8-onnx (onnxruntime's own int8) or a non-search method would
+    silently ignore, then fill in the defaults."""
+    if args.int8_onnx:
+        ignored = [flag for flag, value in (("--method", args.method), ("--candidates", args.candidates),
+                                            ("--rounds", args.rounds), ("--no-twin", args.no_twin or None))
+                   if value is not None]
+        if args.bits not in (None, 8):
+            ignored.insert(0, f"--bits {args.bits}")
+        if ignored:
+            raise SlimlabError(f"{', '.join(ignored)}: settings of the calibrated fake quantization; --int8-onnx uses "
+                               "onnxruntime's dynamic int8 (8 bits, no search), so drop them or drop --int8-onnx")
+    elif args.method not in (None, "search") and (args.candidates is not None or args.rounds is not None):
+        raise SlimlabError(f"--candidates / --rounds set the grid search; --method {args.method} does not search")
+    args.bits = 8 if args.bits is None else args.bits
+    args.method = args.method or "search"
+    args.candidates = 100 if args.candidates is None else args.candidates
+    args.rounds = 3 if args.rounds is None else args.rounds
+
+
 def quantize_command(argv: list[str]) -> int:
     from slimlab.sam.build import load_model
     from slimlab.sam.quantize import calibrate, save_scale_table
@@ -198,29 +259,34 @@ def quantize_command(argv: list[str]) -> int:
                                      "table (never a pickled module)")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--model", help="layout name when the file does not say")
-    parser.add_argument("--bits", type=int, default=8)
-    parser.add_argument("--method", default="search", choices=["minmax", "percentile", "search"])
+    parser.add_argument("--bits", type=int, help="weight and activation bits (default 8: W8A8; 6: W6A6)")
+    parser.add_argument("--method", choices=["minmax", "percentile", "search"], help="default search")
     parser.add_argument("--no-twin", action="store_true", help="plain uniform quantizers after softmax / GELU")
     parser.add_argument("--calibration-images", type=int, default=8)
     parser.add_argument("--images", help="folder of calibration images (default: ShapesSA)")
-    parser.add_argument("--candidates", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--candidates", type=int, help="--method search: grid points per scale (default 100)")
+    parser.add_argument("--rounds", type=int, help="--method search: passes over all layers (default 3)")
     parser.add_argument("--int8-onnx", action="store_true",
                         help="instead: export ONNX graphs and quantize them to real int8 (onnxruntime dynamic "
-                             "MatMul); writes encoder/decoder(.int8).onnx")
+                             "MatMul); writes encoder.onnx, decoder.onnx and encoder_int8.onnx, decoder_int8.onnx")
     parser.add_argument("--out", default="runs/sam_quantized")
     args = parser.parse_args(argv)
+    check_quantize_flags(args)
+    for flag, value, least in (("--calibration-images", args.calibration_images, 1), ("--candidates", args.candidates, 1),
+                               ("--rounds", args.rounds, 0), ("--bits", args.bits, 2)):
+        if value < least:
+            raise SlimlabError(f"{flag} {value}: must be at least {least}")
     model = load_model(args.checkpoint, args.model)
     images, coords, labels, owners = calibration_batch(model, args.calibration_images, args.images)
     if args.int8_onnx:
-        return int8_onnx(model, images, coords, labels, owners, args.out)
+        return int8_onnx(model, images, coords, labels, owners, args.out, (args.checkpoint, args.images))
     quantized, table = calibrate(model, images, coords, labels, owners, args.bits, args.method, not args.no_twin,
                                  args.candidates, args.rounds)
     with torch.no_grad():
         reference = model.decode(model.encode(images)[owners], coords, labels)[0] > 0
         output = quantized.decode(quantized.encode(images)[owners], coords, labels)[0] > 0
     agreement = float((reference & output).sum() / (reference | output).sum().clamp(min=1))
-    with atomic_directory(args.out, overwrite=True) as folder:
+    with atomic_directory(args.out, overwrite=True, inputs=(args.checkpoint, args.images)) as folder:
         torch.save({"spec": dict(model.spec), "model": model.state_dict()}, folder / "model.pth")
         save_scale_table(table, folder / "scales.json")
         (folder / "quantize.json").write_text(json.dumps(
@@ -232,11 +298,11 @@ def quantize_command(argv: list[str]) -> int:
 
 
 @torch.no_grad()
-def int8_onnx(model, images, coords, labels, owners, out: str) -> int:
+def int8_onnx(model, images, coords, labels, owners, out: str, inputs: tuple) -> int:
     """Float + int8 ONNX graphs in ``out``; prints the int8 masks' IoU with the float model's on the prompts."""
     from slimlab.sam.onnx_runtime import OnnxRuntimeSam
 
-    with atomic_directory(out, overwrite=True) as folder:
+    with atomic_directory(out, overwrite=True, inputs=inputs) as folder:
         runtime = OnnxRuntimeSam.from_model(model, folder, int8=True)
         intersection = union = 0.0
         for index in range(len(images)):
@@ -269,7 +335,7 @@ def export_onnx_command(argv: list[str]) -> int:
     parser.add_argument("--no-check", action="store_true")
     args = parser.parse_args(argv)
     model = load_model(args.checkpoint, args.model)
-    with atomic_directory(args.out, overwrite=True) as folder:
+    with atomic_directory(args.out, overwrite=True, inputs=(args.checkpoint,)) as folder:
         paths = export_onnx(model, folder, not args.single_mask)
         errors = {} if args.no_check else check_parity(model, paths, not args.single_mask)
         (folder / "parity.json").write_text(json.dumps(errors, indent=1))

@@ -16,19 +16,25 @@ import numpy as np
 from slimlab.core.errors import SlimlabError
 from slimlab.sam.mask_utils import rle_to_mask
 from slimlab.sam.shapes import ShapesSample
-from slimlab.sam.transforms import load_image, longest_side_shape
+from slimlab.sam.transforms import check_resizable, load_image, longest_side_shape
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def rle_counts_from_string(text: str) -> list[int]:
+def rle_counts_from_string(text: str, where: str = "RLE") -> list[int]:
     """Decode COCO's compressed RLE string (5-bit groups, sign bit, deltas from the run two before)."""
     counts: list[int] = []
     position = 0
     while position < len(text):
         value, shift, more = 0, 0, True
         while more:
+            if position >= len(text):  # the last group still announced a continuation
+                raise SlimlabError(f"{where}: compressed RLE string ends in the middle of a run length "
+                                   f"(truncated after {len(text)} characters?)")
             c = ord(text[position]) - 48
+            if not 0 <= c < 64:
+                raise SlimlabError(f"{where}: character {text[position]!r} at position {position} is not part of "
+                                   "COCO's compressed RLE alphabet ('0' to 'o')")
             value |= (c & 0x1F) << (5 * shift)
             more = bool(c & 0x20)
             position += 1
@@ -41,17 +47,33 @@ def rle_counts_from_string(text: str) -> list[int]:
     return counts
 
 
+def polygon_points(polygon, where: str) -> np.ndarray:
+    """A COCO polygon [x0, y0, x1, y1, ...] -> (N, 2) int32 pixel corners; at least 3 points, all finite."""
+    if not isinstance(polygon, (list, tuple)) or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon):
+        raise SlimlabError(f"{where}: each polygon must be a flat list of x, y numbers")
+    if len(polygon) < 6 or len(polygon) % 2:
+        raise SlimlabError(f"{where}: polygon has {len(polygon)} numbers; it needs an even count of at least 6 "
+                           "(x, y of 3 or more points)")
+    points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(points).all():
+        raise SlimlabError(f"{where}: polygon has a non-finite coordinate")
+    return points.round().astype(np.int32)
+
+
 def segmentation_to_mask(segmentation, height: int, width: int, where: str) -> np.ndarray:
+    """Polygons or RLE (compressed or not) -> (height, width) bool; a malformed annotation raises naming
+    ``where`` (file, annotation index and image)."""
     if isinstance(segmentation, list):  # COCO polygons
         canvas = np.zeros((height, width), np.uint8)
         for polygon in segmentation:
-            cv2.fillPoly(canvas, [np.asarray(polygon, dtype=np.float32).reshape(-1, 2).round().astype(np.int32)], 1)
+            cv2.fillPoly(canvas, [polygon_points(polygon, where)], 1)
         return canvas.astype(bool)
     if isinstance(segmentation, dict) and "counts" in segmentation:
         counts = segmentation["counts"]
         if isinstance(counts, str):
-            counts = rle_counts_from_string(counts)
-        mask = rle_to_mask({"size": segmentation["size"], "counts": counts})
+            counts = rle_counts_from_string(counts, where)
+        mask = rle_to_mask({"size": segmentation.get("size"), "counts": counts}, where)
         if mask.shape != (height, width):
             raise SlimlabError(f"{where}: RLE size {mask.shape} differs from the image size {(height, width)}")
         return mask
@@ -80,14 +102,16 @@ class FolderDataset:
         self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise SlimlabError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        self.coco: dict[str, list] = {}
+        # image file name -> [(segmentation, "file: annotation k (image name)")], the label names the source
+        self.coco: dict[str, list[tuple[object, str]]] = {}
         if annotations:
             try:
                 coco = json.loads(Path(annotations).read_text())
                 names = {image["id"]: image["file_name"] for image in coco["images"]}
-                for annotation in coco["annotations"]:
-                    self.coco.setdefault(Path(names[annotation["image_id"]]).name, []).append(
-                        annotation["segmentation"])
+                for index, annotation in enumerate(coco["annotations"]):
+                    name = Path(names[annotation["image_id"]]).name
+                    self.coco.setdefault(name, []).append(
+                        (annotation["segmentation"], f"{annotations}: annotation {index} (image {name})"))
             except (OSError, ValueError, KeyError, TypeError) as error:
                 raise SlimlabError(f"{annotations}: not a COCO instances file ({error})") from error
 
@@ -98,15 +122,17 @@ class FolderDataset:
         path = self.paths[index]
         image = load_image(path)
         height, width = image.shape[:2]
+        check_resizable(height, width, self.size, str(path))
         segmentations = self.coco.get(path.name)
         sa1b = path.with_suffix(".json")
         if segmentations is None and sa1b.is_file():
             try:
-                segmentations = [a["segmentation"] for a in json.loads(sa1b.read_text())["annotations"]]
+                segmentations = [(a["segmentation"], f"{sa1b}: annotation {i} (image {path.name})")
+                                 for i, a in enumerate(json.loads(sa1b.read_text())["annotations"])]
             except (ValueError, KeyError, TypeError) as error:
                 raise SlimlabError(f"{sa1b}: not an SA-1B annotation file ({error})") from error
-        masks = np.array([segmentation_to_mask(s, height, width, f"{path.name} mask {i}")
-                          for i, s in enumerate(segmentations or [])], dtype=bool).reshape(-1, height, width)
+        masks = np.array([segmentation_to_mask(s, height, width, where) for s, where in segmentations or []],
+                         dtype=bool).reshape(-1, height, width)
         image, masks = fit_to_square(image, masks, self.size)
         masks = masks[masks.reshape(len(masks), -1).sum(1) >= 16] if len(masks) else masks
         return ShapesSample(image, masks, ["unknown"] * len(masks), [set() for _ in masks])

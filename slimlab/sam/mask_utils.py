@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import torch
+
+from slimlab.core.errors import SlimlabError
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
@@ -79,11 +83,29 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     return {"size": [height, width], "counts": counts}
 
 
-def rle_to_mask(rle: dict) -> np.ndarray:
-    height, width = rle["size"]
+def rle_to_mask(rle: dict, where: str = "RLE") -> np.ndarray:
+    """COCO uncompressed RLE -> (H, W) bool. The runs must be non-negative integers covering exactly H * W
+    pixels: a shorter or longer list means the mask was cut or belongs to another image size, so it is an
+    error (named by ``where``) rather than a silently padded or cropped mask."""
+    size, counts = rle.get("size"), rle.get("counts")
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or \
+            not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 0 for v in size):
+        raise SlimlabError(f"{where}: RLE 'size' must be [height, width] with non-negative integers, got {size!r}")
+    if not isinstance(counts, (list, tuple)) or \
+            not all(isinstance(v, Integral) and not isinstance(v, bool) for v in counts):
+        raise SlimlabError(f"{where}: RLE 'counts' must be a list of integers (or a COCO compressed string)")
+    negative = [int(v) for v in counts if v < 0]
+    if negative:
+        raise SlimlabError(f"{where}: RLE run lengths must be >= 0, found {negative[0]}")
+    height, width = (int(v) for v in size)
+    covered = sum(int(v) for v in counts)
+    if covered != height * width:
+        raise SlimlabError(f"{where}: RLE runs cover {covered} pixels but the size {height}x{width} has "
+                           f"{height * width}")
     flat = np.zeros(height * width, dtype=bool)
     position, value = 0, False
-    for count in rle["counts"]:
+    for count in counts:
+        count = int(count)
         flat[position:position + count] = value
         position += count
         value = not value

@@ -1,9 +1,10 @@
-"""ONNX export: the image encoder, and the prompt encoder + mask decoder with SAM's ONNX input convention.
+"""ONNX export: the image encoder, and the prompt encoder + mask decoder with SAM's ONNX prompt inputs.
 
 Decoder inputs (as in segment-anything's ``SamOnnxModel``): ``image_embeddings`` (1, C, h, w), ``point_coords``
 (P, N, 2) in model-input pixels, ``point_labels`` (P, N) with 1 / 0 for positive / negative points, 2 / 3 for box
 corners and -1 for padding, ``mask_input`` (P, 1, 4h, 4w), ``has_mask_input`` (1,). Outputs ``iou_predictions``
 (P, M) and ``low_res_masks`` (P, M, 4h, 4w); upsampling to the image is left to the caller (``postprocess_masks``).
+Unlike ``SamOnnxModel`` there is no ``orig_im_size`` input and no full-size ``masks`` output.
 """
 
 from __future__ import annotations

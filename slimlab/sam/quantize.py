@@ -2,7 +2,8 @@
 
 Fake quantization (quantize-dequantize in float, as the official release does) covers every Linear, Conv2d and
 ConvTranspose2d (weights per output channel, symmetric; inputs per tensor, asymmetric for convolutions) and both
-attention matmuls (Q K^T and softmax V, head-wise scales where the layout has a head axis). Twin-uniform quantizers
+attention matmuls (Q K^T and softmax V; Q, K, V get head-wise scales in TinyViT and the mask decoder, per tensor in
+SAM's ViT encoder, which folds the heads into the batch axis). Twin-uniform quantizers
 handle post-softmax probabilities and post-GELU inputs. Scales come from min-max, a percentile, or the paper's
 alternating grid search over [0.01, 1.2] x max / 2^(b-1) that minimises KL(mask) + KL(IoU) between quantized and
 float outputs on a few calibration images. The real int8 path is torch.ao dynamic quantization of Linear layers.
@@ -294,16 +295,45 @@ def scale_table(layers: dict[str, nn.Module]) -> dict:
     return table
 
 
-def apply_scale_table(model: nn.Module, table: dict, twin: bool = True) -> nn.Module:
-    """Rebuild a fake-quantized model from a float model and a saved scale table (no pickled modules)."""
-    bits = next(iter(table.values()))["bits"] if table else 8
-    quantized, layers = prepare(model, bits, twin)
+TWIN_KINDS = ("softmax", "gelu")  # kinds prepare() gives only with twin=True (plain "uniform" otherwise)
+
+
+def table_twin(table: dict) -> bool:
+    """Whether a table was calibrated with twin-uniform quantizers, read from its entries' ``kind``: twin tables
+    hold softmax / GELU kinds, plain ones none (every SAM layout has attention, so a twin table always has one)."""
+    return any(entry.get("kind") in TWIN_KINDS for entry in table.values())
+
+
+def apply_scale_table(model: nn.Module, table: dict, twin: bool | None = None,
+                      where: str = "scale table") -> nn.Module:
+    """Rebuild a fake-quantized model from a float model and a saved scale table (no pickled modules).
+
+    ``twin`` defaults to what the table was calibrated with (read from its kinds); passing the other value, or a
+    table whose kinds or bits do not match the quantizers ``prepare`` builds, is an error naming ``where``:
+    the scales of a plain quantizer mean something else in a twin one, so loading them would change the model.
+    """
+    if not table:
+        raise SlimlabError(f"{where}: the scale table is empty")
+    for name, entry in table.items():
+        if not isinstance(entry, dict) or not {"kind", "bits", "scale"} <= set(entry):
+            raise SlimlabError(f"{where}: entry '{name}' needs 'kind', 'bits' and 'scale' fields")
+    bits = next(iter(table.values()))["bits"]
+    calibrated_twin = table_twin(table)
+    if twin is not None and twin != calibrated_twin:
+        raise SlimlabError(f"{where}: the table was calibrated {'with' if calibrated_twin else 'without'} twin-uniform "
+                           f"quantizers (its kinds say so) but twin={twin} was asked for; drop the twin setting or "
+                           "calibrate again")
+    quantized, layers = prepare(model, bits, calibrated_twin)
     missing = sorted(set(layers) - set(table))
     if missing:
-        raise SlimlabError(f"scale table lacks {len(missing)} quantizer(s): {', '.join(missing[:10])}")
+        raise SlimlabError(f"{where}: lacks {len(missing)} quantizer(s): {', '.join(missing[:10])}")
     for name, layer in layers.items():
         entry = table[name]
         quantizer = layer.input_quantizer if isinstance(layer, QuantizedLayer) else layer
+        if entry.get("kind") != quantizer.kind or entry.get("bits") != bits:
+            raise SlimlabError(f"{where}: '{name}' is kind {entry.get('kind')!r} with {entry.get('bits')} bits but "
+                               f"this model needs {quantizer.kind!r} with {bits} bits (a table from another model, "
+                               "or edited by hand)")
         if isinstance(layer, QuantizedLayer):
             layer.weight_ratio = entry["weight_ratio"]
             layer.quantize_weight()
@@ -319,6 +349,17 @@ def apply_scale_table(model: nn.Module, table: dict, twin: bool = True) -> nn.Mo
 
 def save_scale_table(table: dict, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(table, indent=1))
+
+
+def load_scale_table(model: nn.Module, path: str | Path, twin: bool | None = None) -> nn.Module:
+    """``apply_scale_table`` on a ``scales.json`` written by ``save_scale_table``; errors name the file."""
+    try:
+        table = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise SlimlabError(f"{path}: not a readable scale table ({error})") from error
+    if not isinstance(table, dict):
+        raise SlimlabError(f"{path}: a scale table is a JSON object of quantizer name -> scales")
+    return apply_scale_table(model, table, twin, str(path))
 
 
 def dynamic_int8(model: nn.Module) -> nn.Module:

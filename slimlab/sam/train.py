@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from slimlab.core.errors import SlimlabError
 from slimlab.core.progress import progress
 from slimlab.sam.losses import (
     binary_iou,
@@ -47,6 +48,17 @@ class TrainConfig:
     focal_weight: float = 1.0  # SAM uses focal:dice = 20:1; at 128 px and a few hundred steps that collapses to
     #                            empty masks, so the CPU default is 1:1 (set 20 to follow SAM)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "images_per_step", "prompts_per_image"):
+            if getattr(self, name) < 1:
+                raise SlimlabError(f"{name}={getattr(self, name)}: must be at least 1")
+        if self.max_rounds < 0:
+            raise SlimlabError(f"max_rounds={self.max_rounds}: must be at least 0")
+        if not self.lr > 0:
+            raise SlimlabError(f"lr={self.lr}: must be positive")
+        if self.hard_prompts not in ("gt", "teacher", "off"):
+            raise SlimlabError(f"hard_prompts='{self.hard_prompts}': choose gt, teacher or off")
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -168,12 +180,14 @@ def distill(teacher: Sam, student: Sam, dataset, config: TrainConfig, cached: to
             loss, parts = prompt_in_the_loop_loss(teacher, student, t_emb, s_emb, gt, generator, rng)
             loss = loss + config.embedding_weight * F.l1_loss(student_images, teacher_images)
         else:
-            if config.hard_prompts == "gt":
+            use_box = bool(rng.random() < 0.5)  # box or point prompts, p = 0.5 each, in both modes
+            if config.hard_prompts == "gt" and not use_box:  # hard sampling iterates point prompts; boxes are not
                 coords, labels, mask_prompt = gt_hard_prompts(decoder_fn(student), s_emb.detach(), gt, generator,
-                                                              max_rounds=config.max_rounds)
+                                                              max_rounds=config.max_rounds,
+                                                              slots=config.max_rounds + 1)
                 boxes = None
             else:
-                coords, labels, boxes = random_prompts(gt, generator, use_box=bool(rng.random() < 0.5))
+                coords, labels, boxes = random_prompts(gt, generator, use_box=use_box)
                 mask_prompt = None
             s_logits, s_iou, s_tokens = student.decode(s_emb, coords, labels, boxes, mask_prompt)
             with torch.no_grad():

@@ -1,10 +1,13 @@
 """SAM pre/post-processing maths: resize the longest side, map prompt coordinates, image loading with checks.
 
 Resizing is bilinear with antialiasing (``F.interpolate``), matching the PIL resize SAM applies before padding.
+Files are read upright: the EXIF orientation a camera stores (instead of rotating the pixels) is applied.
 """
 
 from __future__ import annotations
 
+import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ import torch.nn.functional as F
 from slimlab.core.errors import SlimlabError
 
 MIN_IMAGE_SIDE = 8
+EXIF_ORIENTATION_TAG = 0x0112
 
 
 def longest_side_shape(height: int, width: int, target: int) -> tuple[int, int]:
@@ -22,9 +26,20 @@ def longest_side_shape(height: int, width: int, target: int) -> tuple[int, int]:
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def resize_image(image: np.ndarray, target: int) -> torch.Tensor:
+def check_resizable(height: int, width: int, target: int, name: str = "image") -> None:
+    """Refuse an image so elongated that resizing its longest side to ``target`` rounds the shorter side to
+    0 pixels (e.g. 8 x 3000 at 128): interpolation would fail with a bare size error much later."""
+    if min(longest_side_shape(height, width, target)) < 1:
+        raise SlimlabError(f"{name}: image is {width}x{height} pixels; scaling its longest side to the model's "
+                           f"{target} pixels leaves the shorter side under 1 pixel (it needs at least "
+                           f"{math.ceil(max(height, width) / (2 * target))} pixels); crop it into less elongated "
+                           "pieces")
+
+
+def resize_image(image: np.ndarray, target: int, name: str = "image") -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, h, w) float in 0-255 with the longest side = ``target``."""
     height, width = image.shape[:2]
+    check_resizable(height, width, target, name)
     new_h, new_w = longest_side_shape(height, width, target)
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
     if (new_h, new_w) == (height, width):
@@ -74,8 +89,43 @@ def as_rgb_uint8(array: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation tag (1-8) of encoded image bytes; 1 (as stored) when there is none or PIL can't
+    read the header (OpenCV decodes a few formats PIL does not)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as image:
+            value = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # any header PIL rejects: the pixels are still read by OpenCV, just not reoriented
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels (H, W[, C]) upright for an EXIF orientation, as PIL's ``ImageOps.exif_transpose``."""
+    if orientation == 2:
+        return array[:, ::-1]  # mirrored left-right
+    if orientation == 3:
+        return array[::-1, ::-1]  # upside down
+    if orientation == 4:
+        return array[::-1]  # mirrored top-bottom
+    if orientation == 5:
+        return array.swapaxes(0, 1)  # transposed
+    if orientation == 6:
+        return np.rot90(array, -1)  # stored 90 degrees counter-clockwise (portrait photo): turn clockwise
+    if orientation == 7:
+        return np.rot90(array, 2).swapaxes(0, 1)  # transverse
+    if orientation == 8:
+        return np.rot90(array, 1)  # stored 90 degrees clockwise: turn counter-clockwise
+    return array
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file (any OpenCV format, 8/16-bit, gray/RGB/RGBA) as (H, W, 3) uint8 RGB."""
+    """Read an image file (any OpenCV format, 8/16-bit, gray/RGB/RGBA) as (H, W, 3) uint8 RGB, upright.
+
+    IMREAD_UNCHANGED keeps 16-bit depth and alpha but also skips OpenCV's EXIF rotation, so the orientation
+    tag is read with PIL and applied here."""
     import cv2
 
     path = Path(path)
@@ -89,4 +139,5 @@ def load_image(path: str | Path) -> np.ndarray:
         image = image[:, :, ::-1]  # OpenCV reads BGR
     elif image.ndim == 3 and image.shape[2] == 4:
         image = image[:, :, [2, 1, 0, 3]]
+    image = apply_orientation(image, exif_orientation(data))
     return as_rgb_uint8(image, str(path))

@@ -75,33 +75,67 @@ def test_bad_inputs_fail_cleanly(tmp_path, checkpoint, image, capsys):
     assert "missing keys (1): mask_decoder.iou_token.weight" in capsys.readouterr().err and not out.exists()
 
 
-def test_quantize_and_export_commands(tmp_path, checkpoint):
+def mask_iou(reference: torch.Tensor, output: torch.Tensor) -> float:
+    return float((reference & output).sum() / (reference | output).sum())
+
+
+@pytest.mark.parametrize("twin_flags", [[], ["--no-twin"]])
+def test_quantize_writes_a_table_that_reloads_the_calibrated_model(tmp_path, checkpoint, twin_flags):
+    from slimlab.sam.build import load_model
+    from slimlab.sam.cli import calibration_batch
+    from slimlab.sam.quantize import calibrate, load_scale_table
     out = tmp_path / "q"
     assert main(["sam", "quantize", "--checkpoint", str(checkpoint), "--method", "minmax",
-                 "--calibration-images", "2", "--out", str(out)]) == 0
-    table = json.loads((out / "scales.json").read_text())
-    assert table["mask_decoder.iou_prediction_head.layers.0"]["bits"] == 8
-    from slimlab.sam.build import load_model
-    from slimlab.sam.quantize import apply_scale_table
-    apply_scale_table(load_model(out / "model.pth"), table)  # float weights + JSON scales rebuild the model
+                 "--calibration-images", "2", *twin_flags, "--out", str(out)]) == 0
+    report = json.loads((out / "quantize.json").read_text())
+    assert report["twin"] == (twin_flags == [])
+    model = load_model(checkpoint)
+    images, coords, labels, owners = calibration_batch(model, 2, None)  # the prompts the command calibrated on
+    with torch.no_grad():
+        calibrated, _ = calibrate(model, images, coords, labels, owners, 8, "minmax", twin=twin_flags == [])
+        reloaded = load_scale_table(load_model(out / "model.pth"), out / "scales.json")  # float weights + JSON
+        expected = calibrated.decode(calibrated.encode(images)[owners], coords, labels)[0]
+        output = reloaded.decode(reloaded.encode(images)[owners], coords, labels)[0]
+        reference = model.decode(model.encode(images)[owners], coords, labels)[0]
+    assert torch.equal(output, expected)  # the very model that was calibrated, not a twin / no-twin look-alike
+    assert mask_iou(reference > 0, output > 0) == pytest.approx(report["calibration_mask_iou_vs_float"], abs=1e-7)
+
+
+def test_export_and_int8_onnx_commands(tmp_path, checkpoint):
     assert main(["sam", "export-onnx", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
     parity = json.loads((tmp_path / "onnx" / "parity.json").read_text())
     assert max(parity.values()) < 1e-4
+    out = tmp_path / "int8"
     assert main(["sam", "quantize", "--checkpoint", str(checkpoint), "--int8-onnx", "--calibration-images", "2",
-                 "--out", str(tmp_path / "int8")]) == 0
-    report = json.loads((tmp_path / "int8" / "quantize.json").read_text())
-    assert {p.name for p in (tmp_path / "int8").glob("*.onnx")} == {"encoder.onnx", "decoder.onnx",
-                                                                     "encoder_int8.onnx", "decoder_int8.onnx"}
-    assert 0.0 <= report["calibration_mask_iou_vs_float"] <= 1.0
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "quantize.json").read_text())
+    assert {p.name for p in out.glob("*.onnx")} == {"encoder.onnx", "decoder.onnx", "encoder_int8.onnx",
+                                                    "decoder_int8.onnx"}
+    # the reported agreement is that of the int8 graphs written, on the calibration prompts
+    from slimlab.sam.build import load_model
+    from slimlab.sam.cli import calibration_batch
+    from slimlab.sam.onnx_runtime import OnnxRuntimeSam
+    model = load_model(checkpoint)
+    runtime = OnnxRuntimeSam(model, {part: out / f"{part}_int8.onnx" for part in ("encoder", "decoder")})
+    images, coords, labels, owners = calibration_batch(model, 2, None)
+    with torch.no_grad():
+        reference, output = [torch.cat([m.decode(m.encode(images[i:i + 1]), coords[owners == i], labels[owners == i])[0]
+                                        for i in range(len(images))]) > 0 for m in (model, runtime)]
+    assert mask_iou(reference, output) == pytest.approx(report["calibration_mask_iou_vs_float"], abs=1e-6)
+    assert report["calibration_mask_iou_vs_float"] > 0.8  # int8 MatMuls keep most of the float masks
 
 
-def test_distill_command_runs_end_to_end(tmp_path):
+def test_distill_command_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["sam", "distill", "steps=2", "images_per_step=2", "prompts_per_image=2", "max_rounds=2",
                  "--teacher-steps", "2", "--train-images", "4", "--test-images", "3", "--out", str(out)]) == 0
     result = json.loads((out / "distill.json").read_text())
-    assert result["config"]["hard_prompts"] == "gt" and 0 <= result["test_point_miou"] <= 1
-    assert (out / "student.pth").exists() and (out / "teacher.pth").exists()
+    assert result["config"]["hard_prompts"] == "gt"
+    # the reported mIoUs are those of the models written: `sam eval` on the same 3 test images agrees
+    for name, key in (("student", "test_point_miou"), ("teacher", "teacher_point_miou")):
+        capsys.readouterr()
+        assert main(["sam", "eval", "--checkpoint", str(out / f"{name}.pth"), "--test-images", "3"]) == 0
+        assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(result[key], abs=1e-6)
     assert main(["sam", "distill", "hard_prompts=sometimes", "--out", str(out)]) == 2
 
 
@@ -138,3 +172,84 @@ def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpo
     labelled = TeacherLabeledDataset(FolderDataset(folder, 128), teacher, points=3)[0]
     assert labelled.masks.shape == (3, 128, 128) and labelled.masks[:, :, :64].all() and not labelled.masks[:, :, 64:].any()
     assert main(["sam", "distill", "--images", str(folder), "--out", str(out)]) == 2  # no masks, no teacher
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--everything", "--single-mask"], "--single-mask applies to point / box prompts"),
+    (["--everything", "--tau", "7"], "--tau is the covered-area threshold of --hierarchical"),
+    (["--everything", "--labels", "1"], "--everything takes no --points, --labels or --box"),
+    (["--points", "5,5", "--points-per-side", "16", "--tau", "7"], "--points-per-side, --tau: everything-mode"),
+    (["--box", "1,1,20,20", "--labels", "1"], "--labels label the --points"),
+])
+def test_segment_refuses_flags_it_would_ignore(tmp_path, checkpoint, image, capsys, flags, message):
+    out = tmp_path / "never"
+    assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), *flags, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--int8-onnx", "--bits", "6"], "--bits 6: settings of the calibrated fake quantization"),
+    (["--int8-onnx", "--method", "minmax", "--no-twin"], "--method, --no-twin: settings of the calibrated"),
+    (["--int8-onnx", "--candidates", "5", "--rounds", "1"], "--candidates, --rounds: settings"),
+    (["--method", "percentile", "--rounds", "1"], "--method percentile does not search"),
+])
+def test_quantize_refuses_flags_it_would_ignore(tmp_path, checkpoint, capsys, flags, message):
+    out = tmp_path / "never"
+    assert main(["sam", "quantize", "--checkpoint", str(checkpoint), *flags, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_segment_names_an_image_too_elongated_for_the_model(tmp_path, checkpoint, capsys):
+    strip = tmp_path / "strip.png"
+    cv2.imwrite(str(strip), np.zeros((8, 3000, 3), np.uint8))  # 8 * 128 / 3000 = 0.34 rows after resizing
+    out = tmp_path / "never"
+    assert main(["sam", "segment", str(strip), "--checkpoint", str(checkpoint), "--points", "5,5",
+                 "--out", str(out)]) == 2
+    assert f"{strip}: image is 3000x8 pixels" in capsys.readouterr().err and not out.exists()
+
+
+def always_everything(model):
+    """Make the mask decoder answer "the whole image" for any prompt: zero the last upscaling conv and the
+    hypernetworks' last layers, biases 1 -> every logit is 1 x GELU(1) x channels > 0."""
+    decoder = model.mask_decoder
+    with torch.no_grad():
+        decoder.output_upscaling[3].weight.zero_()
+        decoder.output_upscaling[3].bias.fill_(1.0)
+        for mlp in decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.zero_()
+            mlp.layers[-1].bias.fill_(1.0)
+    return model
+
+
+def test_eval_on_shapes_by_hand(tmp_path, capsys):
+    from slimlab.sam.shapes import ShapesDataset
+    path = tmp_path / "whole.pth"
+    save_model(always_everything(build_model("shapes_student")), path)
+    assert main(["sam", "eval", "--checkpoint", str(path), "--test-images", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # a whole-image mask against a GT mask of area A in a 128 x 128 image has IoU A / 128^2
+    areas = [mask.sum() / 128 ** 2 for i in range(2) for mask in ShapesDataset(2, "test")[i].masks]
+    assert report["instances"] == len(areas) and report["images"] == 2 and report["prompt"] == "point"
+    assert report["miou"] == pytest.approx(np.mean(areas), abs=1e-6)
+
+
+def test_eval_on_a_coco_folder_by_hand(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((128, 128, 3), 60, np.uint8))  # model-sized: no resize
+    coco = {"images": [{"id": 1, "file_name": "a.png"}],
+            "annotations": [{"image_id": 1, "segmentation": [[32, 32, 63, 32, 63, 63, 32, 63]]},  # 32 x 32
+                            {"image_id": 1, "segmentation": {"size": [128, 128],  # columns 100..109
+                                                             "counts": [128 * 100, 128 * 10, 128 * 18]}}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    path = tmp_path / "whole.pth"
+    save_model(always_everything(build_model("shapes_student")), path)
+    assert main(["sam", "eval", "--checkpoint", str(path), "--images", str(folder), "--annotations",
+                 str(tmp_path / "coco.json"), "--prompt", "box"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # whole-image predictions: IoU 1024 / 16384 = 0.0625 and 1280 / 16384 = 0.078125
+    assert report["instances"] == 2 and report["miou"] == pytest.approx((0.0625 + 0.078125) / 2)
+    assert main(["sam", "eval", "--checkpoint", str(path), "--images", str(folder)]) == 2  # no masks
+    assert "no ground-truth masks" in capsys.readouterr().err
+    assert main(["sam", "eval", "--checkpoint", str(path), "--annotations", str(tmp_path / "coco.json")]) == 2
+    assert "--annotations belongs to --images" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
+from slimlab.core.errors import SlimlabError
 from slimlab.sam.mask_utils import (
     box_iou,
     mask_iou,
@@ -51,3 +53,19 @@ def test_remove_small_regions_fills_holes_and_drops_islands():
     mask[17, 17] = True  # a one-pixel island
     cleaned = remove_small_regions(mask, 5)
     assert cleaned[6, 6] and not cleaned[17, 17] and cleaned[2:12, 2:12].all()
+
+
+def test_rle_runs_must_be_non_negative_and_cover_the_mask_exactly():
+    # 2 x 3 mask: runs [1, 2, 3] cover 6 pixels; column-major so the 2 ones are (1, 0) and (0, 1)
+    assert rle_to_mask({"size": [2, 3], "counts": [1, 2, 3]}).tolist() == [[False, True, False],
+                                                                           [True, False, False]]
+    with pytest.raises(SlimlabError, match=r"ann.json: RLE run lengths must be >= 0, found -2"):
+        rle_to_mask({"size": [2, 3], "counts": [5, -2, 3]}, "ann.json")  # sums to 6 but runs backwards
+    with pytest.raises(SlimlabError, match="RLE runs cover 5 pixels but the size 2x3 has 6"):
+        rle_to_mask({"size": [2, 3], "counts": [1, 2, 2]})
+    with pytest.raises(SlimlabError, match="RLE runs cover 7 pixels"):
+        rle_to_mask({"size": [2, 3], "counts": [1, 2, 4]})
+    with pytest.raises(SlimlabError, match="'counts' must be a list of integers"):
+        rle_to_mask({"size": [2, 3], "counts": [1.5, 4.5]})
+    with pytest.raises(SlimlabError, match="'size' must be"):
+        rle_to_mask({"size": [6], "counts": [6]})

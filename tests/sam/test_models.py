@@ -92,3 +92,17 @@ def test_own_checkpoint_roundtrip_keeps_outputs(tmp_path):
     again = load_model(path)
     image = torch.randn(1, 3, 128, 128)
     assert torch.equal(model.encode(image), again.encode(image))
+
+
+def test_checkpoint_with_a_bad_spec_is_named(tmp_path):
+    state = build_model("shapes_student").state_dict()
+    listed = tmp_path / "listed.pth"
+    torch.save({"spec": ["shapes_student"], "model": state}, listed)
+    with pytest.raises(SlimlabError, match=r"listed.pth: 'spec' should be a dict like \{'name': 'vit_t'\}"):
+        load_model(listed)
+    assert load_model(listed, "shapes_student").spec["name"] == "shapes_student"  # the tensors are still usable
+    unknown = tmp_path / "unknown.pth"
+    torch.save({"spec": {"name": "vit_z"}, "model": state}, unknown)
+    with pytest.raises(SlimlabError, match=r"unknown.pth: layout 'vit_z' \(from its spec\) is not a known SAM model; "
+                                           r"known: shapes_student, shapes_teacher, tinysam, vit_b, vit_t"):
+        load_model(unknown)

@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from slimlab.core.errors import SlimlabError
 from slimlab.sam.build import build_model
 from slimlab.sam.quantize import (
     ActivationQuantizer,
@@ -7,8 +9,10 @@ from slimlab.sam.quantize import (
     calibrate,
     dynamic_int8,
     fake_quantize,
+    load_scale_table,
     prepare,
     quantization_error,
+    save_scale_table,
 )
 
 
@@ -99,3 +103,33 @@ def test_dynamic_int8_is_close_to_float():
         reference = model.decode(model.encode(images)[owners], coords, labels)[0]
         output = int8.decode(int8.encode(images)[owners], coords, labels)[0]
     assert float((output - reference).abs().mean() / reference.abs().mean()) < 0.05
+
+
+@pytest.mark.parametrize("twin", [True, False])
+def test_saved_scale_table_reloads_the_calibrated_model_exactly(tmp_path, twin):
+    torch.manual_seed(0)
+    model = build_model("shapes_student")
+    images, coords, labels, owners = calibration_inputs()
+    with torch.no_grad():
+        calibrated, table = calibrate(model, images, coords, labels, owners, bits=8, method="minmax", twin=twin)
+        save_scale_table(table, tmp_path / "scales.json")
+        kinds = {entry["kind"] for entry in table.values()}
+        assert {"softmax", "gelu"} <= kinds if twin else not {"softmax", "gelu"} & kinds
+        reloaded = load_scale_table(model, tmp_path / "scales.json")  # twin read from the kinds
+        expected = calibrated.decode(calibrated.encode(images)[owners], coords, labels)
+        output = reloaded.decode(reloaded.encode(images)[owners], coords, labels)
+    assert torch.equal(output[0], expected[0]) and torch.equal(output[1], expected[1])
+    with pytest.raises(SlimlabError, match=f"scales.json: the table was calibrated {'with' if twin else 'without'} "
+                                           f"twin-uniform quantizers .* but twin={not twin}"):
+        load_scale_table(model, tmp_path / "scales.json", twin=not twin)
+
+
+def test_scale_table_with_mixed_or_foreign_kinds_is_refused():
+    model = build_model("shapes_student")
+    _, table = calibrate(model, *calibration_inputs(), bits=8, method="minmax", twin=True)
+    name = next(n for n, entry in table.items() if entry["kind"] == "softmax")
+    table[name] = {**table[name], "kind": "uniform"}  # one plain quantizer among twin ones: edited by hand
+    with pytest.raises(SlimlabError, match=f"'{name}' is kind 'uniform' with 8 bits but this model needs 'softmax'"):
+        apply_scale_table(model, table)
+    with pytest.raises(SlimlabError, match="lacks"):
+        apply_scale_table(build_model("shapes_student"), {"x": {"kind": "uniform", "bits": 8, "scale": None}})

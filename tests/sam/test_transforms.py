@@ -6,7 +6,9 @@ from slimlab.core.errors import SlimlabError
 from slimlab.sam.build import build_model
 from slimlab.sam.predictor import SamPredictor
 from slimlab.sam.transforms import (
+    apply_orientation,
     as_rgb_uint8,
+    check_resizable,
     load_image,
     longest_side_shape,
     resize_image,
@@ -97,3 +99,46 @@ def test_predictor_shapes_and_bad_prompts():
         predictor.predict(box=np.array([10, 10, 5, 5]))
     with pytest.raises(SlimlabError, match="no prompt"):
         predictor.predict()
+
+
+def test_image_too_elongated_for_the_model_size_is_refused_by_name():
+    # 3000 x 8 at 128: the short side becomes 8 * 128 / 3000 = 0.34 -> rounds to 0 pixels
+    with pytest.raises(SlimlabError, match=r"photo.png: image is 3000x8 pixels.*at least 12 pixels"):
+        check_resizable(8, 3000, 128, "photo.png")  # 3000 / (2 * 128) = 11.7 -> 12
+    with pytest.raises(SlimlabError, match="image is 3000x8 pixels"):
+        resize_image(np.zeros((8, 3000, 3), np.uint8), 128)
+    check_resizable(12, 3000, 128)  # 12 * 128 / 3000 = 0.512 rounds up to 1 pixel: fine
+    assert resize_image(np.zeros((12, 3000, 3), np.uint8), 128).shape == (1, 3, 1, 128)
+    check_resizable(8, 3000, 1024)  # 8 * 1024 / 3000 = 2.7 -> 3 pixels at the full model size
+
+
+def write_jpeg_with_orientation(path, pixels: np.ndarray, orientation: int) -> None:
+    from PIL import Image
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_exif_orientation_6_jpeg_loads_upright(tmp_path, channels):
+    # Stored 16 rows x 32 columns with a white top half; orientation 6 means "turn clockwise 90 degrees to view",
+    # so the upright image is 32 x 16 and the stored top (white) becomes its right half.
+    stored = np.zeros((16, 32), np.uint8)
+    stored[:8] = 255
+    path = tmp_path / "portrait.jpg"
+    write_jpeg_with_orientation(path, stored if channels == 1 else np.repeat(stored[:, :, None], 3, 2), 6)
+    image = load_image(path)
+    assert image.shape == (32, 16, 3)
+    assert image[:, 11:].min() > 200 and image[:, :5].max() < 55  # away from the JPEG-blurred middle columns
+
+
+def test_every_exif_orientation_matches_pil_exif_transpose(tmp_path):
+    from PIL import Image, ImageOps
+    stored = np.arange(2 * 3, dtype=np.uint8).reshape(2, 3)  # [[0 1 2], [3 4 5]]
+    # by hand: 6 turns clockwise -> [[3 0], [4 1], [5 2]]; 8 counter-clockwise -> [[2 5], [1 4], [0 3]]
+    assert apply_orientation(stored, 6).tolist() == [[3, 0], [4, 1], [5, 2]]
+    assert apply_orientation(stored, 8).tolist() == [[2, 5], [1, 4], [0, 3]]
+    for orientation in range(1, 9):
+        image = Image.fromarray(stored)
+        image.getexif()[0x0112] = orientation
+        assert np.array_equal(apply_orientation(stored, orientation), np.asarray(ImageOps.exif_transpose(image)))
