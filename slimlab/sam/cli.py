@@ -149,16 +149,24 @@ def distill_command(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. steps=500 hard_prompts=teacher")
     parser.add_argument("--config", help="YAML file with TrainConfig fields")
     parser.add_argument("--teacher", help="teacher checkpoint; default: train a shapes teacher here first")
-    parser.add_argument("--teacher-steps", type=int, default=300)
+    parser.add_argument("--teacher-steps", type=int, help="steps of the teacher trained here (default 300)")
     parser.add_argument("--student", default="shapes_student", help="student layout name or checkpoint to start from")
     parser.add_argument("--images", help="folder of training images (default: built-in ShapesSA)")
     parser.add_argument("--annotations", help="COCO instances JSON for --images (SA-1B per-image JSON also read)")
-    parser.add_argument("--train-images", type=int, default=400, help="ShapesSA training images")
-    parser.add_argument("--test-images", type=int, default=50, help="ShapesSA test images for the final mIoU")
+    parser.add_argument("--train-images", type=int, help="ShapesSA training images (default 400)")
+    parser.add_argument("--test-images", type=int, help="ShapesSA test images for the final mIoU (default 50)")
     parser.add_argument("--out", default="runs/sam_distill")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     config = load_config(TrainConfig, args.config, args.overrides)
+    for flag, value, ignored_with in (("--teacher-steps", args.teacher_steps, args.teacher and "--teacher"),
+                                      ("--train-images", args.train_images, args.images and "--images"),
+                                      ("--test-images", args.test_images, args.images and "--images")):
+        if value is not None and ignored_with:
+            raise SlimlabError(f"{flag} applies to what is built here; with {ignored_with} it would be ignored")
+    args.teacher_steps = 300 if args.teacher_steps is None else args.teacher_steps
+    args.train_images = 400 if args.train_images is None else args.train_images
+    args.test_images = 50 if args.test_images is None else args.test_images
     check_output_folder(Path(args.out), overwrite=True,
                         inputs=(args.teacher, args.student, args.images, args.annotations, args.config))
     device = select_device(args.device)

@@ -139,7 +139,7 @@ def test_distill_command_runs_end_to_end(tmp_path, capsys):
     assert main(["sam", "distill", "hard_prompts=sometimes", "--out", str(out)]) == 2
 
 
-def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpoint):
+def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpoint, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
     picture = np.full((64, 96, 3), 30, np.uint8)
@@ -172,6 +172,11 @@ def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpo
     labelled = TeacherLabeledDataset(FolderDataset(folder, 128), teacher, points=3)[0]
     assert labelled.masks.shape == (3, 128, 128) and labelled.masks[:, :, :64].all() and not labelled.masks[:, :, 64:].any()
     assert main(["sam", "distill", "--images", str(folder), "--out", str(out)]) == 2  # no masks, no teacher
+    # settings of what would be built here are refused when it is given instead
+    for extra in (["--teacher-steps", "5"], ["--train-images", "8"], ["--test-images", "8"]):
+        capsys.readouterr()
+        assert main(["sam", "distill", *common, *extra]) == 2
+        assert "would be ignored" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, message", [
