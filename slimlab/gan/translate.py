@@ -42,6 +42,10 @@ def translate_folder(checkpoint: str | Path, input_dir: str | Path, output_dir: 
     generator.to(device).eval()
     files = list_images(input_dir)
     images = [load_image_tensor(file) for file in files]  # read all first: a bad file stops before any output
+    for file, image in zip(files, images):
+        if min(image.shape[-2:]) < spec.min_size:  # reflection padding and the convolutions need this much
+            raise SlimlabError(f"{file}: {image.shape[-1]}x{image.shape[-2]} pixels; this {spec.kind} generator needs "
+                               f"at least {spec.min_size} pixels on each side")
     written = []
     with atomic_directory(output_dir, overwrite=overwrite, inputs=(input_dir, checkpoint)) as temporary:
         for file, image in zip(files, images):

@@ -51,6 +51,11 @@ def test_translate_bad_inputs_write_nothing(tmp_path, generator_file, capsys):
                  "--n-blocks", "1", str(tmp_path / "in"), str(tmp_path / "out")]) == 2
     assert "shape mismatches (file vs model): model.1.weight (4, 3, 7, 7) vs (8, 3, 7, 7)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    write_rgb(tmp_path / "tiny" / "dot.png", np.zeros((4, 4, 3)))
+    assert main(["gan", "translate", "--checkpoint", str(generator_file), str(tmp_path / "tiny"),
+                 str(tmp_path / "out")]) == 2
+    assert "dot.png: 4x4 pixels; this resnet generator needs at least 8" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_export_onnx_runs_in_onnxruntime_at_another_size(tmp_path, generator_file):
