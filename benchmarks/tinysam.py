@@ -44,6 +44,7 @@ SETTINGS = {
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
               "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
 }
+FULL_SIZE_REPEATS = 10  # timed calls per float / int8 pair at full size (about 0.3-1 s per call on one thread)
 
 
 def skimage_samples(size: int) -> list[ShapesSample]:
@@ -181,27 +182,27 @@ def paired_latency_ms(first, second, repeats: int = 300, warmup: int = 20) -> tu
     return 1000 * float(np.median(times[0])), 1000 * float(np.median(times[1]))
 
 
-def full_size_int8_latency(repeats: int) -> dict:
+def full_size_int8_latency(repeats: int, warmup: int) -> dict:
     """Latency of the full-size TinySAM layout (random weights: only speed is measured) in float vs dynamic int8:
-    the image encoder at 1024 px and the mask decoder on a 16-prompt batch."""
+    the image encoder at 1024 px and the mask decoder on a 16-prompt batch. Each float / int8 pair is timed in
+    alternation (medians), so load on the machine hits both alike."""
     model = build_model("vit_t").eval()
     image = torch.randn(1, 3, 1024, 1024)
     coords, labels = torch.rand(16, 1, 2) * 1024, torch.ones(16, 1)
     with torch.no_grad():
         embeddings = model.encode(image)
-    out = {}
+    out = {"repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="tinysam-onnx-") as folder:
-        candidates = (("float32", model), ("int8", dynamic_int8(model)),
-                      ("ort_float32", OnnxRuntimeSam.from_model(model, folder, int8=False)),
-                      ("ort_int8", OnnxRuntimeSam.from_model(model, folder)))
-        for name, candidate in candidates:
-            with torch.no_grad():
-                out[f"encoder_ms_{name}"] = 1000 * median_latency(lambda: candidate.encode(image), repeats, 1)
-                out[f"decoder_ms_{name}"] = 1000 * median_latency(
-                    lambda: candidate.decode(embeddings, coords, labels), repeats, 1)
-    for prefix, float_name, int8_name in (("", "float32", "int8"), ("ort_", "ort_float32", "ort_int8")):
-        for part in ("encoder", "decoder"):
-            out[f"{prefix}{part}_speedup"] = out[f"{part}_ms_{float_name}"] / out[f"{part}_ms_{int8_name}"]
+        pairs = (("", model, dynamic_int8(model)),
+                 ("ort_", OnnxRuntimeSam.from_model(model, folder, int8=False), OnnxRuntimeSam.from_model(model, folder)))
+        for prefix, float_model, int8_model in pairs:
+            out[f"encoder_ms_{prefix}float32"], out[f"encoder_ms_{prefix}int8"] = paired_latency_ms(
+                lambda: float_model.encode(image), lambda: int8_model.encode(image), repeats, warmup)
+            out[f"decoder_ms_{prefix}float32"], out[f"decoder_ms_{prefix}int8"] = paired_latency_ms(
+                lambda: float_model.decode(embeddings, coords, labels),
+                lambda: int8_model.decode(embeddings, coords, labels), repeats, warmup)
+            for part in ("encoder", "decoder"):
+                out[f"{prefix}{part}_speedup"] = out[f"{part}_ms_{prefix}float32"] / out[f"{part}_ms_{prefix}int8"]
     return out
 
 
@@ -237,12 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-steps", type=int)
     parser.add_argument("--student-steps", type=int)
     parser.add_argument("--bounds-only", action="store_true",
-                        help="add the int8 and hierarchical-mode bounds to an existing tinysam.json and rewrite the "
-                             "report (no training)")
+                        help="re-measure what needs no trained model (int8 and hierarchical-mode bounds, full-size int8 "
+                             "latency) into an existing tinysam.json and rewrite the report")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.bounds_only:
-        return update_bounds(Path(args.out), 5 if args.quick else 50)
+        return update_bounds(Path(args.out), 5 if args.quick else 50, args.quick)
     settings = dict(SETTINGS["quick" if args.quick else "default"])
     if args.teacher_steps:
         settings["teacher_steps"] = args.teacher_steps
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     ort_float_row = rows_by_variant["float32 (onnxruntime)"]
     int8_row = rows_by_variant["real int8 (onnxruntime dynamic MatMul)"]
     print("== full-size int8 latency", flush=True)
-    full_size = full_size_int8_latency(1 if args.quick else 3)
+    full_size = full_size_int8_latency(*((1, 0) if args.quick else (FULL_SIZE_REPEATS, 2)))
     profile = int8_speedup_ceiling("shapes_student", 5 if args.quick else 50)
     call_bound = hierarchical_call_bound(everything_samples)
     w8_row = quant_rows[1]
@@ -342,10 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "int8_miou_drop": float_row["miou_point"] - int8_row["miou_point"],
         "int8_miou_drop_torch_ao": float_row["miou_point"] - torch_int8_row["miou_point"],
         "w8a8_fake_miou_drop": float_row["miou_point"] - w8_row["miou_point"],
-        "int8_cpu_speedup_full_size_encoder": full_size["ort_encoder_speedup"],
-        "int8_cpu_speedup_full_size_decoder": full_size["ort_decoder_speedup"],
-        "int8_cpu_speedup_full_size_encoder_torch_ao": full_size["encoder_speedup"],
-        "int8_cpu_speedup_full_size_decoder_torch_ao": full_size["decoder_speedup"],
+        **full_size_summary(full_size),
         **bound_summary(profile, call_bound),
     }
     result = {"summary": summary, "settings": settings, "machine": describe_machine(), "command": command,
@@ -359,14 +357,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def full_size_summary(full_size: dict) -> dict:
+    return {"int8_cpu_speedup_full_size_encoder": full_size["ort_encoder_speedup"],
+            "int8_cpu_speedup_full_size_decoder": full_size["ort_decoder_speedup"],
+            "int8_cpu_speedup_full_size_encoder_torch_ao": full_size["encoder_speedup"],
+            "int8_cpu_speedup_full_size_decoder_torch_ao": full_size["decoder_speedup"]}
+
+
+def full_size_caption(full: dict) -> list[str]:
+    if "repeats" not in full:  # reports written before the paired timing: 3 separate calls each
+        return ["Full-size TinySAM layout (random weights, speed only; 3 calls each, medians):", ""]
+    return [f"Full-size TinySAM layout (random weights, speed only; {full['threads']} thread(s); each float / int8 "
+            f"pair timed alternately, {full['repeats']} calls each after {full['warmup']} warm-up calls, medians):",
+            ""]
+
+
 def bound_summary(profile: dict, call_bound: dict) -> dict:
     return {"int8_speedup_ceiling_matmul_gemm": profile["ceiling_matmul_gemm"],
             "int8_speedup_ceiling_matmul_gemm_conv": profile["ceiling_matmul_gemm_conv"],
             "hierarchical_call_reduction_ceiling": call_bound["max_call_reduction"]}
 
 
-def update_bounds(out_dir: Path, runs: int) -> int:
-    """Add the int8 and hierarchical bounds (no trained model needed) to an existing report."""
+def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
+    """Re-measure what needs no trained model (the int8 and hierarchical bounds, the full-size int8 latency) into
+    an existing report."""
     path = out_dir / "tinysam.json"
     if not path.is_file():
         raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
@@ -377,11 +391,13 @@ def update_bounds(out_dir: Path, runs: int) -> int:
     everything_samples = [samples[i] for i in range(settings["everything_images"])] + skimage_samples(size)[:1]
     result["int8_profile"] = int8_speedup_ceiling("shapes_student", runs)
     result["hierarchical_bound"] = hierarchical_call_bound(everything_samples)
+    result["full_size_int8"] = full_size_int8_latency(*((1, 0) if quick else (FULL_SIZE_REPEATS, 2)))
     result["summary"].update(bound_summary(result["int8_profile"], result["hierarchical_bound"]))
+    result["summary"].update(full_size_summary(result["full_size_int8"]))
     result["bounds_command"] = "python benchmarks/tinysam.py --bounds-only"
     atomic_write_text(path, json.dumps(result, indent=1))
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
-    print(json.dumps({k: result[k] for k in ("int8_profile", "hierarchical_bound")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("int8_profile", "hierarchical_bound", "full_size_int8")}, indent=1))
     return 0
 
 
@@ -485,7 +501,9 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                                          ("IoU vs teacher", "miou_vs_teacher", "{:.3f}"),
                                          ("MACs (M)", "macs_millions", "{:.1f}"), ("CPU ms / image", "latency_ms", "{:.1f}")])
               .replace(" | 1", " | 1"), "",
-              "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2).", "",
+              "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2). Both distillation "
+              "arms prompt with a box or a point, p = 0.5 each; the hard-prompt arm then adds points drawn from the "
+              "student's miss region for 0-9 rounds (boxes are not iterated).", "",
               "mIoU (one point) by difficulty tag:", "",
               table([{"model": r["model"], **r["miou_point_by_tag"]} for r in result["prompted"]],
                     [("model", "model", ""), ("thin", "thin", "{:.3f}"), ("concave", "concave", "{:.3f}"),
@@ -518,7 +536,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               "two rows are timed alternately, 300 calls each after warm-up: medians); "
               f"against the PyTorch float model it is {s['int8_cpu_speedup_vs_pytorch_float']:.2f}x "
               f"(torch.ao: {s['int8_cpu_speedup_torch_ao']:.2f}x). Convolutions stay float in both.", "",
-              "Full-size TinySAM layout (random weights, speed only):", "",
+              *full_size_caption(full),
               table([{"part": f"{part_name}, {runtime}", "f": full[f"{part}_ms_{prefix}float32"],
                       "q": full[f"{part}_ms_{prefix}int8"], "x": full[f"{'ort_' if prefix else ''}{part}_speedup"]}
                      for runtime, prefix in (("PyTorch / torch.ao", ""), ("onnxruntime", "ort_"))
