@@ -134,12 +134,19 @@ def compress_checkpoint(source: str | Path, out: str | Path, reference: str | Pa
 
 def load_file(path: str | Path, stats: dict[str, int] | None = None) -> CheckpointState:
     """Decode one ``.excp`` file (its lineage is found beside it)."""
+    return _load_with_lineage(path, stats)[0]
+
+
+def _load_with_lineage(path: str | Path, stats: dict[str, int] | None = None) -> tuple[CheckpointState, list[Path]]:
+    """The decoded checkpoint and the files it was decoded from (keyframe first, ``path`` last)."""
     readers = lineage(path)
     try:
         parent = LineageReference(readers[:-1]) if len(readers) > 1 else None
         if parent is None:
-            return decode_checkpoint(readers[-1], lambda name: None, stats)
-        return decode_checkpoint(readers[-1], parent.weight, stats, parent.second_moment)
+            state = decode_checkpoint(readers[-1], lambda name: None, stats)
+        else:
+            state = decode_checkpoint(readers[-1], parent.weight, stats, parent.second_moment)
+        return state, [reader.path for reader in readers]
     finally:
         for reader in readers:
             reader.close()
@@ -154,12 +161,8 @@ def decompress_checkpoint(source: str | Path, out: str | Path, step: int | None 
     elif step is not None:
         raise SlimlabError(f"{source}: --step chooses a checkpoint of a chain folder; a single .excp file holds one "
                            "step")
-    readers = lineage(source)
-    inputs = (given, *(reader.path for reader in readers))
-    for reader in readers:
-        reader.close()
-    state = load_file(source)
-    return write_checkpoint(state, out, layout, overwrite, inputs=inputs)
+    state, files = _load_with_lineage(source)
+    return write_checkpoint(state, out, layout, overwrite, inputs=(given, *files))
 
 
 class CheckpointChain:
