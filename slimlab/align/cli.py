@@ -18,6 +18,7 @@ from slimlab.align.policy import check_prompt_lengths, load_policy, sample_respo
 from slimlab.align.tiny_lm import corpus_lines, pretrain_causal_lm
 from slimlab.core.config import load_config
 from slimlab.core.errors import SlimlabError
+from slimlab.core.io import refuse_output_over_inputs
 from slimlab.core.runtime import select_device
 
 
@@ -69,12 +70,13 @@ def sample_command(argv: list[str]) -> int:
     arguments = parser.parse_intermixed_args(argv)
     cfg = _config(arguments, policy=arguments.model, prompts=arguments.prompts,
                   samples_per_prompt=arguments.samples_per_prompt)
+    refuse_output_over_inputs(arguments.out, [cfg.prompts])  # before sampling, which takes the time
     model, tokenizer = load_policy(cfg.policy, select_device(cfg.device), cfg.pad_with_eos, cfg.max_length)
     prompts = read_prompts(cfg.prompts, tokenizer)
     check_prompt_lengths(tokenizer, prompts, cfg.max_new_tokens, cfg.max_length, cfg.prompts)
     responses = sample_responses(model, tokenizer, prompts, cfg.samples_per_prompt, cfg.temperature,
                                  cfg.max_new_tokens, cfg.seed)
-    write_jsonl(arguments.out, ({"prompt": p, "responses": r} for p, r in zip(prompts, responses)))
+    write_jsonl(arguments.out, ({"prompt": p, "responses": r} for p, r in zip(prompts, responses)), [cfg.prompts])
     print(f"{len(prompts)} x {cfg.samples_per_prompt} responses written to {arguments.out}")
     return 0
 
@@ -96,7 +98,7 @@ def label_command(argv: list[str]) -> int:
     annotator = build_annotator(cfg.annotator, LexiconReward(), cfg.n_raters, cfg.rater_bias_std,
                                 cfg.rater_temperature, cfg.vote_prior, cfg.aggregate, cfg.seed)
     pairs = annotate_pairs(prompts, groups, annotator, cfg)
-    write_jsonl(arguments.out, (pair_row(pair) for pair in pairs))
+    write_jsonl(arguments.out, (pair_row(pair) for pair in pairs), [arguments.samples])
     print(f"{len(pairs)} pairs written to {arguments.out}")
     return 0
 

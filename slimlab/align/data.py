@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 from slimlab.align.preferences import preference_logit, vote_probability
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_write_text
+from slimlab.core.io import atomic_write_text, refuse_output_over_inputs
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise SlimlabError(f"{path}: file not found") from error
+    except (OSError, UnicodeDecodeError) as error:  # a folder, no permission, not UTF-8 text
+        raise SlimlabError(f"{path}: cannot read as UTF-8 JSON lines ({error})") from error
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -45,7 +47,9 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], inputs: Iterable[str | Path] = ()) -> None:
+    """Write JSON lines atomically; ``path`` may not be one of ``inputs`` (the file the rows were made from)."""
+    refuse_output_over_inputs(path, inputs)
     atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
@@ -53,7 +57,8 @@ def _text(value: Any, tokenizer, where: str, role: str) -> str:
     """A plain string, or a chat message list rendered with the tokenizer's chat template."""
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m
+                                                 for m in value):
         if role != "prompt":  # TRL conversational pairs: the response is the last assistant message
             return str(value[-1]["content"])
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
@@ -93,7 +98,8 @@ def read_pairs(path: str | Path, tokenizer=None, clip_eps: float = 0.02, prior: 
         p_hat = _soft_label(row, where, prior)
         target = float(row["preference_logit"]) if "preference_logit" in row else float(preference_logit(p_hat, clip_eps))
         if not math.isfinite(target):
-            raise SlimlabError(f"{where}: preference_logit must be finite, got {row['preference_logit']!r}")
+            source = "preference_logit" if "preference_logit" in row else "the soft label"
+            raise SlimlabError(f"{where}: the regression target from {source} must be finite, got {target}")
         pairs.append(Pair(prompt, chosen, rejected, p_hat, target))
     return pairs
 
@@ -110,7 +116,12 @@ def _soft_label(row: dict[str, Any], where: str, prior: float) -> float:
         if "votes" in row:
             if "n_votes" not in row:
                 raise SlimlabError(f"{where}: 'votes' needs 'n_votes' beside it")
-            return float(vote_probability(float(row["votes"]), int(row["n_votes"]), prior))
+            wins, count = float(row["votes"]), int(row["n_votes"])
+            if not 0 <= wins <= count:
+                raise SlimlabError(f"{where}: votes must lie in [0, n_votes]; got {wins} of {count}")
+            if count + 2 * prior <= 0:
+                raise SlimlabError(f"{where}: no votes (n_votes {count}) and no prior: p_hat would be 0 / 0")
+            return float(vote_probability(wins, count, prior))
     except (TypeError, ValueError, OverflowError) as error:
         raise SlimlabError(f"{where}: soft label is not a number ({error})") from error
     return 1.0

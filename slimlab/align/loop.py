@@ -24,7 +24,7 @@ from slimlab.align.policy import check_prompt_lengths, load_policy, sample_respo
 from slimlab.align.trainer import map_sharded, reference_logps, train_round
 from slimlab.core.distributed import barrier, init_from_environment, is_main_process, rank
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_directory
+from slimlab.core.io import atomic_directory, refuse_output_over_inputs
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
 
@@ -127,15 +127,16 @@ def log_round(run: RunDirectory | None, history: list[dict], pairs: list[Pair], 
     return step
 
 
-def save_policy(model, tokenizer, out_dir: Path, lora: bool) -> Path:
-    """Write ``model/`` (plain transformers folder, LoRA merged) and ``adapter/`` under LoRA; rank 0, atomically."""
+def save_policy(model, tokenizer, out_dir: Path, lora: bool, inputs: tuple = ()) -> Path:
+    """Write ``model/`` (plain transformers folder, LoRA merged) and ``adapter/`` under LoRA; rank 0, atomically,
+    never over one of ``inputs`` (the policy and data files the run read)."""
     target = out_dir / "model"
     if is_main_process():
         if lora:
-            with atomic_directory(out_dir / "adapter", overwrite=True) as folder:
+            with atomic_directory(out_dir / "adapter", overwrite=True, inputs=inputs) as folder:
                 model.save_pretrained(folder)
             model = model.merge_and_unload()
-        with atomic_directory(target, overwrite=True) as folder:
+        with atomic_directory(target, overwrite=True, inputs=inputs) as folder:
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
     barrier()
@@ -153,6 +154,7 @@ def run_iterate(cfg: IREPOConfig, annotator: Annotator | None = None) -> Path:
     """Iterative iREPO end to end from a prompt file; returns the saved model folder."""
     if not cfg.prompts:
         raise SlimlabError("iterate needs prompts=<file.jsonl> with a 'prompt' field per line")
+    check_output_folder_for(cfg, cfg.prompts)
     model, tokenizer = _prepare(cfg)
     prompts = read_prompts(cfg.prompts, tokenizer)  # inputs are checked before anything is written
     check_prompt_lengths(tokenizer, prompts, cfg.max_new_tokens, cfg.max_length, cfg.prompts)
@@ -162,13 +164,25 @@ def run_iterate(cfg: IREPOConfig, annotator: Annotator | None = None) -> Path:
     run = RunDirectory(cfg.out_dir, cfg)
     model = align_policy(model, tokenizer, prompts, annotator, cfg, run)
     plot_run(run)
-    return save_policy(model, tokenizer, Path(cfg.out_dir), cfg.lora_rank > 0)
+    return save_policy(model, tokenizer, Path(cfg.out_dir), cfg.lora_rank > 0, _inputs(cfg, cfg.prompts))
+
+
+def _inputs(cfg: IREPOConfig, data: str) -> tuple:
+    """What a run reads: the policy folder (unless a built-in name) and its data file."""
+    return (cfg.policy if Path(cfg.policy).exists() else "", data)
+
+
+def check_output_folder_for(cfg: IREPOConfig, data: str) -> None:
+    """Refuse, before any training, a run whose model/ or adapter/ output would replace what it reads."""
+    for name in ("model", "adapter"):
+        refuse_output_over_inputs(Path(cfg.out_dir) / name, _inputs(cfg, data))
 
 
 def run_train(cfg: IREPOConfig) -> Path:
     """One round of ``cfg.method`` on a fixed pair file (TRL columns + soft label); returns the model folder."""
     if not cfg.pairs:
         raise SlimlabError("train needs pairs=<file.jsonl> with prompt/chosen/rejected fields")
+    check_output_folder_for(cfg, cfg.pairs)
     model, tokenizer = _prepare(cfg)
     pairs = read_pairs(cfg.pairs, tokenizer, cfg.clip_eps, cfg.vote_prior)
     for index, pair in enumerate(pairs):
@@ -184,7 +198,7 @@ def run_train(cfg: IREPOConfig) -> Path:
     history = train_round(model, tokenizer, pairs, ref_logps, cfg, make_optimizer(model, cfg), 0)
     log_round(run, history, pairs, [], 0, 0, 0.0)
     plot_run(run)
-    return save_policy(model, tokenizer, Path(cfg.out_dir), cfg.lora_rank > 0)
+    return save_policy(model, tokenizer, Path(cfg.out_dir), cfg.lora_rank > 0, _inputs(cfg, cfg.pairs))
 
 
 def plot_run(run: RunDirectory) -> None:

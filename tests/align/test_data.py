@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import pytest
 from transformers import AutoTokenizer
@@ -35,7 +36,7 @@ def test_pair_file_soft_labels_from_each_column(tmp_path):
 def test_pair_and_prompt_files_report_problems_with_file_and_line(tmp_path, tiny_model_dir):
     with pytest.raises(SlimlabError, match=r"pairs.jsonl:1: missing field\(s\) rejected"):
         read_pairs(write(tmp_path / "pairs.jsonl", [{"prompt": "p", "chosen": "a"}]))
-    with pytest.raises(SlimlabError, match=r"nan.jsonl:2: preference_logit must be finite"):
+    with pytest.raises(SlimlabError, match=r"nan.jsonl:2: the regression target from preference_logit must be finite"):
         read_pairs(write(tmp_path / "nan.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"},
                                                   '{"prompt": "p", "chosen": "a", "rejected": "b", "preference_logit": NaN}']))
     with pytest.raises(SlimlabError, match=r"p_hat must lie in \[0, 1\]"):
@@ -47,3 +48,35 @@ def test_pair_and_prompt_files_report_problems_with_file_and_line(tmp_path, tiny
                      AutoTokenizer.from_pretrained(tiny_model_dir))
     with pytest.raises(SlimlabError, match="no records"):
         read_prompts(write(tmp_path / "blank.jsonl", ["", "  "]))
+
+
+def test_unreadable_files_and_odd_labels_are_named(tmp_path):
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00bad\n")
+    with pytest.raises(SlimlabError, match=r"binary.jsonl: cannot read as UTF-8"):
+        read_pairs(tmp_path / "binary.jsonl")
+    (tmp_path / "folder.jsonl").mkdir()
+    with pytest.raises(SlimlabError, match=r"folder.jsonl: cannot read"):
+        read_prompts(tmp_path / "folder.jsonl")
+    with pytest.raises(SlimlabError, match=r"empty.jsonl:1: 'chosen' must be a string or a list"):
+        read_pairs(write(tmp_path / "empty.jsonl", [{"prompt": "p", "chosen": [], "rejected": "b"}]))
+    row = {"prompt": "p", "chosen": "a", "rejected": "b", "votes": 0, "n_votes": 0}
+    with pytest.raises(SlimlabError, match=r"novotes.jsonl:1: no votes \(n_votes 0\) and no prior"):
+        read_pairs(write(tmp_path / "novotes.jsonl", [row]), prior=0.0)
+    with pytest.raises(SlimlabError, match=r"many.jsonl:1: votes must lie in \[0, n_votes\]; got 7.0 of 5"):
+        read_pairs(write(tmp_path / "many.jsonl", [{**row, "votes": 7, "n_votes": 5}]))
+
+
+def test_outputs_never_replace_the_files_they_were_made_from(tmp_path, tiny_model_dir, capsys):
+    from slimlab.cli import main
+    samples = write(tmp_path / "samples.jsonl", [{"prompt": "hi", "responses": ["a good day", "a bad day"]}])
+    before = samples.read_bytes()
+    assert main(["align", "label", str(samples), "--out", str(samples)]) == 2
+    assert "would contain the input" in capsys.readouterr().err and samples.read_bytes() == before
+    pairs = write(tmp_path / "pairs.jsonl", [{"prompt": "hi", "chosen": "a", "rejected": "b", "p_hat": 0.7}])
+    # a run that continues from the model/ an earlier run wrote to the same --out would replace its input
+    shutil.copytree(tiny_model_dir, tmp_path / "run" / "model")
+    before = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    assert main(["align", "train", "--model", str(tmp_path / "run" / "model"), "--pairs", str(pairs), "--out",
+                 str(tmp_path / "run"), "device=cpu"]) == 2
+    assert "would contain the input" in capsys.readouterr().err
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == before
