@@ -58,7 +58,7 @@ COMMANDS: tuple[Command, ...] = (
             "TinySAM: segment an image from points / a box, or everything (grid or hierarchical)"),
     Command("sam", "distill", "slimlab.sam.cli:distill_command",
             "TinySAM: full-stage distillation with online hard prompt sampling"),
-    Command("sam", "quantize", "slimlab.sam.cli:quantize_command",
+    Command("sam", "quantize", "slimlab.sam.cli_quantize:quantize_command",
             "TinySAM: W8A8 post-training quantization with calibrated scales"),
     Command("sam", "export-onnx", "slimlab.sam.cli:export_onnx_command",
             "TinySAM: export encoder + prompt decoder to ONNX, checked with onnxruntime"),

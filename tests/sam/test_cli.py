@@ -82,7 +82,7 @@ def mask_iou(reference: torch.Tensor, output: torch.Tensor) -> float:
 @pytest.mark.parametrize("twin_flags", [[], ["--no-twin"]])
 def test_quantize_writes_a_table_that_reloads_the_calibrated_model(tmp_path, checkpoint, twin_flags):
     from slimlab.sam.build import load_model
-    from slimlab.sam.cli import calibration_batch
+    from slimlab.sam.cli_quantize import calibration_batch
     from slimlab.sam.quantize import calibrate, load_scale_table
     out = tmp_path / "q"
     assert main(["sam", "quantize", "--checkpoint", str(checkpoint), "--method", "minmax",
@@ -113,7 +113,7 @@ def test_export_and_int8_onnx_commands(tmp_path, checkpoint):
                                                     "decoder_int8.onnx"}
     # the reported agreement is that of the int8 graphs written, on the calibration prompts
     from slimlab.sam.build import load_model
-    from slimlab.sam.cli import calibration_batch
+    from slimlab.sam.cli_quantize import calibration_batch
     from slimlab.sam.onnx_runtime import OnnxRuntimeSam
     model = load_model(checkpoint)
     runtime = OnnxRuntimeSam(model, {part: out / f"{part}_int8.onnx" for part in ("encoder", "decoder")})
