@@ -64,6 +64,16 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(config).items()}
 
 
+def check_same_settings(path: str | Path, stored: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume ``path`` when the run identity it stored differs from this run's, naming every key that
+    differs (with both values), so a resumed run never mixes two settings silently."""
+    changed = [f"{key}: {stored.get(key, '(absent)')!r} there, {current.get(key, '(absent)')!r} now"
+               for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
+    if changed:
+        raise SlimlabError(f"{path}: was written by a run with different settings ({'; '.join(changed)}); use another "
+                           "out_dir or resume=false")
+
+
 def coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check ``value`` against a type annotation, converting only where it is lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(annotation)

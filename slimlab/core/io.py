@@ -98,22 +98,14 @@ def check_output_folder(path: Path, overwrite: bool, inputs: Iterable[str | os.P
                            "not replaced; choose another output or remove it first")
 
 
-def refuse_inputs_inside(folder: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
-    """Raise a SlimlabError if an input (file or folder; empty entries are skipped) lies in the output ``folder``,
-    where writing the output would replace it."""
-    resolved = Path(folder).resolve()
-    for item in inputs:
-        if item and _inside(Path(item).resolve(), resolved):
-            raise SlimlabError(f"{folder}: the output folder would contain the input {item}; choose an output folder "
-                               "that does not hold the inputs")
-
-
 def refuse_output_over_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
-    """Raise a SlimlabError if the output file or folder is an input, holds one, or lies inside an input folder:
-    inputs are never replaced or modified."""
-    refuse_inputs_inside(output, inputs)
+    """Raise a SlimlabError if the output file or folder is an input, holds one, or lies inside an input folder
+    (empty entries are skipped): inputs are never replaced or modified."""
     resolved = Path(output).resolve()
     for item in inputs:
+        if item and _inside(Path(item).resolve(), resolved):
+            raise SlimlabError(f"{output}: the output would contain the input {item}; choose an output that does "
+                               "not hold the inputs")
         if item and Path(item).is_dir() and _inside(resolved, Path(item).resolve()):
             raise SlimlabError(f"{output}: lies inside the input folder {item}; write it elsewhere so the input "
                                "stays as it was")

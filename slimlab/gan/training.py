@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimlab.core.config import config_to_dict
+from slimlab.core.config import check_same_settings, config_to_dict
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_write_bytes, atomic_write_text
 
@@ -71,12 +71,7 @@ def load_state(path: Path, networks: dict[str, nn.Module], optimizers: dict[str,
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise SlimlabError(f"{path}: cannot resume, not a readable training state ({error})") from error
-    stored = payload.get("identity") or {}
-    if stored != identity:
-        changed = ", ".join(f"{key}: {stored.get(key, '(absent)')!r} there, {identity.get(key, '(absent)')!r} now"
-                            for key in sorted(set(stored) | set(identity)) if stored.get(key) != identity.get(key))
-        raise SlimlabError(f"{path}: was written by a run with different settings ({changed}); use another out_dir "
-                           "or resume=false")
+    check_same_settings(path, payload.get("identity") or {}, identity)
     for name, net in networks.items():
         net.load_state_dict(payload["networks"][name])
     for name, optimizer in optimizers.items():

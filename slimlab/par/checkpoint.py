@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from slimlab.core.config import config_to_dict, load_config
+from slimlab.core.config import check_same_settings, config_to_dict, load_config
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_write_bytes
 from slimlab.par.config import ParTrainConfig
@@ -51,12 +51,7 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
 
 def check_resumable(path: str | Path, state: dict[str, Any], cfg: ParTrainConfig) -> None:
     """Refuse to continue a checkpoint written with other settings, naming every key that differs."""
-    stored, current = run_identity(state.get("config") or {}), run_identity(config_to_dict(cfg))
-    changed = [f"{key}: {stored.get(key, '(absent)')!r} there, {current.get(key, '(absent)')!r} now"
-               for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
-    if changed:
-        raise SlimlabError(f"{path}: was written by a run with different settings ({'; '.join(changed)}); use another "
-                           "out_dir or resume=false")
+    check_same_settings(path, run_identity(state.get("config") or {}), run_identity(config_to_dict(cfg)))
 
 
 def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import refuse_inputs_inside
+from slimlab.core.io import refuse_output_over_inputs
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
@@ -177,7 +177,7 @@ def distill(cfg: DistillConfig) -> Path:
     directions = build_directions(cfg, device)
     check_crop_size(cfg, directions[0].student_spec)
     out = Path(cfg.out_dir)
-    refuse_inputs_inside(out, (cfg.teacher, cfg.teacher_d, cfg.teacher_reverse))  # G.pt / D.pt would replace them
+    refuse_output_over_inputs(out, (cfg.teacher, cfg.teacher_d, cfg.teacher_reverse))  # G.pt / D.pt would replace them
     run = RunDirectory(out)
     networks = {f"S_{d.name}": d.student for d in directions}
     networks.update({f"DS_{d.name}": d.student_d for d in directions if d.student_d is not None})

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import refuse_inputs_inside
+from slimlab.core.io import refuse_output_over_inputs
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
@@ -125,7 +125,7 @@ def train_teacher(cfg: TeacherConfig) -> Path:
         domain_a, domain_b = unpaired_folders(root, "train")
     networks = build_networks(cfg, device)  # before the run folder exists, so a bad slice_from leaves nothing behind
     out = Path(cfg.out_dir)
-    refuse_inputs_inside(out, (cfg.slice_from,))
+    refuse_output_over_inputs(out, (cfg.slice_from,))
     run = RunDirectory(out)
     optimizers = build_optimizers(cfg, networks)
     start, identity = resume_point(cfg, run, networks, optimizers)
