@@ -1,7 +1,9 @@
 """Generator / discriminator files: ``{"kind": ..., "spec": {...}, "state_dict": {...}}`` written by torch.save.
 
 A plain state dict from pytorch-CycleGAN-and-pix2pix (``latest_net_G.pth``) loads too, when the caller says
-which architecture it is. Loading checks every key and shape first and names the ones that do not fit.
+which architecture it is; a plain PatchGAN state dict (``latest_net_D.pth``, instance norm) needs nothing: its
+input channels, width and depth are read from the weight shapes. Loading checks every key and shape first and
+names the ones that do not fit.
 """
 
 from __future__ import annotations
@@ -46,12 +48,36 @@ def load_generator(path: str | Path, spec: GeneratorSpec | None = None) -> tuple
 
 
 def load_discriminator(path: str | Path) -> PatchDiscriminator:
+    """A slimlab discriminator file, or a plain PatchGAN state dict (pytorch-CycleGAN-and-pix2pix key names)."""
     payload = read_checkpoint(path)
-    if payload.get("kind") != "discriminator" or "spec" not in payload:
-        raise SlimlabError(f"{path}: not a slimlab discriminator file (expected kind 'discriminator' with a spec)")
-    discriminator = PatchDiscriminator(**payload["spec"])
-    load_checked(discriminator, payload["state_dict"], path)
+    if "state_dict" in payload or "kind" in payload:
+        if payload.get("kind") != "discriminator" or "spec" not in payload:
+            raise SlimlabError(f"{path}: not a slimlab discriminator file (expected kind 'discriminator' with a spec)")
+        spec, state = payload["spec"], payload["state_dict"]
+    else:
+        spec, state = plain_discriminator_spec(payload, path), payload
+    discriminator = PatchDiscriminator(**spec)
+    load_checked(discriminator, state, path)
     return discriminator
+
+
+def plain_discriminator_spec(state: dict, path: str | Path) -> dict:
+    """input_channels, ndf and n_layers of a plain NLayerDiscriminator state dict: the first conv is
+    (ndf, input_channels, 4, 4) and there are n_layers + 2 convolutions with weights."""
+    state = {str(key).removeprefix("module."): value for key, value in state.items()}
+    first = state.get("model.0.weight")
+    if not isinstance(first, torch.Tensor) or first.dim() != 4:
+        raise SlimlabError(f"{path}: neither a slimlab discriminator file nor a plain PatchGAN state dict "
+                           "(no 4-d 'model.0.weight'); keys: " + ", ".join(list(state)[:6]))
+    convolutions = [key for key, value in state.items()
+                    if key.startswith("model.") and key.endswith(".weight") and value.dim() == 4]
+    if len(convolutions) < 3:
+        raise SlimlabError(f"{path}: a plain PatchGAN state dict needs at least 3 convolution weights, found "
+                           f"{len(convolutions)}")
+    if any(key.endswith("running_mean") for key in state):
+        raise SlimlabError(f"{path}: a PatchGAN trained with batch norm (running_mean keys); slimlab's PatchGAN uses "
+                           "instance norm (pytorch-CycleGAN-and-pix2pix --norm instance)")
+    return {"input_channels": int(first.shape[1]), "ndf": int(first.shape[0]), "n_layers": len(convolutions) - 2}
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -95,9 +95,9 @@ def test_export_onnx_refuses_a_size_the_generator_cannot_take(tmp_path, generato
 def test_distill_takes_a_plain_state_dict_teacher_with_its_architecture(tmp_path, paired_dir, capsys):
     torch.manual_seed(0)
     torch.save(build_generator(GeneratorSpec(ngf=8, n_blocks=1)).state_dict(), tmp_path / "latest_net_G.pth")
-    save_discriminator(tmp_path / "D.pt", PatchDiscriminator(6, 4))
+    torch.save(PatchDiscriminator(6, 4).state_dict(), tmp_path / "latest_net_D.pth")  # plain D: spec from shapes
     common = ["gan", "distill", "--data", str(paired_dir), "--teacher", str(tmp_path / "latest_net_G.pth"),
-              "--teacher-d", str(tmp_path / "D.pt"), "--out", str(tmp_path / "s"), "--steps", "1", "--ratio", "0.5",
+              "--teacher-d", str(tmp_path / "latest_net_D.pth"), "--out", str(tmp_path / "s"), "--steps", "1", "--ratio", "0.5",
               "--device", "cpu", "batch_size=2", "load_size=36", "crop_size=32"]
     assert main(common) == 2
     assert "latest_net_G.pth: a plain state dict; give its architecture" in capsys.readouterr().err

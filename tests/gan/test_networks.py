@@ -3,7 +3,7 @@ import torch
 
 from slimlab.core.errors import SlimlabError
 from slimlab.core.macs import count_cost
-from slimlab.gan.checkpoint import load_generator, save_generator
+from slimlab.gan.checkpoint import load_discriminator, load_generator, save_discriminator, save_generator
 from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator, make_student, slice_init
 
 
@@ -61,3 +61,34 @@ def test_checkpoint_of_wrong_architecture_names_the_keys(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SlimlabError, match="junk.pt: not a readable torch checkpoint"):
         load_generator(tmp_path / "junk.pt")
+
+
+def test_plain_patchgan_state_dict_loads_with_its_shape_read_from_the_weights(tmp_path):
+    # pytorch-CycleGAN-and-pix2pix NLayerDiscriminator (instance norm): convs at model.0, 2, 5, 8 (n_layers = 3)
+    torch.manual_seed(0)
+    original = PatchDiscriminator(input_channels=6, ndf=4, n_layers=2)
+    state = {f"module.{key}": value for key, value in original.state_dict().items()}  # DataParallel save
+    assert sorted(original.state_dict()) == ["model.0.bias", "model.0.weight", "model.2.bias", "model.2.weight",
+                                             "model.5.bias", "model.5.weight", "model.8.bias", "model.8.weight"]
+    torch.save(state, tmp_path / "latest_net_D.pth")
+    loaded = load_discriminator(tmp_path / "latest_net_D.pth")
+    assert loaded.spec() == {"input_channels": 6, "ndf": 4, "n_layers": 2}
+    x = torch.randn(1, 6, 32, 32)
+    assert torch.equal(loaded(x), original(x))
+    save_discriminator(tmp_path / "D.pt", original)
+    assert load_discriminator(tmp_path / "D.pt").spec() == original.spec()
+
+
+def test_plain_discriminator_files_that_do_not_fit_are_named(tmp_path):
+    torch.save(build_generator(GeneratorSpec(ngf=4, n_blocks=1)).state_dict(), tmp_path / "G.pth")
+    with pytest.raises(SlimlabError, match="G.pth: neither a slimlab discriminator file nor a plain PatchGAN"):
+        load_discriminator(tmp_path / "G.pth")
+    batch_norm = dict(PatchDiscriminator(3, 4).state_dict())
+    batch_norm["model.3.running_mean"] = torch.zeros(8)
+    torch.save(batch_norm, tmp_path / "bn.pth")
+    with pytest.raises(SlimlabError, match="bn.pth: a PatchGAN trained with batch norm"):
+        load_discriminator(tmp_path / "bn.pth")
+    spec = GeneratorSpec(ngf=4, n_blocks=1)
+    save_generator(tmp_path / "G.pt", build_generator(spec), spec)
+    with pytest.raises(SlimlabError, match="G.pt: not a slimlab discriminator file"):
+        load_discriminator(tmp_path / "G.pt")
