@@ -5,7 +5,7 @@ trained on ground truth, then TinyViT students with the same step budget: GT onl
 random prompts, and full-stage distillation with TinySAM's hard prompt sampling + hard mask weighting.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
-    python benchmarks/tinysam.py            # default run
+    python benchmarks/tinysam.py            # default run (about 55 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
 """
 
@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinysam_bounds import hierarchical_call_bound, int8_speedup_ceiling  # noqa: E402
 
 SETTINGS = {
-    "default": {"train_images": 400, "test_images": 40, "teacher_steps": 3000, "student_steps": 1200,
-                "everything_images": 8, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
+    "default": {"train_images": 400, "test_images": 40, "teacher_steps": 3000, "student_steps": 3000,
+                "seeds": [0, 1, 2], "everything_images": 8, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
-              "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
+              "seeds": [0], "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
 }
 FULL_SIZE_REPEATS = 10  # timed calls per float / int8 pair at full size (about 0.3-1 s per call on one thread)
 
@@ -64,7 +64,7 @@ def skimage_samples(size: int) -> list[ShapesSample]:
     return out
 
 
-def model_row(model, test, name: str, reference=None) -> dict:
+def model_row(model, test, name: str, reference=None, timed: bool = True) -> dict:
     point = prompted_ious(model, test, "point", reference=reference)
     box = prompted_ious(model, test, "box")
     clicks = prompted_ious(model, test, "point", clicks=3)
@@ -77,7 +77,7 @@ def model_row(model, test, name: str, reference=None) -> dict:
             model.decode(model.encode(image), coords, labels)
     row = {"model": name, "miou_point": float(point["iou"].mean()), "miou_box": float(box["iou"].mean()),
            "miou_3_clicks": float(clicks["iou"].mean()), "macs": macs["total"], "macs_millions": macs["total"] / 1e6, "encoder_macs": macs["encoder"],
-           "latency_ms": 1000 * median_latency(run, repeats=7)}
+           "latency_ms": 1000 * median_latency(run, repeats=7) if timed else None}
     if reference is not None:
         row["miou_vs_teacher"] = float(point["agreement"].mean())
     tags = {}
@@ -86,6 +86,23 @@ def model_row(model, test, name: str, reference=None) -> dict:
         tags[tag] = float(point["iou"][chosen].mean()) if chosen else None
     row["miou_point_by_tag"] = tags
     return row
+
+
+SEED_METRICS = ("miou_point", "miou_box", "miou_3_clicks", "miou_vs_teacher")
+
+
+def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
+    """One table row from the per-seed rows of an arm: mean and sample std of each mIoU (the tags and sanity rows
+    are means too); cost columns from the first seed (same architecture)."""
+    merged = dict(rows[0])
+    for key in SEED_METRICS:
+        values = [row[key] for row in rows]
+        merged[key], merged[f"{key}_std"] = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    merged["miou_point_by_tag"] = {tag: (float(np.mean([r["miou_point_by_tag"][tag] for r in rows]))
+                                         if rows[0]["miou_point_by_tag"][tag] is not None else None)
+                                   for tag in rows[0]["miou_point_by_tag"]}
+    merged["seeds"], merged["per_seed"] = seeds, [{key: row[key] for key in SEED_METRICS} for row in rows]
+    return merged
 
 
 def everything_row(model, samples, name: str, **options) -> dict:
@@ -237,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--teacher-steps", type=int)
     parser.add_argument("--student-steps", type=int)
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds of the student arms (default 0 1 2)")
     parser.add_argument("--bounds-only", action="store_true",
                         help="re-measure what needs no trained model (int8 and hierarchical-mode bounds, full-size int8 "
                              "latency) into an existing tinysam.json and rewrite the report")
@@ -249,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         settings["teacher_steps"] = args.teacher_steps
     if args.student_steps:
         settings["student_steps"] = args.student_steps
+    if args.seeds:
+        settings["seeds"] = args.seeds
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/tinysam.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -265,24 +285,30 @@ def main(argv: list[str] | None = None) -> int:
             "distill_hard_prompts": {"hard_prompts": "gt", "hard_mask_weighting": True}}
     if settings["arms_teacher_prompt"]:
         arms["distill_teacher_prompts"] = {"hard_prompts": "teacher", "hard_mask_weighting": False}
-    students, logs = {}, {"teacher": teacher_log}
+    students, logs, seed_rows = {}, {"teacher": teacher_log}, {}
     for name, options in arms.items():
-        print(f"== student: {name}", flush=True)
-        seed_all(0)
-        student = build_model("shapes_student")
-        student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
-        student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
-        if options is None:
-            logs[name] = train_supervised(student, train, TrainConfig(steps=settings["student_steps"], lr=1e-3), name)
-        else:
-            config = TrainConfig(steps=settings["student_steps"], lr=1e-3, **options)
-            logs[name] = distill(teacher, student, train, config, cached, name)
-        students[name] = student
+        seed_rows[name] = []
+        for seed in settings["seeds"]:
+            print(f"== student: {name}, seed {seed}", flush=True)
+            seed_all(seed)
+            student = build_model("shapes_student")
+            student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
+            student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
+            if options is None:
+                config = TrainConfig(steps=settings["student_steps"], lr=1e-3, seed=seed)
+                log = train_supervised(student, train, config, f"{name} seed {seed}")
+            else:
+                config = TrainConfig(steps=settings["student_steps"], lr=1e-3, seed=seed, **options)
+                log = distill(teacher, student, train, config, cached, f"{name} seed {seed}")
+            seed_rows[name].append(model_row(student, test, f"student: {name}", reference=teacher,
+                                             timed=seed == settings["seeds"][0]))
+            seed_rows[name][-1]["final_loss"] = log[-1]["loss"] if log else None
+            if seed == settings["seeds"][0]:  # the first seed's student goes on to PTQ, latency and figures
+                students[name], logs[name] = student, log
 
     print("== prompted evaluation", flush=True)
     rows = [model_row(teacher, test, "teacher (ViT)")]
-    for name, student in students.items():
-        rows.append(model_row(student, test, f"student: {name}", reference=teacher))
+    rows += [merge_seeds(seed_rows[name], settings["seeds"]) for name in arms]
     teacher_row = rows[0]
     best_name = "distill_hard_prompts"
     best_row = next(r for r in rows if r["model"] == f"student: {best_name}")
@@ -332,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {
         "student_teacher_miou_ratio": best_row["miou_point"] / max(teacher_row["miou_point"], 1e-9),
+        "student_teacher_miou_ratio_per_seed": [row["miou_point"] / max(teacher_row["miou_point"], 1e-9)
+                                                for row in best_row["per_seed"]],
         "student_macs_ratio": best_row["macs"] / teacher_row["macs"],
         "hierarchical_decoder_call_reduction": grid_row["decoder_prompts_per_image"] /
         max(hierarchical_row["decoder_prompts_per_image"], 1e-9),
@@ -406,8 +434,10 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     for row in rows:
         cells = []
         for _, key, fmt in columns:
-            value = row.get(key)
-            cells.append("n/a" if value is None else (fmt.format(value) if fmt else str(value)))
+            value, spread = row.get(key), row.get(f"{key}_std")
+            cell = "n/a" if value is None else (fmt.format(value) if fmt else str(value))
+            cells.append(cell + (f" ± {fmt.format(spread)}" if spread is not None and len(row.get("seeds", [])) > 1
+                                 else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -431,7 +461,27 @@ def limits_of_scale(result: dict) -> list[str]:
         lines.append(f"- The student trained on ground truth alone ({gt_only['miou_point']:.3f}) stays below the "
                      f"distilled one ({distilled['miou_point']:.3f}) at the same step budget: distillation from this "
                      "teacher adds what the ground-truth loss alone does not reach in that budget.")
+    random_arm = models.get("student: distill_random_prompts")
+    if random_arm is not None and "miou_point_std" in distilled:
+        cells, beyond = [], []
+        for key, label in (("miou_point", "one point"), ("miou_box", "box"), ("miou_3_clicks", "3 clicks")):
+            gap, spread = distilled[key] - random_arm[key], max(distilled[f"{key}_std"], random_arm[f"{key}_std"])
+            cells.append(f"{label} {distilled[key]:.3f} vs {random_arm[key]:.3f}")
+            if abs(gap) > spread:
+                beyond.append(f"{label} ({'better' if gap > 0 else 'worse'} by {gap:+.3f}, larger std {spread:.3f})")
+        lines.append("- Hard prompt sampling against random prompts (same losses and budget, means over seeds): "
+                     + ", ".join(cells) + "; beyond the larger seed std: " + (", ".join(beyond) or "none") + ".")
     return lines
+
+
+def seed_lines(result: dict) -> list[str]:
+    seeds = result["settings"].get("seeds", [0])
+    if len(seeds) < 2:
+        return ["- One seed per student arm."]
+    ratios = ", ".join(f"{value:.3f}" for value in result["summary"]["student_teacher_miou_ratio_per_seed"])
+    return [f"- Student arms are trained with seeds {seeds} (initialisation, batches and prompts; mean ± sample std "
+            f"over seeds in the tables, tags as means); the teacher, PTQ and everything mode use one seed, PTQ and "
+            f"the figures the first seed's student. Student/teacher ratio per seed (hard prompts): {ratios}."]
 
 
 def profile_paragraph(profile: dict | None) -> list[str]:
@@ -495,7 +545,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
     if result.get("bounds_command"):
         parts += ["", f"The 'at most' bounds were added later with `{result['bounds_command']}` (no training; the "
                   "full command above computes them too)."]
-    parts += ["", "## Teacher vs students (same step budget for every student)", "",
+    parts += ["", "## Teacher vs students (same step budget for every student: settings `student_steps`)", "",
               table(result["prompted"], [("model", "model", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
                                          ("mIoU box", "miou_box", "{:.3f}"), ("mIoU 3 clicks", "miou_3_clicks", "{:.3f}"),
                                          ("IoU vs teacher", "miou_vs_teacher", "{:.3f}"),
@@ -504,12 +554,12 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2). Both distillation "
               "arms prompt with a box or a point, p = 0.5 each; the hard-prompt arm then adds points drawn from the "
               "student's miss region for 0-9 rounds (boxes are not iterated).", "",
-              "mIoU (one point) by difficulty tag:", "",
+              "mIoU (one point) by difficulty tag (students: mean over seeds):", "",
               table([{"model": r["model"], **r["miou_point_by_tag"]} for r in result["prompted"]],
                     [("model", "model", ""), ("thin", "thin", "{:.3f}"), ("concave", "concave", "{:.3f}"),
                      ("occluded", "occluded", "{:.3f}"), ("small", "small", "{:.3f}")]), "",
               "skimage sanity images (coins: GT from Otsu + labelling; horse: its own silhouette; derived GT, "
-              "qualitative):", "",
+              "qualitative; the first seed's students):", "",
               table(result["skimage_sanity"], [("model", "model", ""), ("mIoU point", "miou_point", "{:.3f}"),
                                                 ("mIoU box", "miou_box", "{:.3f}")]), "",
               "## Everything mode (teacher; ShapesSA test images + coins)", "",
@@ -546,7 +596,8 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               *profile_paragraph(result.get("int8_profile")),
               "## Limits of this run", "",
               *limits_of_scale(result),
-              "- One seed per arm; EdgeSAM's prompt-in-the-loop arm (`hard_prompts=teacher`) is implemented and "
+              *seed_lines(result),
+              "- EdgeSAM's prompt-in-the-loop arm (`hard_prompts=teacher`) is implemented and "
               "tested but not run here (`arms_teacher_prompt`); the KL grid search covers the decoder only.",
               "- torch.ao's int8 path quantizes Linear layers only; at this model size the per-call overhead of "
               "dynamic quantization eats its gain. Neither int8 path quantizes convolutions (TinyViT's stem and "
