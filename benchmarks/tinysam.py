@@ -92,8 +92,8 @@ SEED_METRICS = ("miou_point", "miou_box", "miou_3_clicks", "miou_vs_teacher")
 
 
 def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
-    """One table row from the per-seed rows of an arm: mean and sample std of each mIoU (the tags and sanity rows
-    are means too); cost columns from the first seed (same architecture)."""
+    """One table row from the per-seed rows of an arm: mean and sample std of each mIoU (the per-tag mIoU as a
+    mean); cost columns and the final loss from the first seed (same architecture)."""
     merged = dict(rows[0])
     for key in SEED_METRICS:
         values = [row[key] for row in rows]
