@@ -2,7 +2,8 @@
 
 Arms (same trunk, steps and seeds): global head + plain BCE; global head + exp-ratio weighted BCE (the strong
 baseline, DeepMAR-style weighting); region branches without context; branches + AAP (co-occurrence prior from
-training labels, learned lambda); branches + a learned linear label-correlation layer; AAP with the oracle prior.
+training labels, learned lambda, and fixed lambda 0.5 / 0.7 / 0.9); branches + a learned linear label-correlation
+layer; AAP with the oracle prior.
 Controls: AAP with a shuffled co-occurrence prior, and both main arms on the independent-attribute generator.
 Writes docs/benchmarks/par.md, par.json and PNG plots.
 
@@ -37,6 +38,9 @@ ARMS = {
     "aap": ("correlated", ["head=aap"]),
     "correlation_layer": ("correlated", ["head=correlation"]),
     "aap_oracle_prior": ("correlated", ["head=aap", "prior=oracle"]),
+    "aap_lambda_0.5": ("correlated", ["head=aap", "mixing=0.5"]),  # the spec's fixed-lambda sweep
+    "aap_lambda_0.7": ("correlated", ["head=aap", "mixing=0.7"]),
+    "aap_lambda_0.9": ("correlated", ["head=aap", "mixing=0.9"]),
     "aap_shuffled_prior": ("correlated", ["head=aap", "prior=shuffled"]),
     "baseline_wbce_independent": ("independent", ["head=global"]),
     "aap_independent": ("independent", ["head=aap"]),
@@ -62,7 +66,7 @@ def run_one(job: tuple[str, int, list[str], str]) -> tuple[str, int, dict, float
                                                          f"out_dir={out_dir}/{name}-{seed}"])
     result = main(cfg)
     extra = {}
-    if cfg.head == "aap":
+    if cfg.head == "aap" and cfg.mixing == "learned":
         state = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=True)["model"]
         extra["learned_lambda_mean"] = float(torch.sigmoid(state["pooling.lambda_logits"]).mean())
     kept = {key: result[key] for key in METRICS if key in result}

@@ -19,6 +19,9 @@ LABELS = {
     "aap": "(iv) branches + AAP (train prior, learned lambda)",
     "correlation_layer": "(v) branches + learned label-correlation layer",
     "aap_oracle_prior": "(vi) AAP with the generator's true prior",
+    "aap_lambda_0.5": "(iv) with fixed lambda 0.5",
+    "aap_lambda_0.7": "(iv) with fixed lambda 0.7",
+    "aap_lambda_0.9": "(iv) with fixed lambda 0.9",
     "aap_shuffled_prior": "control: AAP with a shuffled prior",
     "baseline_wbce_independent": "control: (ii) on independent attributes",
     "aap_independent": "control: (iv) on independent attributes",
@@ -76,7 +79,8 @@ def write_report(report: dict, out: Path) -> None:
               f"{100 * report['aap_minus_branches_ma']:+.2f} points (ratio to the seed spread "
               f"{report['aap_minus_branches_ma_over_spread']:.2f}).",
               f"* Low-data regime (500 training images): AAP vs baseline {100 * report['aap_minus_baseline_ma_low_data']:+.2f}, "
-              f"AAP vs branches {100 * report['aap_minus_branches_ma_low_data']:+.2f} mA points.", "",
+              f"AAP vs branches {100 * report['aap_minus_branches_ma_low_data']:+.2f} mA points.",
+              *lambda_sweep(methods), "",
               *reading(report), "",
               "## Per-attribute mA (correlated set, mean over seeds)", "",
               "| attribute | weak | baseline (ii) | branches (iii) | AAP (iv) |", "|---|---|---|---|---|"]
@@ -97,10 +101,25 @@ def write_report(report: dict, out: Path) -> None:
               "* The region-branch heads (iii)-(vi) carry about three times the parameters of the global head (table "
               "above), so the comparison with the baseline mixes head capacity with the method; arm (iii) holds the "
               "architecture fixed and isolates what the context adds.",
-              f"* Wall time: {report['wall_seconds'] / 60:.1f} min on a machine shared with other jobs (see the load "
-              "average); the time on two idle cores (budget 12 min) was not measured.",
+              f"* Wall time: {report['wall_seconds'] / 60:.1f} min with two runs in parallel (spec budget: 30 min); "
+              f"load average {report['machine'].get('load_average', '?')} at the end of the run.",
               "* The pooling formula is a reconstruction (see the spec): the paper's code and tables were not available."]
     atomic_write_text(out / "par.md", "\n".join(lines) + "\n")
+
+
+def lambda_sweep(methods: dict) -> list[str]:
+    """One line over the spec's lambda values: how much of each prediction the context may carry."""
+    arms = [(f"{value}", f"aap_lambda_{value}") for value in ("0.5", "0.7", "0.9")] + [("learned", "aap")]
+    present = [(label, methods[name]) for label, name in arms if name in methods]
+    if len(present) < 2:
+        return []
+    cells = [f"{label}: mA {100 * m['mA']['mean']:.2f} ± {100 * m['mA']['std']:.2f}, weak-attribute mA "
+             f"{100 * m['weak_mA']['mean']:.2f}" for label, m in present]
+    reference = methods.get("branches")
+    tail = (f" (branches without context: mA {100 * reference['mA']['mean']:.2f}, weak-attribute mA "
+            f"{100 * reference['weak_mA']['mean']:.2f})") if reference else ""
+    return ["* Lambda sweep (share of each attribute's own prediction; 1 - lambda comes from the context): "
+            + "; ".join(cells) + tail + "."]
 
 
 def reading(report: dict) -> list[str]:
