@@ -13,6 +13,7 @@ from slimlab.ckpt.codec import ExcpCodec, bits_per_parameter, ratio
 from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.state import read_checkpoint
 from slimlab.core.errors import SlimlabError
+from slimlab.core.io import read_json
 
 
 def _codec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +42,7 @@ def _codec(arguments) -> ExcpCodec:
 def _param_names(path: str | None) -> list[str] | None:
     if path is None:
         return None
-    try:
-        names = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise SlimlabError(f"{path}: cannot read a JSON list of parameter names ({error})") from error
-    if not isinstance(names, list):
-        raise SlimlabError(f"{path}: expected a JSON list of parameter names")
-    return names
+    return read_json(path, list, "a JSON list of parameter names")
 
 
 def compress_command(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -113,6 +114,18 @@ def refuse_output_over_inputs(output: str | os.PathLike, inputs: Iterable[str | 
 
 def _inside(candidate: Path, folder: Path) -> bool:
     return candidate == folder or folder in candidate.parents
+
+
+def read_json(path: str | os.PathLike, expected: type, what: str):
+    """The JSON value in ``path``, which must be of type ``expected``; errors name the file and ``what`` it should
+    hold (e.g. "a JSON list of parameter names")."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise SlimlabError(f"{path}: cannot read {what} ({error})") from error
+    if not isinstance(value, expected):
+        raise SlimlabError(f"{path}: expected {what}, found a JSON {type(value).__name__}")
+    return value
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_write_text
+from slimlab.core.io import atomic_write_text, read_json
 
 GELU_NEGATIVE_SCALE = 0.16997 / 128  # GELU's minimum is -0.16997: negatives get this fixed step (8 bits)
 RESERVOIR = 4096
@@ -353,12 +353,7 @@ def save_scale_table(table: dict, path: str | Path) -> None:
 
 def load_scale_table(model: nn.Module, path: str | Path, twin: bool | None = None) -> nn.Module:
     """``apply_scale_table`` on a ``scales.json`` written by ``save_scale_table``; errors name the file."""
-    try:
-        table = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise SlimlabError(f"{path}: not a readable scale table ({error})") from error
-    if not isinstance(table, dict):
-        raise SlimlabError(f"{path}: a scale table is a JSON object of quantizer name -> scales")
+    table = read_json(path, dict, "a scale table (a JSON object of quantizer name -> scales)")
     return apply_scale_table(model, table, twin, str(path))
 
 

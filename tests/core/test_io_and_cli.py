@@ -5,7 +5,7 @@ import pytest
 
 from slimlab.cli import COMMANDS, main
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import OUTPUT_MARKER, atomic_directory, atomic_open, atomic_write_bytes
+from slimlab.core.io import OUTPUT_MARKER, atomic_directory, atomic_open, atomic_write_bytes, read_json
 
 
 def test_atomic_open_leaves_old_file_on_error(tmp_path):
@@ -92,3 +92,15 @@ def test_every_command_target_imports():
     for command in COMMANDS:
         module_name, function_name = command.target.split(":")
         assert callable(getattr(importlib.import_module(module_name), function_name)), command
+
+
+def test_read_json_names_the_file_and_what_it_should_hold(tmp_path):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert read_json(tmp_path / "list.json", list, "a list") == [1, 2]
+    with pytest.raises(SlimlabError, match=r"list.json: expected a JSON object of scales, found a JSON list"):
+        read_json(tmp_path / "list.json", dict, "a JSON object of scales")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SlimlabError, match=r"bad.json: cannot read a list \("):
+        read_json(tmp_path / "bad.json", list, "a list")
+    with pytest.raises(SlimlabError, match=r"missing.json: cannot read a list \("):
+        read_json(tmp_path / "missing.json", list, "a list")
