@@ -6,6 +6,7 @@ these helpers read them. Tests start 2 CPU processes on the gloo backend the sam
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -44,9 +45,18 @@ def init_from_environment(backend: str | None = None) -> bool:
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend)
+    # Leave the group before the interpreter tears down: a gloo group still alive at exit can abort the process
+    # ("terminate called without an active exception") after the work has finished, failing the launch.
+    atexit.register(leave_process_group)
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return True
+
+
+def leave_process_group() -> None:
+    """Destroy the default process group if one is active (idempotent)."""
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

@@ -15,8 +15,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from slimlab.core.config import config_to_dict
-from slimlab.core.distributed import (all_reduce_mean, init_from_environment, is_distributed, is_main_process,
-                                      rank, world_size)
+from slimlab.core.distributed import (all_reduce_mean, barrier, init_from_environment, is_distributed,
+                                      is_main_process, rank, world_size)
 from slimlab.core.io import atomic_write_text
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
@@ -95,6 +95,7 @@ def main(cfg: ParTrainConfig) -> dict:
         run.log(epoch=cfg.epochs, **_headline(metrics))
         run.plot("epoch", ["loss"], "loss")
         atomic_write_text(out_dir / "result.json", json.dumps(result, indent=2))
+    barrier()  # the other ranks wait for the main process's evaluation, so every rank leaves the group together
     return result
 
 
