@@ -1,4 +1,4 @@
-"""Benchmark: portable-GAN distillation vs its baselines on two built-in paired tasks, 3 seeds, equal budgets.
+"""Benchmark: portable-GAN distillation vs its baselines on three built-in tasks, 3 seeds, equal budgets.
 
 Arms per task: the teacher (ResNet generator, trained once); a student of ``ratio`` width distilled with the
 student discriminator (full method); the same student distilled without it (pixel + feature terms only); the
@@ -6,9 +6,14 @@ same student trained from scratch with the teacher's own pix2pix recipe. Two mor
 teacher's leading filters (``init=slice``): the full method, and the teacher's pix2pix recipe on the ground truth
 (a pruned teacher retrained; it shows how much of a sliced student's gain is the distillation and how much the
 inherited weights). All students get the same number of steps, batch size and seeds.
+
+Tasks: two paired (edges -> photo, 4x super-resolution; teacher and scratch student trained with pix2pix) and the
+spec's unpaired task U (flat shapes -> striped shapes; teacher and scratch student trained with CycleGAN, both
+directions; scored on the A -> B generator against the hidden striped version of each test scene). The slice arms
+run on the paired tasks only: the teacher recipe slices paired generators only.
 Writes docs/benchmarks/portable_gan.md, .json and PNGs.
 
-    python benchmarks/portable_gan.py            # default run (~18 min on 2 cores: two tasks in parallel)
+    python benchmarks/portable_gan.py            # default run (~45 min on 2 cores: tasks in 2 processes)
     python benchmarks/portable_gan.py --quick    # smoke run
 """
 
@@ -37,17 +42,30 @@ from slimlab.gan.evaluate import cost, default_features, generate, load_test_spl
 from slimlab.gan.recipes.distill import distill
 from slimlab.gan.recipes.teacher import train_teacher
 
-TASKS = {"edges2photo": "edges -> photo (Canny edge map to 64x64 photo crop)",
+# the unpaired task first: its CycleGAN runs take the longest, so the two paired tasks share the other process
+TASKS = {"shapes2stripes": "unpaired: flat-coloured shapes -> the same shapes with stripes (CycleGAN)",
+         "edges2photo": "edges -> photo (Canny edge map to 64x64 photo crop)",
          "sr4": "low-res -> high-res (4x bicubic-degraded crop to the crop)"}
+TASK_MODES = {"shapes2stripes": "unpaired", "edges2photo": "paired", "sr4": "paired"}
 ARMS = ("scratch", "distill_no_student_d", "distill_student_d", "distill_student_d_pix100", "scratch_slice",
         "distill_student_d_slice")
-ARM_TITLES = {"teacher": "teacher", "scratch": "student from scratch (pix2pix loss)",
+SLICE_ARMS = ("scratch_slice", "distill_student_d_slice")
+ARM_TITLES = {"teacher": "teacher", "scratch": "student from scratch (task loss: pix2pix or CycleGAN)",
               "distill_no_student_d": "student distilled, no student D (pixel + feature)",
               "distill_student_d": "student distilled with student D (full method)",
               "distill_student_d_pix100": "student distilled with student D, lambda_pix 100",
               "scratch_slice": "sliced teacher retrained (pix2pix loss, init slice)",
               "distill_student_d_slice": "student distilled with student D, init slice"}
 METRICS = ("kid", "fid", "psnr", "ssim", "psnr_to_teacher")
+
+
+def task_arms(task: str) -> tuple[str, ...]:
+    return ARMS if TASK_MODES[task] == "paired" else tuple(arm for arm in ARMS if arm not in SLICE_ARMS)
+
+
+def generator_file(task: str) -> str:
+    """The A -> B generator a recipe writes: G.pt (paired) or G_AB.pt (unpaired)."""
+    return "G.pt" if TASK_MODES[task] == "paired" else "G_AB.pt"
 
 
 def settings(quick: bool) -> dict:
@@ -62,15 +80,16 @@ def settings(quick: bool) -> dict:
 def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dict, dict]:
     """Train and score every arm of one task; returns (results, image samples). Cost is measured later."""
     torch.set_num_threads(threads)
-    root = builtin_task(task)
-    common = dict(data=str(root), device="cpu", batch_size=config["batch_size"], log_every=50, resume=False)
+    root, mode, generator_name = builtin_task(task), TASK_MODES[task], generator_file(task)
+    common = dict(data=str(root), mode=mode, device="cpu", batch_size=config["batch_size"], log_every=50,
+                  resume=False)
     teacher_dir = work / task / "teacher"
     started = time.perf_counter()
     train_teacher(load_config(TeacherConfig, out_dir=str(teacher_dir), steps=config["teacher_steps"],
                               ngf=config["ngf"], n_blocks=config["n_blocks"], seed=0, **common))
     teacher_seconds = time.perf_counter() - started
-    teacher, spec = load_generator(teacher_dir / "G.pt")
-    inputs, targets = load_test_split(root, "paired")
+    teacher, spec = load_generator(teacher_dir / generator_name)
+    inputs, targets = load_test_split(root, mode)
     features = default_features()
     teacher_out = generate(teacher, inputs)
     results = {"teacher": {"seeds": [0], "runs": [quality(teacher_out, targets, features)],
@@ -78,7 +97,7 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
     picks = sample_indices(len(inputs))
     samples = {"input": inputs[picks], "target": targets[picks], "teacher": teacher_out[picks]}
     student_ngf = spec.scaled(config["ratio"]).ngf
-    for arm in ARMS:
+    for arm in task_arms(task):
         runs, seconds = [], []
         for seed in config["seeds"]:
             out_dir = work / task / f"{arm}-seed{seed}"
@@ -89,13 +108,13 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
                                           slice_from=str(teacher_dir / "G.pt") if arm == "scratch_slice" else "",
                                           **common))
             else:
-                distill(load_config(DistillConfig, out_dir=str(out_dir), teacher=str(teacher_dir / "G.pt"),
+                distill(load_config(DistillConfig, out_dir=str(out_dir), teacher=str(teacher_dir / generator_name),
                                     steps=config["student_steps"], ratio=config["ratio"], seed=seed,
                                     student_discriminator=arm != "distill_no_student_d",
                                     lambda_pix=100.0 if arm.endswith("_pix100") else DistillConfig.lambda_pix,
                                     init="slice" if arm.endswith("_slice") else "scratch", **common))
             seconds.append(time.perf_counter() - started)
-            student, _ = load_generator(out_dir / "G.pt")
+            student, _ = load_generator(out_dir / generator_name)
             outputs = generate(student, inputs)
             runs.append(quality(outputs, targets, features, teacher_out))
             if seed == config["seeds"][0]:
@@ -110,13 +129,13 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
     return results, samples
 
 
-def measure_cost(results: dict, task_work: Path, config: dict) -> None:
+def measure_cost(task: str, results: dict, task_work: Path, config: dict) -> None:
     """Params, MACs, size and single-thread CPU latency per arm (one generator per arm: every seed has the same
     architecture), measured after all training so no other benchmark process shares the cores."""
     folders = {"teacher": task_work / "teacher"}
-    folders.update({arm: task_work / f"{arm}-seed{config['seeds'][0]}" for arm in ARMS})
+    folders.update({arm: task_work / f"{arm}-seed{config['seeds'][0]}" for arm in task_arms(task)})
     for arm, folder in folders.items():
-        generator, _ = load_generator(folder / "G.pt")
+        generator, _ = load_generator(folder / generator_file(task))
         results[arm]["cost"] = cost(generator, 64, config["latency_runs"])
 
 
@@ -127,10 +146,12 @@ def sample_indices(count: int, rows: int = 6) -> list[int]:
 
 def grid_from_runs(task: str, work: Path, seed: int) -> list[list[torch.Tensor]]:
     """Rebuild a task's image grid from the generators a finished run left in ``work``."""
-    inputs, targets = load_test_split(builtin_task(task), "paired")
+    inputs, targets = load_test_split(builtin_task(task), TASK_MODES[task])
     picks = sample_indices(len(inputs))
-    columns = [inputs[picks], targets[picks], generate(load_generator(work / task / "teacher" / "G.pt")[0], inputs[picks])]
-    columns += [generate(load_generator(work / task / f"{arm}-seed{seed}" / "G.pt")[0], inputs[picks]) for arm in ARMS]
+    name = generator_file(task)
+    columns = [inputs[picks], targets[picks], generate(load_generator(work / task / "teacher" / name)[0], inputs[picks])]
+    columns += [generate(load_generator(work / task / f"{arm}-seed{seed}" / name)[0], inputs[picks])
+                for arm in task_arms(task)]
     return [[column[i] for column in columns] for i in range(len(picks))]
 
 
@@ -159,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((out / "portable_gan.json").read_text())
         grids = {task: out / f"portable_gan_{task}_grid.png" for task in report["tasks"]}
         for task in report["tasks"]:
-            if (Path(arguments.work) / task / "teacher" / "G.pt").exists():
+            if (Path(arguments.work) / task / "teacher" / generator_file(task)).exists():
                 write_image(grids[task], image_grid(grid_from_runs(task, Path(arguments.work),
                                                                    report["settings"]["seeds"][0])))
         atomic_write_text(out / "portable_gan.md", render_markdown(report, grids))
@@ -174,23 +195,31 @@ def main(argv: list[str] | None = None) -> int:
         for task, future in futures.items():
             tasks[task], samples = future.result()
             print(f"== {task} trained", flush=True)
-            rows = [[samples[key][i] for key in ("input", "target", "teacher", *ARMS)]
+            rows = [[samples[key][i] for key in ("input", "target", "teacher", *task_arms(task))]
                     for i in range(len(samples["input"]))]
             grids[task] = out / f"portable_gan_{task}_grid.png"
             write_image(grids[task], image_grid(rows))
     for task, results in tasks.items():
-        measure_cost(results, work / task, config)
+        measure_cost(task, results, work / task, config)
     wall = time.perf_counter() - started
     report = summarise(tasks, config, arguments, wall)
     for metric in ("kid", "psnr"):
         for task, results in tasks.items():
-            bar_plot({arm: results[arm][f"{metric}_mean"] for arm in ("teacher", *ARMS)},
+            arms = ("teacher", *task_arms(task))
+            bar_plot({arm: results[arm][f"{metric}_mean"] for arm in arms},
                      out / f"portable_gan_{task}_{metric}.png", f"{task}: {metric} (mean +- std over seeds)", metric,
-                     errors={arm: results[arm][f"{metric}_std"] for arm in ("teacher", *ARMS)})
+                     errors={arm: results[arm][f"{metric}_std"] for arm in arms})
     atomic_write_text(out / "portable_gan.json", json.dumps(report, indent=2))
     atomic_write_text(out / "portable_gan.md", render_markdown(report, grids))
     print(f"wrote {out / 'portable_gan.md'} in {wall / 60:.1f} min")
     return 0
+
+
+def tally(tasks: dict, metric: str, lower_is_better: bool, arm: str = "distill_student_d",
+          baseline: str = "scratch") -> int:
+    """Tasks where ``arm`` beats ``baseline`` beyond the seed spread, among the tasks that ran both."""
+    return sum(beats_beyond_spread(results, metric, lower_is_better, arm, baseline)
+               for results in tasks.values() if arm in results and baseline in results)
 
 
 def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
@@ -204,22 +233,20 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
         "parallel_task_processes": arguments.jobs,
         "feature_network": "RandomConvFeatures(seed=1234): fixed random 4-stage conv net, mean+std per stage (480-d)",
         "tasks": tasks,
+        "task_modes": {task: TASK_MODES[task] for task in tasks},
         "teacher_over_student_macs": macs_ratio,
-        "tasks_where_distilled_beats_scratch_beyond_spread": sum(
-            beats_beyond_spread(results, "kid", True) for results in tasks.values()),
-        "tasks_where_distilled_beats_scratch_beyond_spread_psnr": sum(
-            beats_beyond_spread(results, "psnr", False) for results in tasks.values()),
-        "tasks_where_distilled_pix100_beats_scratch_beyond_spread": sum(
-            beats_beyond_spread(results, "kid", True, "distill_student_d_pix100") for results in tasks.values()),
-        "tasks_where_distilled_pix100_beats_scratch_beyond_spread_psnr": sum(
-            beats_beyond_spread(results, "psnr", False, "distill_student_d_pix100") for results in tasks.values()),
-        "tasks_where_distilled_slice_beats_scratch_beyond_spread": sum(
-            beats_beyond_spread(results, "kid", True, "distill_student_d_slice") for results in tasks.values()),
-        "tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr": sum(
-            beats_beyond_spread(results, "psnr", False, "distill_student_d_slice") for results in tasks.values()),
-        "tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread": sum(
-            beats_beyond_spread(results, "kid", True, "distill_student_d_slice", "scratch_slice")
-            for results in tasks.values()),
+        "tasks_where_distilled_beats_scratch_beyond_spread": tally(tasks, "kid", True),
+        "tasks_where_distilled_beats_scratch_beyond_spread_psnr": tally(tasks, "psnr", False),
+        "tasks_where_distilled_pix100_beats_scratch_beyond_spread": tally(tasks, "kid", True,
+                                                                          "distill_student_d_pix100"),
+        "tasks_where_distilled_pix100_beats_scratch_beyond_spread_psnr": tally(tasks, "psnr", False,
+                                                                               "distill_student_d_pix100"),
+        "tasks_with_slice_arms": sum("distill_student_d_slice" in results for results in tasks.values()),
+        "tasks_where_distilled_slice_beats_scratch_beyond_spread": tally(tasks, "kid", True, "distill_student_d_slice"),
+        "tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr": tally(tasks, "psnr", False,
+                                                                              "distill_student_d_slice"),
+        "tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread": tally(
+            tasks, "kid", True, "distill_student_d_slice", "scratch_slice"),
         "tasks_where_student_d_beats_no_student_d_kid": sum(
             results["distill_student_d"]["kid_mean"] < results["distill_no_student_d"]["kid_mean"]
             for results in tasks.values()),
@@ -230,11 +257,10 @@ def findings(results: dict) -> list[str]:
     """Sentences computed from one task's numbers (no text depends on anything else)."""
     teacher, scratch, full, plain = (results[k] for k in ("teacher", "scratch", "distill_student_d",
                                                           "distill_no_student_d"))
-    sliced, pruned = results["distill_student_d_slice"], results["scratch_slice"]
     strong_pixel = results["distill_student_d_pix100"]
     gap = scratch["kid_mean"] - teacher["kid_mean"]
-    closest = max(ARMS, key=lambda arm: results[arm]["psnr_to_teacher_mean"])
-    return [
+    closest = max((arm for arm in ARMS if arm in results), key=lambda arm: results[arm]["psnr_to_teacher_mean"])
+    lines = [
         f"- Teacher vs scratch student: KID x1000 {1000 * teacher['kid_mean']:.1f} vs {1000 * scratch['kid_mean']:.1f} "
         f"(gap {1000 * gap:.1f}; scratch seed std {1000 * scratch['kid_std']:.1f}), PSNR {teacher['psnr_mean']:.2f} vs "
         f"{scratch['psnr_mean']:.2f} dB.",
@@ -242,17 +268,21 @@ def findings(results: dict) -> list[str]:
         f"(larger std {1000 * max(full['kid_std'], scratch['kid_std']):.1f}), PSNR "
         f"{full['psnr_mean'] - scratch['psnr_mean']:+.2f} dB; without student D: KID x1000 "
         f"{1000 * (plain['kid_mean'] - scratch['kid_mean']):+.1f}, PSNR {plain['psnr_mean'] - scratch['psnr_mean']:+.2f} dB.",
-        f"- lambda_pix 100 (the spec's sweep value with the scratch recipe's 100:1 pixel-to-GAN balance) minus "
+        f"- lambda_pix 100 (the spec's sweep value; pix2pix weighs its L1 100:1 against the GAN term) minus "
         f"scratch: KID x1000 {1000 * (strong_pixel['kid_mean'] - scratch['kid_mean']):+.1f} (larger std "
         f"{1000 * max(strong_pixel['kid_std'], scratch['kid_std']):.1f}), PSNR "
         f"{strong_pixel['psnr_mean'] - scratch['psnr_mean']:+.2f} dB (larger std "
-        f"{max(strong_pixel['psnr_std'], scratch['psnr_std']):.2f}).",
-        f"- Init slice: distilled with student D minus scratch: KID x1000 "
-        f"{1000 * (sliced['kid_mean'] - scratch['kid_mean']):+.1f} (larger std "
-        f"{1000 * max(sliced['kid_std'], scratch['kid_std']):.1f}), PSNR {sliced['psnr_mean'] - scratch['psnr_mean']:+.2f} "
-        f"dB; minus the sliced teacher retrained on ground truth: KID x1000 "
-        f"{1000 * (sliced['kid_mean'] - pruned['kid_mean']):+.1f} (larger std "
-        f"{1000 * max(sliced['kid_std'], pruned['kid_std']):.1f}), PSNR {sliced['psnr_mean'] - pruned['psnr_mean']:+.2f} dB.",
+        f"{max(strong_pixel['psnr_std'], scratch['psnr_std']):.2f})."]
+    if "distill_student_d_slice" in results:
+        sliced, pruned = results["distill_student_d_slice"], results["scratch_slice"]
+        lines.append(
+            f"- Init slice: distilled with student D minus scratch: KID x1000 "
+            f"{1000 * (sliced['kid_mean'] - scratch['kid_mean']):+.1f} (larger std "
+            f"{1000 * max(sliced['kid_std'], scratch['kid_std']):.1f}), PSNR {sliced['psnr_mean'] - scratch['psnr_mean']:+.2f} "
+            f"dB; minus the sliced teacher retrained on ground truth: KID x1000 "
+            f"{1000 * (sliced['kid_mean'] - pruned['kid_mean']):+.1f} (larger std "
+            f"{1000 * max(sliced['kid_std'], pruned['kid_std']):.1f}), PSNR {sliced['psnr_mean'] - pruned['psnr_mean']:+.2f} dB.")
+    return lines + [
         f"- Closest to the teacher's outputs (PSNR to teacher): {ARM_TITLES[closest]} "
         f"({results[closest]['psnr_to_teacher_mean']:.2f} dB)."] + ([
         "- The teacher's own KID is worse than the scratch student's on this task, so a student that follows the "
@@ -261,14 +291,18 @@ def findings(results: dict) -> list[str]:
 
 def render_markdown(report: dict, grids: dict) -> str:
     s = report["settings"]
+    sliced_tasks = report.get("tasks_with_slice_arms", len(report["tasks"]))
     lines = ["# Portable GANs: distillation with a student discriminator", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
              f"Wall time: {report['wall_minutes']:.1f} min, tasks trained in {report.get('parallel_task_processes', 1)} "
              "parallel processes (one torch thread each); CPU latency is measured after all training, one thread, "
              "but the cores may have been shared with other jobs (MACs and params are exact)", "",
              f"Teacher: ResNet generator ngf {s['ngf']}, {s['n_blocks']} blocks, {s['teacher_steps']} steps (seed 0, "
-             f"trained once per task). Students: width ratio {s['ratio']}, {s['student_steps']} steps each, batch "
-             f"{s['batch_size']}, seeds {s['seeds']}. Test split: crops of 4 source images never seen in training.",
+             f"trained once per task; pix2pix on paired tasks, CycleGAN on unpaired ones). Students: width ratio "
+             f"{s['ratio']}, {s['student_steps']} steps each, batch {s['batch_size']}, seeds {s['seeds']}; on an "
+             "unpaired task every arm trains both directions and the A -> B generator is scored. Test split: paired "
+             "tasks, crops of 4 source images never seen in training; unpaired, held-out scenes scored against "
+             "their hidden B versions.",
              "", f"KID/FID features: {report['feature_network']}. They rank models on one task; they are not "
              "Inception numbers and cannot be compared with published FID/KID.", "",
              f"**teacher_over_student_macs = {report['teacher_over_student_macs']:.2f}**; "
@@ -279,9 +313,9 @@ def render_markdown(report: dict, grids: dict) -> str:
              f"{len(report['tasks'])} (KID) and {report['tasks_where_distilled_pix100_beats_scratch_beyond_spread_psnr']}"
              f" / {len(report['tasks'])} (PSNR); "
              f"with init slice: {report['tasks_where_distilled_slice_beats_scratch_beyond_spread']} / "
-             f"{len(report['tasks'])} (KID) and {report['tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr']}"
-             f" / {len(report['tasks'])} (PSNR) against scratch, "
-             f"{report['tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread']} / {len(report['tasks'])} "
+             f"{sliced_tasks} (KID) and {report['tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr']}"
+             f" / {sliced_tasks} (PSNR) against scratch, "
+             f"{report['tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread']} / {sliced_tasks} "
              f"(KID) against the sliced teacher retrained on ground truth; "
              f"student D better than no student D on KID mean in "
              f"{report['tasks_where_student_d_beats_no_student_d_kid']} / {len(report['tasks'])} tasks.", ""]
@@ -289,7 +323,8 @@ def render_markdown(report: dict, grids: dict) -> str:
         lines += [f"## {task}: {TASKS[task]}", "",
                   "| method | KID x1000 | FID | PSNR dB | SSIM | PSNR to teacher | params | MMACs | MB | CPU ms (1 thread) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for arm in ("teacher", *ARMS):
+        arms = tuple(arm for arm in ARMS if arm in results)
+        for arm in ("teacher", *arms):
             r = results[arm]
             c = r["cost"]
             fidelity = f"{r['psnr_to_teacher_mean']:.2f} +- {r['psnr_to_teacher_std']:.2f}" if arm != "teacher" else "-"
@@ -298,12 +333,13 @@ def render_markdown(report: dict, grids: dict) -> str:
                          f"{r['ssim_mean']:.3f} +- {r['ssim_std']:.3f} | {fidelity} | {c['params']:,} | "
                          f"{c['macs'] / 1e6:.1f} | {c['size_mb']:.2f} | {c['latency_ms']:.2f} |")
         verdict = "yes" if beats_beyond_spread(results, "kid", True) else "no"
-        sliced = "yes" if beats_beyond_spread(results, "kid", True, "distill_student_d_slice") else "no"
-        lines += ["", f"Distilled (student D) beats scratch on KID by more than the larger seed std: **{verdict}**; "
-                  f"with init slice: **{sliced}**.", "",
+        sliced = (f"; with init slice: **{'yes' if beats_beyond_spread(results, 'kid', True, 'distill_student_d_slice') else 'no'}**"
+                  if "distill_student_d_slice" in results else "")
+        lines += ["", f"Distilled (student D) beats scratch on KID by more than the larger seed std: **{verdict}**"
+                  f"{sliced}.", "",
                   *findings(results), "",
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
-                  f"Columns: input, target, teacher, then {', '.join(ARM_TITLES[arm] for arm in ARMS)} "
+                  f"Columns: input, target, teacher, then {', '.join(ARM_TITLES[arm] for arm in arms)} "
                   f"(seed {s['seeds'][0]}):", "", f"![{task} grid]({grids[task].name})", ""]
     return "\n".join(lines)
 
