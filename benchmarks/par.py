@@ -5,10 +5,13 @@ baseline, DeepMAR-style weighting); region branches without context; branches + 
 training labels, learned lambda, and fixed lambda 0.5 / 0.7 / 0.9); branches + a learned linear label-correlation
 layer; AAP with the oracle prior.
 Controls: AAP with a shuffled co-occurrence prior, and both main arms on the independent-attribute generator.
+Real-image sanity check (qualitative, no labels): the seed-0 AAP model on HOG person crops of OpenCV's vtest.avi,
+when the video is present (see benchmarks/par_vtest.py for where it comes from).
 Writes docs/benchmarks/par.md, par.json and PNG plots.
 
     python benchmarks/par.py            # full run (3 seeds)
     python benchmarks/par.py --quick    # smoke run
+    python benchmarks/par.py --vtest DIR/usr/share/doc/opencv-doc/examples/data/vtest.avi
 """
 
 from __future__ import annotations
@@ -23,9 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from slimlab.core.machine import machine_facts
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from par_vtest import DEBIAN_VTEST, default_vtest, sanity_check  # noqa: E402
+
+from slimlab.core.machine import machine_facts  # noqa: E402
+from slimlab.par.synthetic import sample_attribute_labels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks"
@@ -121,6 +129,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="runs trained in parallel, one thread each")
     parser.add_argument("--out", default=str(DOCS), help="folder for par.md / par.json / plots")
     parser.add_argument("--from-json", help="only redraw par.md and the plots from an earlier par.json")
+    parser.add_argument("--vtest", default=default_vtest(),
+                        help="OpenCV's vtest.avi for the real-image sanity check (default: the Debian opencv-doc path "
+                             "when installed; without it the check is skipped)")
     arguments = parser.parse_args()
     from slimlab.par.report import write_report
 
@@ -143,11 +154,17 @@ def main() -> int:
                 runs.setdefault(name, {})[seed] = metrics
                 seconds.setdefault(name, []).append(elapsed)
                 print(f"{name:<32} seed {seed}  mA {100 * metrics['mA']:.2f}  ({elapsed:.0f} s)", flush=True)
+        vtest = None
+        if arguments.vtest:
+            # the generator's true marginals (a large label-only sample), to read the predictions against
+            prevalence = sample_attribute_labels(100_000, np.random.default_rng(1)).mean(0)
+            vtest = sanity_check(arguments.vtest, Path(scratch) / f"aap-{seeds[0]}" / "checkpoint.pt", prevalence,
+                                 Path(arguments.out) / "par_vtest.png")
     summary = summarise(runs)
     correlated_difference, correlated_ratio = gain(summary, "aap", "baseline_wbce")
     independent_difference, independent_ratio = gain(summary, "aap_independent", "baseline_wbce_independent")
     report = {
-        "command": "python benchmarks/par.py" + (" --quick" if arguments.quick else ""),
+        "command": "python benchmarks/par.py" + (" --quick" if arguments.quick else "") + vtest_argument(arguments.vtest),
         "machine": machine(), "settings": settings, "seeds": seeds, "wall_seconds": time.perf_counter() - started,
         "methods": summary, "runs": {name: {str(s): m for s, m in by_seed.items()} for name, by_seed in runs.items()},
         "train_seconds_mean": {name: statistics.fmean(v) for name, v in seconds.items()},
@@ -162,6 +179,8 @@ def main() -> int:
         "aap_minus_branches_ma_low_data": gain(summary, "aap_low_data", "branches_low_data")[0],
         "speed_and_size": speed_and_size(settings),
     }
+    if vtest:
+        report["vtest"] = vtest
     report["target_beats_baseline_beyond_spread"] = bool(correlated_ratio > 1.0)
     report["target_gain_shrinks_on_independent"] = bool(independent_difference < correlated_difference)
     report["aap_learned_lambda_mean"] = statistics.fmean(m["learned_lambda_mean"] for m in runs["aap"].values())
@@ -169,6 +188,15 @@ def main() -> int:
     write_report(report, Path(arguments.out))
     print(f"wrote {arguments.out}/par.md and par.json in {report['wall_seconds']:.0f} s")
     return 0
+
+
+def vtest_argument(path: str | None) -> str:
+    """The --vtest part of the reproduce command, with the folder the Debian package was unpacked into as a
+    placeholder (the Debian install path needs no argument)."""
+    if not path or Path(path) == DEBIAN_VTEST:
+        return ""
+    marker = "/usr/share/doc/opencv-doc/"
+    return f" --vtest {'<opencv-doc>' + marker + path.split(marker, 1)[1] if marker in path else path}"
 
 
 def machine() -> dict:
