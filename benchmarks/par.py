@@ -133,6 +133,8 @@ def main() -> int:
                         help="OpenCV's vtest.avi for the real-image sanity check (default: the Debian opencv-doc path "
                              "when installed; without it the check is skipped)")
     arguments = parser.parse_args()
+    if arguments.vtest and not Path(arguments.vtest).is_file():  # before minutes of training, not after
+        parser.error(f"--vtest {arguments.vtest}: no such file")
     from slimlab.par.report import write_report
 
     if arguments.from_json:
