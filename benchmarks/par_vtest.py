@@ -43,10 +43,10 @@ def hog_person_crops(video: str | Path, frame_step: int = 20, min_weight: float 
         if index % frame_step == 0:
             boxes, weights = detector.detectMultiScale(frame, winStride=(8, 8), padding=(8, 8), scale=1.05)
             for (x, y, w, h), weight in zip(boxes, np.asarray(weights).reshape(-1)):
-                if weight < min_weight:
-                    continue
                 x0, y0 = max(0, x), max(0, y)
-                patch = frame[y0:y + h, x0:x + w]
+                patch = frame[y0:y + h, x0:x + w]  # boxes may reach past the frame's edge
+                if weight < min_weight or patch.size == 0:
+                    continue
                 crops.append(cv2.cvtColor(cv2.resize(patch, (width, height), interpolation=cv2.INTER_AREA),
                                           cv2.COLOR_BGR2RGB))
                 where.append({"frame": index, "box": [int(x), int(y), int(w), int(h)], "weight": float(weight)})
