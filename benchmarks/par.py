@@ -20,6 +20,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -166,7 +167,7 @@ def main() -> int:
     correlated_difference, correlated_ratio = gain(summary, "aap", "baseline_wbce")
     independent_difference, independent_ratio = gain(summary, "aap_independent", "baseline_wbce_independent")
     report = {
-        "command": "python benchmarks/par.py" + (" --quick" if arguments.quick else "") + vtest_argument(arguments.vtest),
+        "command": command(arguments),
         "machine": machine(), "settings": settings, "seeds": seeds, "wall_seconds": time.perf_counter() - started,
         "methods": summary, "runs": {name: {str(s): m for s, m in by_seed.items()} for name, by_seed in runs.items()},
         "train_seconds_mean": {name: statistics.fmean(v) for name, v in seconds.items()},
@@ -192,13 +193,12 @@ def main() -> int:
     return 0
 
 
-def vtest_argument(path: str | None) -> str:
-    """The --vtest part of the reproduce command, with the folder the Debian package was unpacked into as a
-    placeholder (the Debian install path needs no argument)."""
-    if not path or Path(path) == DEBIAN_VTEST:
-        return ""
-    marker = "/usr/share/doc/opencv-doc/"
-    return f" --vtest {'<opencv-doc>' + marker + path.split(marker, 1)[1] if marker in path else path}"
+def command(arguments) -> str:
+    """The reproduce command; where opencv-doc was unpacked is this machine's business, shown as a placeholder."""
+    line = "python benchmarks/par.py" + (" --quick" if arguments.quick else "")
+    if arguments.vtest and Path(arguments.vtest) != DEBIAN_VTEST:
+        line += f" --vtest {arguments.vtest}"
+    return re.sub(r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", line)
 
 
 def machine() -> dict:
