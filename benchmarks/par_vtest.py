@@ -58,19 +58,19 @@ def hog_person_crops(video: str | Path, frame_step: int = 20, min_weight: float 
 
 
 def sanity_check(video: str | Path, checkpoint: str | Path, train_prevalence: np.ndarray, grid_path: Path,
-                 grid_count: int = 24) -> dict:
+                 grid_count: int = 24, frame_step: int = 20) -> dict:
     """Predict attributes on the HOG crops; write the grid PNG; return the figures for the report."""
     from slimlab.par.checkpoint import load_trained_model
     from slimlab.par.data import to_model_input
 
-    crops, where = hog_person_crops(video)
+    crops, where = hog_person_crops(video, frame_step)
     model, _, names = load_trained_model(checkpoint)
     images = torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()  # (N, 3, 64, 32) uint8
     with torch.no_grad():
         probabilities = model(to_model_input(images))["probabilities"].float().numpy()  # (N, A)
     picks = np.linspace(0, len(crops) - 1, min(grid_count, len(crops))).round().astype(int)
     write_grid(crops[picks], probabilities[picks], names, grid_path)
-    return {"video": str(video), "crops": len(crops), "frames_with_people": len({w["frame"] for w in where}),
+    return {"video": str(video), "crops": len(crops), "frame_step": frame_step, "frames_with_people": len({w["frame"] for w in where}),
             "attributes": list(names), "mean_probability": probabilities.mean(0).tolist(),
             "share_predicted": (probabilities >= 0.5).mean(0).tolist(), "train_prevalence": train_prevalence.tolist(),
             "grid": grid_path.name}

@@ -84,7 +84,7 @@ def write_report(report: dict, out: Path) -> None:
               *reading(report), "",
               "## Per-attribute mA (correlated set, mean over seeds)", "",
               "| attribute | weak | baseline (ii) | branches (iii) | AAP (iv) |", "|---|---|---|---|---|"]
-    per = {name: np.mean([run["per_attribute_mA"] for run in report["runs"][name].values()], axis=0)
+    per = {name: per_attribute_mean(report["runs"], name)
            for name in ("baseline_wbce", "branches", "aap") if name in report["runs"]}
     for i, attribute in enumerate(ATTRIBUTE_NAMES):
         lines.append(f"| {attribute} | {'yes' if i in WEAK_ATTRIBUTES else ''} | "
@@ -109,13 +109,18 @@ def write_report(report: dict, out: Path) -> None:
     atomic_write_text(out / "par.md", "\n".join(lines) + "\n")
 
 
+def per_attribute_mean(runs: dict, name: str) -> np.ndarray:
+    """(A,) per-attribute mA of one arm, mean over its seeds."""
+    return np.mean([run["per_attribute_mA"] for run in runs[name].values()], axis=0)
+
+
 def vtest_section(vtest: dict | None) -> list[str]:
     """The qualitative real-image check: prediction distribution on HOG person crops (no labels exist)."""
     if not vtest:
         return []
     lines = ["## Real-image sanity check (qualitative: no labels)", "",
              f"The seed-0 AAP model on {vtest['crops']} person crops that OpenCV's default HOG detector found in "
-             f"{vtest['frames_with_people']} frames (every 20th) of `vtest.avi` (a real street scene), resized to "
+             f"{vtest['frames_with_people']} frames (every {vtest['frame_step']}th) of `vtest.avi` (a real street scene), resized to "
              "64x32. Without labels only the distribution of the predictions can be read, here next to the synthetic "
              "prevalence; the grid shows each crop's (at most three) most likely attributes at p >= 0.5. The video comes from Debian's opencv-doc "
              "package: `apt-get download opencv-doc && dpkg-deb -x opencv-doc_*.deb <opencv-doc>` (or `apt-get install "
@@ -155,8 +160,7 @@ def correlation_benefit(report: dict) -> list[str]:
     cells, benefit = [], {}
     for label, (correlated, independent) in pairs.items():
         # (A,) per-attribute mA, mean over seeds, correlated minus independent
-        difference = (np.mean([run["per_attribute_mA"] for run in runs[correlated].values()], axis=0)
-                      - np.mean([run["per_attribute_mA"] for run in runs[independent].values()], axis=0))
+        difference = per_attribute_mean(runs, correlated) - per_attribute_mean(runs, independent)
         benefit[correlated] = 100 * difference[weak].mean(), 100 * difference[~weak].mean()
         cells.append(f"{label} {100 * difference.mean():+.2f} (weak {benefit[correlated][0]:+.2f}, visible "
                      f"{benefit[correlated][1]:+.2f})")
@@ -190,7 +194,7 @@ def per_attribute_plot(report: dict, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(10, 4))
     x = np.arange(len(ATTRIBUTE_NAMES))
     for k, name in enumerate(names):
-        values = np.mean([run["per_attribute_mA"] for run in report["runs"][name].values()], axis=0)
+        values = per_attribute_mean(report["runs"], name)
         axes.bar(x + (k - 1) * 0.27, 100 * values, 0.27, label=LABELS[name])
     axes.set_xticks(x, [n + (" *" if i in WEAK_ATTRIBUTES else "") for i, n in enumerate(ATTRIBUTE_NAMES)], rotation=45,
                     ha="right")
