@@ -1,4 +1,4 @@
-"""Benchmark: portable-GAN distillation vs its baselines on three built-in tasks, 3 seeds, equal budgets.
+"""Benchmark: portable-GAN distillation vs its baselines on four built-in tasks, 3 seeds, equal budgets.
 
 Arms per task: the teacher (ResNet generator, trained once); a student of ``ratio`` width distilled with the
 student discriminator (full method); the same student distilled without it (pixel + feature terms only); the
@@ -7,13 +7,15 @@ teacher's leading filters (``init=slice``): the full method, and the teacher's p
 (a pruned teacher retrained; it shows how much of a sliced student's gain is the distillation and how much the
 inherited weights). All students get the same number of steps, batch size and seeds.
 
-Tasks: two paired (edges -> photo, 4x super-resolution; teacher and scratch student trained with pix2pix) and the
-spec's unpaired task U (flat shapes -> striped shapes; teacher and scratch student trained with CycleGAN, both
-directions; scored on the A -> B generator against the hidden striped version of each test scene). The slice arms
-run on the paired tasks only: the teacher recipe slices paired generators only.
+Tasks: three paired (edges -> photo, 4x super-resolution, and the spec's task L: colour-coded label maps -> textured
+renderings, scored downstream by a segmenter trained on real renderings only (FCN-style pixel / class accuracy and
+mIoU); teacher and scratch student trained with pix2pix) and the spec's unpaired task U (flat shapes -> striped
+shapes; teacher and scratch student trained with CycleGAN, both directions; scored on the A -> B generator against
+the hidden striped version of each test scene). The slice arms run on the paired tasks only: the teacher recipe
+slices paired generators only.
 Writes docs/benchmarks/portable_gan.md, .json and PNGs.
 
-    python benchmarks/portable_gan.py            # default run (~45 min on 2 cores: tasks in 2 processes)
+    python benchmarks/portable_gan.py            # default run (~65 min on 2 cores: tasks in 2 processes)
     python benchmarks/portable_gan.py --quick    # smoke run
 """
 
@@ -31,7 +33,7 @@ from pathlib import Path
 import torch
 
 from slimlab.core.config import load_config
-from slimlab.core.image_tasks import builtin_task
+from slimlab.core.image_tasks import LABEL_CLASSES, builtin_task
 from slimlab.core.images import image_grid, write_image
 from slimlab.core.io import atomic_write_text
 from slimlab.core.machine import describe_machine
@@ -39,14 +41,18 @@ from slimlab.core.plots import bar_plot
 from slimlab.gan.checkpoint import load_generator
 from slimlab.gan.config import DistillConfig, TeacherConfig
 from slimlab.gan.evaluate import cost, default_features, generate, load_test_split, quality
+from slimlab.gan.fcn_score import fcn_scores, labels_of_label_images, train_segmenter
 from slimlab.gan.recipes.distill import distill
 from slimlab.gan.recipes.teacher import train_teacher
 
-# the unpaired task first: its CycleGAN runs take the longest, so the two paired tasks share the other process
+# the unpaired task first: its CycleGAN runs take the longest, so the paired tasks share the other process
 TASKS = {"shapes2stripes": "unpaired: flat-coloured shapes -> the same shapes with stripes (CycleGAN)",
          "edges2photo": "edges -> photo (Canny edge map to 64x64 photo crop)",
+         "labels2texture": "labels -> image (colour-coded Voronoi label map to its textured rendering; "
+                           "mini Cityscapes)",
          "sr4": "low-res -> high-res (4x bicubic-degraded crop to the crop)"}
-TASK_MODES = {"shapes2stripes": "unpaired", "edges2photo": "paired", "sr4": "paired"}
+TASK_MODES = {"shapes2stripes": "unpaired", "edges2photo": "paired", "labels2texture": "paired", "sr4": "paired"}
+LABEL_TASKS = {"labels2texture": len(LABEL_CLASSES)}  # task -> classes: scored downstream by a segmenter
 ARMS = ("scratch", "distill_no_student_d", "distill_student_d", "distill_student_d_pix100", "scratch_slice",
         "distill_student_d_slice")
 SLICE_ARMS = ("scratch_slice", "distill_student_d_slice")
@@ -56,7 +62,8 @@ ARM_TITLES = {"teacher": "teacher", "scratch": "student from scratch (task loss:
               "distill_student_d_pix100": "student distilled with student D, lambda_pix 100",
               "scratch_slice": "sliced teacher retrained (pix2pix loss, init slice)",
               "distill_student_d_slice": "student distilled with student D, init slice"}
-METRICS = ("kid", "fid", "psnr", "ssim", "psnr_to_teacher")
+METRICS = ("kid", "fid", "psnr", "ssim", "psnr_to_teacher", "fcn_pixel_acc", "fcn_class_acc", "fcn_miou")
+FCN_METRICS = ("fcn_pixel_acc", "fcn_class_acc", "fcn_miou")
 
 
 def task_arms(task: str) -> tuple[str, ...]:
@@ -71,10 +78,10 @@ def generator_file(task: str) -> str:
 def settings(quick: bool) -> dict:
     if quick:
         return {"teacher_steps": 20, "student_steps": 10, "seeds": [0, 1], "ngf": 16, "n_blocks": 6, "ratio": 0.375,
-                "batch_size": 4, "latency_runs": 5}
+                "batch_size": 4, "latency_runs": 5, "segmenter_steps": 10}
     # the spec's CPU teacher (ResNet ngf 32, 6 blocks); 3,000 instead of its 4,000 steps to fit the CPU budget
     return {"teacher_steps": 3000, "student_steps": 600, "seeds": [0, 1, 2], "ngf": 32, "n_blocks": 6, "ratio": 0.375,
-            "batch_size": 4, "latency_runs": 30}
+            "batch_size": 4, "latency_runs": 30, "segmenter_steps": 800}
 
 
 def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dict, dict]:
@@ -92,7 +99,8 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
     inputs, targets = load_test_split(root, mode)
     features = default_features()
     teacher_out = generate(teacher, inputs)
-    results = {"teacher": {"seeds": [0], "runs": [quality(teacher_out, targets, features)],
+    score, real_images = downstream(task, root, config, inputs, targets)
+    results = {"teacher": {"seeds": [0], "runs": [quality(teacher_out, targets, features) | score(teacher_out)],
                            "train_seconds": teacher_seconds}}
     picks = sample_indices(len(inputs))
     samples = {"input": inputs[picks], "target": targets[picks], "teacher": teacher_out[picks]}
@@ -116,7 +124,7 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
             seconds.append(time.perf_counter() - started)
             student, _ = load_generator(out_dir / generator_name)
             outputs = generate(student, inputs)
-            runs.append(quality(outputs, targets, features, teacher_out))
+            runs.append(quality(outputs, targets, features, teacher_out) | score(outputs))
             if seed == config["seeds"][0]:
                 samples[arm] = outputs[picks]
         results[arm] = {"seeds": config["seeds"], "runs": runs, "train_seconds": statistics.mean(seconds)}
@@ -126,7 +134,24 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
             if values:
                 entry[f"{metric}_mean"] = statistics.mean(values)
                 entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    if real_images:
+        results["real_images"] = real_images  # the segmenter's score on the real test renderings: the ceiling
     return results, samples
+
+
+def downstream(task: str, root: Path, config: dict, inputs: torch.Tensor, targets: torch.Tensor):
+    """(score, real-image scores): on a label task, a segmenter is trained on the real training renderings
+    (seed 0); ``score(images)`` is its FCN-style reading of generated test images against the input label maps,
+    and the real test images' own score is the ceiling. Other tasks: no downstream score."""
+    if task not in LABEL_TASKS:
+        return (lambda images: {}), {}
+    classes = LABEL_TASKS[task]
+    train_inputs, train_targets = load_test_split(root, "paired", split="train")
+    segmenter = train_segmenter(train_targets, labels_of_label_images(train_inputs), classes,
+                                steps=config["segmenter_steps"])
+    labels = labels_of_label_images(inputs)
+    return (lambda images: fcn_scores(segmenter, images, labels, classes)), fcn_scores(segmenter, targets, labels,
+                                                                                       classes)
 
 
 def measure_cost(task: str, results: dict, task_work: Path, config: dict) -> None:
@@ -209,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
             bar_plot({arm: results[arm][f"{metric}_mean"] for arm in arms},
                      out / f"portable_gan_{task}_{metric}.png", f"{task}: {metric} (mean +- std over seeds)", metric,
                      errors={arm: results[arm][f"{metric}_std"] for arm in arms})
+    for task in LABEL_TASKS:
+        if task in tasks:
+            arms = ("teacher", *task_arms(task))
+            bar_plot({"real images": tasks[task]["real_images"]["fcn_miou"]}
+                     | {arm: tasks[task][arm]["fcn_miou_mean"] for arm in arms},
+                     out / f"portable_gan_{task}_fcn_miou.png", f"{task}: segmenter mIoU (mean +- std over seeds)",
+                     "mIoU", errors={arm: tasks[task][arm]["fcn_miou_std"] for arm in arms})
     atomic_write_text(out / "portable_gan.json", json.dumps(report, indent=2))
     atomic_write_text(out / "portable_gan.md", render_markdown(report, grids))
     print(f"wrote {out / 'portable_gan.md'} in {wall / 60:.1f} min")
@@ -247,6 +279,8 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
                                                                               "distill_student_d_slice"),
         "tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread": tally(
             tasks, "kid", True, "distill_student_d_slice", "scratch_slice"),
+        "label_tasks_where_distilled_beats_scratch_beyond_spread_fcn_miou": tally(
+            {task: results for task, results in tasks.items() if task in LABEL_TASKS}, "fcn_miou", False),
         "tasks_where_student_d_beats_no_student_d_kid": sum(
             results["distill_student_d"]["kid_mean"] < results["distill_no_student_d"]["kid_mean"]
             for results in tasks.values()),
@@ -318,7 +352,11 @@ def render_markdown(report: dict, grids: dict) -> str:
              f"{report['tasks_where_distilled_slice_beats_sliced_retrained_beyond_spread']} / {sliced_tasks} "
              f"(KID) against the sliced teacher retrained on ground truth; "
              f"student D better than no student D on KID mean in "
-             f"{report['tasks_where_student_d_beats_no_student_d_kid']} / {len(report['tasks'])} tasks.", ""]
+             f"{report['tasks_where_student_d_beats_no_student_d_kid']} / {len(report['tasks'])} tasks" + (
+                 f"; on the label task's downstream segmenter mIoU: "
+                 f"{report['label_tasks_where_distilled_beats_scratch_beyond_spread_fcn_miou']} / "
+                 f"{sum(task in LABEL_TASKS for task in report['tasks'])}"
+                 if "label_tasks_where_distilled_beats_scratch_beyond_spread_fcn_miou" in report else "") + ".", ""]
     for task, results in report["tasks"].items():
         lines += [f"## {task}: {TASKS[task]}", "",
                   "| method | KID x1000 | FID | PSNR dB | SSIM | PSNR to teacher | params | MMACs | MB | CPU ms (1 thread) |",
@@ -337,11 +375,33 @@ def render_markdown(report: dict, grids: dict) -> str:
                   if "distill_student_d_slice" in results else "")
         lines += ["", f"Distilled (student D) beats scratch on KID by more than the larger seed std: **{verdict}**"
                   f"{sliced}.", "",
-                  *findings(results), "",
+                  *findings(results), "", *downstream_table(task, results),
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
                   f"Columns: input, target, teacher, then {', '.join(ARM_TITLES[arm] for arm in arms)} "
                   f"(seed {s['seeds'][0]}):", "", f"![{task} grid]({grids[task].name})", ""]
     return "\n".join(lines)
+
+
+def downstream_table(task: str, results: dict) -> list[str]:
+    """Markdown lines of a label task's FCN-style scores (none for other tasks)."""
+    if "real_images" not in results:
+        return []
+    real = results["real_images"]
+    lines = ["Downstream (FCN-style) score: a segmenter (`slimlab.gan.fcn_score.LabelSegmenter`, seed 0) trained on "
+             "the real training renderings only reads each generated test image; scores against the input label "
+             "map:", "", "| images | pixel acc | class acc | mIoU |", "|---|---|---|---|",
+             f"| real renderings (ceiling) | {real['fcn_pixel_acc']:.3f} | {real['fcn_class_acc']:.3f} | "
+             f"{real['fcn_miou']:.3f} |"]
+    for arm in ("teacher", *(arm for arm in ARMS if arm in results)):
+        r = results[arm]
+        lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(
+            f"{r[f'{metric}_mean']:.3f} +- {r[f'{metric}_std']:.3f}" for metric in FCN_METRICS) + " |")
+    verdict = "yes" if beats_beyond_spread(results, "fcn_miou", False) else "no"
+    full, scratch = results["distill_student_d"], results["scratch"]
+    return lines + ["", f"Distilled (student D) beats scratch on segmenter mIoU by more than the larger seed std: "
+                    f"**{verdict}** ({full['fcn_miou_mean'] - scratch['fcn_miou_mean']:+.3f}, larger std "
+                    f"{max(full['fcn_miou_std'], scratch['fcn_miou_std']):.3f}).", "",
+                    f"![{task} segmenter mIoU](portable_gan_{task}_fcn_miou.png)", ""]
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ Layouts (the same ones user data uses):
   the hidden aligned target of each testA image (used only for evaluation).
 
 Tasks: ``edges2photo`` (Canny edge map -> photo crop), ``sr4`` (4x bicubic-degraded crop -> crop), both split
-by source image so test crops come from images never seen in training, and ``shapes2stripes`` (unpaired:
-flat-coloured shapes -> the same shapes filled with zebra-like stripes).
+by source image so test crops come from images never seen in training; ``labels2texture`` (a mini Cityscapes:
+colour-coded Voronoi label map of ``LABEL_CLASSES`` -> each region rendered with its class's texture, so a
+segmenter trained on real renderings scores generated ones); and ``shapes2stripes`` (unpaired: flat-coloured
+shapes -> the same shapes filled with zebra-like stripes).
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_directory, atomic_write_text
 
 TASK_VERSION = 1
-TASK_NAMES = ("edges2photo", "sr4", "shapes2stripes")
+TASK_NAMES = ("edges2photo", "sr4", "labels2texture", "shapes2stripes")
 # split by source: the four test sources never appear in training
 TRAIN_SOURCES = ("astronaut", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel",
                  "motorcycle_left", "motorcycle_right", "china", "coins", "brick", "grass", "moon")
 TEST_SOURCES = ("coffee", "flower", "camera", "gravel")
+# labels2texture: class name -> (label colour in the A image, bundled grey texture, RGB tint of its rendering)
+LABEL_CLASSES = {"road": ((128, 64, 128), "gravel", (0.85, 0.8, 0.85)),
+                 "vegetation": ((107, 142, 35), "grass", (0.45, 0.9, 0.3)),
+                 "building": ((70, 70, 70), "brick", (1.0, 0.55, 0.4)),
+                 "terrain": ((152, 251, 152), "moon", (0.55, 0.65, 1.0)),
+                 "sign": ((220, 220, 0), "coins", (1.0, 0.9, 0.35))}
+LABEL_PALETTE = np.array([colour for colour, _, _ in LABEL_CLASSES.values()], np.int64)  # (classes, 3)
 
 
 def default_cache_dir() -> Path:
@@ -50,6 +59,9 @@ def builtin_task(name: str, cache_dir: str | Path | None = None, size: int = 64,
         if name == "shapes2stripes":
             _write_unpaired_shapes(temporary, size, train_per_source * len(TRAIN_SOURCES),
                                    test_per_source * len(TEST_SOURCES))
+        elif name == "labels2texture":
+            _write_label_scenes(temporary, size, train_per_source * len(TRAIN_SOURCES),
+                                test_per_source * len(TEST_SOURCES))
         else:
             _write_paired_crops(temporary, name, size, train_per_source, test_per_source)
         atomic_write_text(temporary / "task.json", json.dumps(settings))
@@ -154,3 +166,59 @@ def _write_unpaired_shapes(root: Path, size: int, train_count: int, test_count: 
         flat, striped = shapes_pair(rng, size)
         imsave(root / "testA" / f"{index:04d}.png", flat, check_contrast=False)
         imsave(root / "testB" / f"{index:04d}.png", striped, check_contrast=False)
+
+
+def voronoi_labels(rng: np.random.Generator, size: int, classes: int) -> np.ndarray:
+    """(size, size) int64 class map: 3-8 random Voronoi cells, each given a random class."""
+    sites = rng.uniform(0, size, (int(rng.integers(3, 9)), 2))           # (cells, 2) as (y, x)
+    cell_class = rng.integers(0, classes, len(sites))
+    yy, xx = np.mgrid[:size, :size]
+    distance = (yy[..., None] - sites[:, 0]) ** 2 + (xx[..., None] - sites[:, 1]) ** 2  # (size, size, cells)
+    return cell_class[distance.argmin(-1)]
+
+
+def label_textures(scale: int) -> list[np.ndarray]:
+    """One tinted RGB float texture (H, W, 3) in [0, 255] per class, short side ``scale`` px."""
+    from skimage import data
+    from skimage.transform import resize
+    textures = []
+    for _, name, tint in LABEL_CLASSES.values():
+        grey = getattr(data, name)().astype(np.float64)
+        factor = scale / min(grey.shape[:2])
+        grey = resize(grey, (round(grey.shape[0] * factor), round(grey.shape[1] * factor)), anti_aliasing=True)
+        grey = (grey - grey.min()) / max(grey.max() - grey.min(), 1e-9)  # [0, 1]: every class uses the full range
+        textures.append((0.15 + 0.85 * grey)[..., None] * np.asarray(tint) * 255)
+    return textures
+
+
+def render_labels(labels: np.ndarray, textures: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """uint8 (H, W, 3): each class's pixels filled from a random crop of its texture."""
+    size = labels.shape[0]
+    image = np.zeros((*labels.shape, 3))
+    for index, texture in enumerate(textures):
+        top = rng.integers(0, texture.shape[0] - size + 1)
+        left = rng.integers(0, texture.shape[1] - size + 1)
+        crop = texture[top:top + size, left:left + size]
+        image[labels == index] = crop[labels == index]
+    return image.round().clip(0, 255).astype(np.uint8)
+
+
+def labels_from_colours(image: np.ndarray) -> np.ndarray:
+    """Class map (H, W) of a colour-coded label image (H, W, 3): the nearest ``LABEL_PALETTE`` colour per pixel."""
+    distance = ((image[..., None, :].astype(np.int64) - LABEL_PALETTE) ** 2).sum(-1)  # (H, W, classes)
+    return distance.argmin(-1)
+
+
+def _write_label_scenes(root: Path, size: int, train_count: int, test_count: int) -> None:
+    from skimage.io import imsave
+    rng = np.random.default_rng(2022)
+    textures = label_textures(2 * size)
+    for split, count in (("train", train_count), ("test", test_count)):
+        (root / split / "A").mkdir(parents=True)
+        (root / split / "B").mkdir(parents=True)
+        for index in range(count):
+            labels = voronoi_labels(rng, size, len(LABEL_CLASSES))
+            imsave(root / split / "A" / f"scene_{index:04d}.png", LABEL_PALETTE[labels].astype(np.uint8),
+                   check_contrast=False)
+            imsave(root / split / "B" / f"scene_{index:04d}.png", render_labels(labels, textures, rng),
+                   check_contrast=False)

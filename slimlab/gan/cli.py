@@ -1,7 +1,8 @@
 """``slimlab gan train-teacher|distill|translate|export-onnx``.
 
 Recipe commands take flags for the common fields and ``key=value`` for every other field of their config
-(or ``--config`` YAML); ``--data builtin:edges2photo`` (or sr4, shapes2stripes) uses a built-in offline task.
+(or ``--config`` YAML); ``--data builtin:edges2photo`` (or sr4, labels2texture, shapes2stripes) uses a built-in
+offline task.
 """
 
 from __future__ import annotations

@@ -19,10 +19,11 @@ from slimlab.core.macs import count_cost
 from slimlab.gan.data import paired_folder, unpaired_folders
 
 
-def load_test_split(root: str | Path, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets), each (N, 3, H, W): paired ``test/A``+``test/B``; unpaired ``testA`` + hidden ``testB``."""
+def load_test_split(root: str | Path, mode: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), each (N, 3, H, W): paired ``<split>/A``+``<split>/B``; unpaired ``testA`` + hidden
+    ``testB`` (an unpaired training split has no aligned targets)."""
     if mode == "paired":
-        dataset = paired_folder(root, "test")
+        dataset = paired_folder(root, split)
         pairs = [dataset.example(i) for i in range(len(dataset))]
         return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
     domain_a, domain_b = unpaired_folders(root, "test")

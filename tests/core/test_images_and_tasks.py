@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from slimlab.core.errors import SlimlabError
-from slimlab.core.image_tasks import builtin_task, degrade, edge_map, shapes_pair
+from slimlab.core.image_tasks import (LABEL_CLASSES, LABEL_PALETTE, builtin_task, degrade, edge_map,
+                                      labels_from_colours, render_labels, shapes_pair, voronoi_labels)
 from slimlab.core.images import list_images, load_image_tensor, read_image, resize, to_uint8, write_image
 
 
@@ -50,3 +51,28 @@ def test_builtin_task_is_generated_once_and_split_by_source(tmp_path):
     assert len(list((unpaired / "trainA").iterdir())) == 14 and len(list((unpaired / "testB").iterdir())) == 4
     with pytest.raises(SlimlabError, match="unknown built-in task"):
         builtin_task("horse2zebra", tmp_path)
+
+
+def test_label_scene_pieces():
+    labels = voronoi_labels(np.random.default_rng(0), 32, len(LABEL_CLASSES))
+    assert labels.shape == (32, 32) and labels.min() >= 0 and labels.max() < len(LABEL_CLASSES)
+    coded = LABEL_PALETTE[labels].astype(np.uint8)                      # the A image of the scene
+    assert np.array_equal(labels_from_colours(coded), labels)
+    noisy = np.clip(coded.astype(int) + np.random.default_rng(1).integers(-20, 21, coded.shape), 0, 255)
+    assert np.array_equal(labels_from_colours(noisy), labels)           # palette colours are > 40 apart
+    # constant textures: class c renders as the value 10 * (c + 1) everywhere it is present
+    textures = [np.full((40, 40, 3), 10.0 * (c + 1)) for c in range(len(LABEL_CLASSES))]
+    rendered = render_labels(labels, textures, np.random.default_rng(2))
+    assert np.array_equal(rendered[..., 0], 10 * (labels + 1))
+
+
+def test_builtin_label_task_pairs_label_maps_with_renderings(tmp_path):
+    root = builtin_task("labels2texture", tmp_path, size=32, train_per_source=1, test_per_source=1)
+    train_a = sorted(p.name for p in (root / "train" / "A").iterdir())
+    assert len(train_a) == 14 and len(list((root / "test" / "B").iterdir())) == 4
+    assert train_a == sorted(p.name for p in (root / "train" / "B").iterdir())
+    label_image = read_image(root / "train" / "A" / train_a[0])
+    palette = {tuple(colour) for colour in LABEL_PALETTE}
+    assert {tuple(pixel) for pixel in label_image.reshape(-1, 3)} <= palette  # only exact label colours
+    rendering = read_image(root / "train" / "B" / train_a[0])
+    assert rendering.shape == (32, 32, 3) and rendering.std() > 5              # textured, not flat
