@@ -54,6 +54,8 @@ COMMANDS: tuple[Command, ...] = (
             "Portable GANs: translate a folder of images with a generator file"),
     Command("gan", "export-onnx", "slimlab.gan.cli:export_onnx_command",
             "Portable GANs: export a generator to ONNX (checked against onnxruntime)"),
+    Command("gan", "eval", "slimlab.gan.cli_eval:eval_command",
+            "Portable GANs: PSNR / SSIM / KID / FID of a generator on a test split (FCN-style score for label maps)"),
     Command("sam", "segment", "slimlab.sam.cli:segment_command",
             "TinySAM: segment an image from points / a box, or everything (grid or hierarchical)"),
     Command("sam", "distill", "slimlab.sam.cli:distill_command",

@@ -1,11 +1,16 @@
+import json
+
 import numpy as np
 import onnxruntime
 import pytest
 import torch
 
 from slimlab.cli import main
+from slimlab.core.image_metrics import psnr
+from slimlab.core.image_tasks import LABEL_CLASSES, LABEL_PALETTE, render_labels, voronoi_labels
 from slimlab.core.images import read_image
 from slimlab.gan.checkpoint import load_generator, save_discriminator, save_generator
+from slimlab.gan.evaluate import generate, load_test_split
 from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator
 from tests.gan.conftest import write_rgb
 
@@ -104,3 +109,34 @@ def test_distill_takes_a_plain_state_dict_teacher_with_its_architecture(tmp_path
     assert main([*common, "--teacher-kind", "resnet", "--teacher-ngf", "8", "--teacher-n-blocks", "1"]) == 0
     _, spec = load_generator(tmp_path / "s" / "G.pt")
     assert (spec.kind, spec.ngf, spec.n_blocks) == ("resnet", 4, 1)  # half of the teacher's 8 filters
+
+
+def test_eval_scores_a_generator_and_writes_json(tmp_path, generator_file, paired_dir, capsys):
+    out = tmp_path / "scores.json"
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    scores = json.loads(out.read_text())["scores"]
+    assert scores["images"] == 4 and scores["mode"] == "paired"
+    inputs, targets = load_test_split(paired_dir, "paired")
+    expected = psnr(generate(load_generator(generator_file)[0], inputs), targets).mean().item()
+    assert scores["psnr"] == pytest.approx(expected, rel=1e-5)
+    assert {"ssim", "kid", "fid"} <= set(scores) and "fcn_miou" not in scores
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir), "--fcn"]) == 2
+    assert "not a label map in the built-in palette" in capsys.readouterr().err
+
+
+def test_eval_fcn_scores_label_maps(tmp_path, generator_file):
+    rng = np.random.default_rng(0)
+    textures = [np.full((40, 40, 3), 40.0 * (c + 1)) for c in range(len(LABEL_CLASSES))]
+    for split, count in (("train", 6), ("test", 3)):
+        for index in range(count):
+            labels = voronoi_labels(rng, 32, len(LABEL_CLASSES))
+            write_rgb(tmp_path / "labels" / split / "A" / f"{index}.png", LABEL_PALETTE[labels])
+            write_rgb(tmp_path / "labels" / split / "B" / f"{index}.png", render_labels(labels, textures, rng))
+    out = tmp_path / "scores.json"
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(tmp_path / "labels"), "--fcn",
+                 "--segmenter-steps", "3", "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())["scores"]
+    assert scores["images"] == 3
+    for name in ("fcn_pixel_acc", "fcn_class_acc", "fcn_miou", "fcn_miou_real"):
+        assert 0.0 <= scores[name] <= 1.0

@@ -1,0 +1,90 @@
+"""``slimlab gan eval``: score a generator on the test split of a paired or unpaired folder.
+
+PSNR / SSIM to the targets, KID / FID on the fixed random-conv features (``slimlab.gan.evaluate``), PSNR to a
+teacher's outputs when ``--teacher`` is given, and for label -> image data (A images colour-coded in the built-in
+label palette, e.g. ``builtin:labels2texture``) the FCN-style downstream score with ``--fcn``: a segmenter trained
+on the folder's real training targets reads the generated test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slimlab.core.errors import SlimlabError
+from slimlab.core.image_tasks import LABEL_CLASSES, LABEL_PALETTE
+from slimlab.core.images import to_uint8
+from slimlab.core.io import atomic_write_text
+from slimlab.core.runtime import select_device
+
+
+def eval_command(argv: list[str]) -> int:
+    from slimlab.gan.checkpoint import load_generator
+    from slimlab.gan.cli import _architecture_flags, _spec
+    from slimlab.gan.data import resolve_data
+    from slimlab.gan.evaluate import default_features, generate, load_test_split, quality
+
+    parser = argparse.ArgumentParser(prog="slimlab gan eval", description="score a generator on a test split")
+    parser.add_argument("--checkpoint", required=True, help="generator file (G.pt, or G_AB.pt for unpaired)")
+    parser.add_argument("--data", required=True, help="paired folder with test/A + test/B, unpaired folder with "
+                        "testA/ + testB/ (testB: the aligned target of each testA image), or builtin:<task>")
+    parser.add_argument("--mode", choices=["paired", "unpaired"], help="default: unpaired when DATA has testA/")
+    parser.add_argument("--teacher", help="teacher generator file: also report PSNR to its outputs")
+    parser.add_argument("--fcn", action="store_true", help="label -> image data: FCN-style segmenter scores")
+    parser.add_argument("--segmenter-steps", type=int, default=800)
+    parser.add_argument("--out", help="write the scores to this JSON file")
+    parser.add_argument("--device", default="auto")
+    _architecture_flags(parser)
+    arguments = parser.parse_args(argv)
+    root = resolve_data(arguments.data)
+    if not root.is_dir():
+        raise SlimlabError(f"{root}: no such data folder")
+    mode = arguments.mode or ("unpaired" if (root / "testA").is_dir() else "paired")
+    device = select_device(arguments.device)
+    generator, _ = load_generator(arguments.checkpoint, _spec(arguments))
+    inputs, targets = load_test_split(root, mode)                       # (N, 3, H, W) each, in [-1, 1]
+    outputs = generate(generator.to(device), inputs)
+    teacher_outputs = generate(load_generator(arguments.teacher)[0].to(device), inputs) if arguments.teacher else None
+    scores = quality(outputs, targets, default_features(), teacher_outputs)
+    if arguments.fcn:
+        scores |= fcn_on_folder(root, mode, inputs, targets, outputs, arguments.segmenter_steps)
+    scores = {"images": len(inputs), "mode": mode, **scores}
+    for name, value in scores.items():
+        print(f"{name:<20} {value:.4f}" if isinstance(value, float) else f"{name:<20} {value}")
+    if arguments.out:
+        atomic_write_text(arguments.out, json.dumps({"checkpoint": str(arguments.checkpoint), "data": str(root),
+                                                     "scores": scores}, indent=2))
+        print(f"wrote {arguments.out}")
+    return 0
+
+
+def fcn_on_folder(root: Path, mode: str, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor,
+                  steps: int) -> dict[str, float]:
+    """FCN-style scores of ``outputs``; the segmenter learns from the folder's training pairs (seed 0)."""
+    from slimlab.gan.evaluate import load_test_split
+    from slimlab.gan.fcn_score import fcn_scores, labels_of_label_images, train_segmenter
+
+    if mode != "paired":
+        raise SlimlabError(f"{root}: --fcn needs paired label maps (train/A + train/B), not an unpaired folder")
+    train_inputs, train_targets = load_test_split(root, "paired", split="train")
+    for name, images in (("train", train_inputs), ("test", inputs)):
+        require_label_images(images, root / name / "A")
+    classes = len(LABEL_CLASSES)
+    segmenter = train_segmenter(train_targets, labels_of_label_images(train_inputs), classes, steps=steps)
+    labels = labels_of_label_images(inputs)
+    real = fcn_scores(segmenter, targets, labels, classes)
+    return fcn_scores(segmenter, outputs, labels, classes) | {f"{name}_real": value for name, value in real.items()}
+
+
+def require_label_images(images: torch.Tensor, folder: Path) -> None:
+    """Refuse inputs that are not colour-coded label maps: every pixel must be a ``LABEL_PALETTE`` colour."""
+    palette = {tuple(colour) for colour in LABEL_PALETTE.tolist()}
+    for index, image in enumerate(images):
+        colours = {tuple(colour) for colour in np.unique(to_uint8(image).reshape(-1, 3), axis=0).tolist()}
+        if not colours <= palette:
+            raise SlimlabError(f"{folder}: image {index} (sorted by name) is not a label map in the built-in palette "
+                               f"({len(colours - palette)} other colours); --fcn scores label -> image data only")
