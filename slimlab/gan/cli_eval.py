@@ -1,9 +1,11 @@
 """``slimlab gan eval``: score a generator on the test split of a paired or unpaired folder.
 
 PSNR / SSIM to the targets, KID / FID on the fixed random-conv features (``slimlab.gan.evaluate``), PSNR to a
-teacher's outputs when ``--teacher`` is given, and for label -> image data (A images colour-coded in the built-in
-label palette, e.g. ``builtin:labels2texture``) the FCN-style downstream score with ``--fcn``: a segmenter trained
-on the folder's real training targets reads the generated test images.
+teacher's outputs when ``--teacher`` is given. An unpaired test split is aligned (testA/ and testB/ hold the same
+file names, as the built-in tasks write them) or not (a CycleGAN dataset's testB/ is just more domain-B images):
+then only the distribution metrics KID / FID are reported. For label -> image data (A images colour-coded in the
+built-in label palette, e.g. ``builtin:labels2texture``), ``--fcn`` adds the FCN-style downstream score: a segmenter
+trained on the folder's real training targets reads the generated test images.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 import torch
 
 from slimlab.core.errors import SlimlabError
+from slimlab.core.image_metrics import kid_and_fid, psnr
 from slimlab.core.image_tasks import LABEL_CLASSES, LABEL_PALETTE
-from slimlab.core.images import to_uint8
+from slimlab.core.images import list_images, to_uint8
 from slimlab.core.io import atomic_write_text
 from slimlab.core.runtime import select_device
 
@@ -31,7 +34,7 @@ def eval_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="slimlab gan eval", description="score a generator on a test split")
     parser.add_argument("--checkpoint", required=True, help="generator file (G.pt, or G_AB.pt for unpaired)")
     parser.add_argument("--data", required=True, help="paired folder with test/A + test/B, unpaired folder with "
-                        "testA/ + testB/ (testB: the aligned target of each testA image), or builtin:<task>")
+                        "testA/ + testB/ (same file names: aligned targets; else KID / FID only), or builtin:<task>")
     parser.add_argument("--mode", choices=["paired", "unpaired"], help="default: unpaired when DATA has testA/")
     parser.add_argument("--teacher", help="teacher generator file: also report PSNR to its outputs")
     parser.add_argument("--fcn", action="store_true", help="label -> image data: FCN-style segmenter scores")
@@ -49,10 +52,17 @@ def eval_command(argv: list[str]) -> int:
     inputs, targets = load_test_split(root, mode)                       # (N, 3, H, W) each, in [-1, 1]
     outputs = generate(generator.to(device), inputs)
     teacher_outputs = generate(load_generator(arguments.teacher)[0].to(device), inputs) if arguments.teacher else None
-    scores = quality(outputs, targets, default_features(), teacher_outputs)
+    aligned = mode == "paired" or [f.name for f in list_images(root / "testA")] == [
+        f.name for f in list_images(root / "testB")]
+    if aligned:
+        scores = quality(outputs, targets, default_features(), teacher_outputs)
+    else:  # unaligned domain-B images: distances between distributions only
+        scores = kid_and_fid(default_features(), targets, outputs)
+        if teacher_outputs is not None:
+            scores["psnr_to_teacher"] = psnr(outputs, teacher_outputs).clamp(max=100).mean().item()
     if arguments.fcn:
         scores |= fcn_on_folder(root, mode, inputs, targets, outputs, arguments.segmenter_steps)
-    scores = {"images": len(inputs), "mode": mode, **scores}
+    scores = {"images": len(inputs), "mode": mode, "aligned_targets": aligned, **scores}
     for name, value in scores.items():
         print(f"{name:<20} {value:.4f}" if isinstance(value, float) else f"{name:<20} {value}")
     if arguments.out:

@@ -140,3 +140,18 @@ def test_eval_fcn_scores_label_maps(tmp_path, generator_file):
     assert scores["images"] == 3
     for name in ("fcn_pixel_acc", "fcn_class_acc", "fcn_miou", "fcn_miou_real"):
         assert 0.0 <= scores[name] <= 1.0
+
+
+def test_eval_on_an_unaligned_unpaired_split_reports_distances_only(tmp_path, generator_file):
+    rng = np.random.default_rng(2)
+    for index in range(3):
+        write_rgb(tmp_path / "cyc" / "testA" / f"horse_{index}.png", rng.integers(0, 128, (32, 32, 3)))
+    for index in range(4):
+        write_rgb(tmp_path / "cyc" / "testB" / f"zebra_{index}.png", rng.integers(128, 256, (32, 32, 3)))
+    out = tmp_path / "scores.json"
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(tmp_path / "cyc"),
+                 "--teacher", str(generator_file), "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())["scores"]
+    assert scores["mode"] == "unpaired" and scores["aligned_targets"] is False and scores["images"] == 3
+    assert {"kid", "fid"} <= set(scores) and "psnr" not in scores and "ssim" not in scores
+    assert scores["psnr_to_teacher"] == 100.0  # the same generator as teacher: identical outputs, clamped
