@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from slimlab.core.config import load_config
+from slimlab.core.image_metrics import kid_and_fid
 from slimlab.core.image_tasks import LABEL_CLASSES, builtin_task
 from slimlab.core.images import image_grid, write_image
 from slimlab.core.io import atomic_write_text
@@ -41,7 +42,7 @@ from slimlab.core.plots import bar_plot
 from slimlab.gan.checkpoint import load_generator
 from slimlab.gan.config import DistillConfig, TeacherConfig
 from slimlab.gan.evaluate import cost, default_features, generate, load_test_split, quality
-from slimlab.gan.fcn_score import fcn_scores, labels_of_label_images, train_segmenter
+from slimlab.gan.fcn_score import SegmenterFeatures, fcn_scores, labels_of_label_images, train_segmenter
 from slimlab.gan.recipes.distill import distill
 from slimlab.gan.recipes.teacher import train_teacher
 
@@ -62,7 +63,8 @@ ARM_TITLES = {"teacher": "teacher", "scratch": "student from scratch (task loss:
               "distill_student_d_pix100": "student distilled with student D, lambda_pix 100",
               "scratch_slice": "sliced teacher retrained (pix2pix loss, init slice)",
               "distill_student_d_slice": "student distilled with student D, init slice"}
-METRICS = ("kid", "fid", "psnr", "ssim", "psnr_to_teacher", "fcn_pixel_acc", "fcn_class_acc", "fcn_miou")
+METRICS = ("kid", "fid", "psnr", "ssim", "psnr_to_teacher", "fcn_pixel_acc", "fcn_class_acc", "fcn_miou", "seg_kid",
+           "seg_fid")
 FCN_METRICS = ("fcn_pixel_acc", "fcn_class_acc", "fcn_miou")
 
 
@@ -141,8 +143,9 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
 
 def downstream(task: str, root: Path, config: dict, inputs: torch.Tensor, targets: torch.Tensor):
     """(score, real-image scores): on a label task, a segmenter is trained on the real training renderings
-    (seed 0); ``score(images)`` is its FCN-style reading of generated test images against the input label maps,
-    and the real test images' own score is the ceiling. Other tasks: no downstream score."""
+    (seed 0); ``score(images)`` is its FCN-style reading of generated test images against the input label maps
+    plus KID / FID on its trunk's features (``seg_kid``, ``seg_fid``), and the real test images' own FCN score is
+    the ceiling. Other tasks: no downstream score."""
     if task not in LABEL_TASKS:
         return (lambda images: {}), {}
     classes = LABEL_TASKS[task]
@@ -150,8 +153,15 @@ def downstream(task: str, root: Path, config: dict, inputs: torch.Tensor, target
     segmenter = train_segmenter(train_targets, labels_of_label_images(train_inputs), classes,
                                 steps=config["segmenter_steps"])
     labels = labels_of_label_images(inputs)
-    return (lambda images: fcn_scores(segmenter, images, labels, classes)), fcn_scores(segmenter, targets, labels,
-                                                                                       classes)
+    trunk = SegmenterFeatures(segmenter).eval()
+
+    def score(images: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            distances = kid_and_fid(trunk, targets, images)
+        return fcn_scores(segmenter, images, labels, classes) | {"seg_kid": distances["kid"],
+                                                                 "seg_fid": distances["fid"]}
+
+    return score, fcn_scores(segmenter, targets, labels, classes)
 
 
 def measure_cost(task: str, results: dict, task_work: Path, config: dict) -> None:
@@ -281,6 +291,8 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
             tasks, "kid", True, "distill_student_d_slice", "scratch_slice"),
         "label_tasks_where_distilled_beats_scratch_beyond_spread_fcn_miou": tally(
             {task: results for task, results in tasks.items() if task in LABEL_TASKS}, "fcn_miou", False),
+        "label_tasks_where_distilled_beats_scratch_beyond_spread_segmenter_kid": tally(
+            {task: results for task, results in tasks.items() if task in LABEL_TASKS}, "seg_kid", True),
         "tasks_where_student_d_beats_no_student_d_kid": sum(
             results["distill_student_d"]["kid_mean"] < results["distill_no_student_d"]["kid_mean"]
             for results in tasks.values()),
@@ -355,7 +367,11 @@ def render_markdown(report: dict, grids: dict) -> str:
              f"{report['tasks_where_student_d_beats_no_student_d_kid']} / {len(report['tasks'])} tasks" + (
                  f"; on the label task's downstream segmenter mIoU: "
                  f"{report['label_tasks_where_distilled_beats_scratch_beyond_spread_fcn_miou']} / "
-                 f"{sum(task in LABEL_TASKS for task in report['tasks'])}"
+                 f"{sum(task in LABEL_TASKS for task in report['tasks'])}" + (
+                     f", on KID over the segmenter's features: "
+                     f"{report['label_tasks_where_distilled_beats_scratch_beyond_spread_segmenter_kid']} / "
+                     f"{sum(task in LABEL_TASKS for task in report['tasks'])}"
+                     if "label_tasks_where_distilled_beats_scratch_beyond_spread_segmenter_kid" in report else "")
                  if "label_tasks_where_distilled_beats_scratch_beyond_spread_fcn_miou" in report else "") + ".", ""]
     for task, results in report["tasks"].items():
         lines += [f"## {task}: {TASKS[task]}", "",
@@ -389,18 +405,29 @@ def downstream_table(task: str, results: dict) -> list[str]:
     real = results["real_images"]
     lines = ["Downstream (FCN-style) score: a segmenter (`slimlab.gan.fcn_score.LabelSegmenter`, seed 0) trained on "
              "the real training renderings only reads each generated test image; scores against the input label "
-             "map:", "", "| images | pixel acc | class acc | mIoU |", "|---|---|---|---|",
+             "map; KID / FID on the segmenter trunk's features (per-channel mean and std, 128-d) against the real "
+             "test renderings:", "",
+             "| images | pixel acc | class acc | mIoU | KID x1000 (segmenter) | FID (segmenter) |",
+             "|---|---|---|---|---|---|",
              f"| real renderings (ceiling) | {real['fcn_pixel_acc']:.3f} | {real['fcn_class_acc']:.3f} | "
-             f"{real['fcn_miou']:.3f} |"]
+             f"{real['fcn_miou']:.3f} | - | - |"]
     for arm in ("teacher", *(arm for arm in ARMS if arm in results)):
         r = results[arm]
+        distances = (f" | {1000 * r['seg_kid_mean']:.2f} +- {1000 * r['seg_kid_std']:.2f} | "
+                     f"{r['seg_fid_mean']:.3f} +- {r['seg_fid_std']:.3f}" if "seg_kid_mean" in r else " | - | -")
         lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(
-            f"{r[f'{metric}_mean']:.3f} +- {r[f'{metric}_std']:.3f}" for metric in FCN_METRICS) + " |")
+            f"{r[f'{metric}_mean']:.3f} +- {r[f'{metric}_std']:.3f}" for metric in FCN_METRICS) + distances + " |")
     verdict = "yes" if beats_beyond_spread(results, "fcn_miou", False) else "no"
     full, scratch = results["distill_student_d"], results["scratch"]
-    return lines + ["", f"Distilled (student D) beats scratch on segmenter mIoU by more than the larger seed std: "
-                    f"**{verdict}** ({full['fcn_miou_mean'] - scratch['fcn_miou_mean']:+.3f}, larger std "
-                    f"{max(full['fcn_miou_std'], scratch['fcn_miou_std']):.3f}).", "",
+    lines += ["", f"Distilled (student D) beats scratch on segmenter mIoU by more than the larger seed std: "
+              f"**{verdict}** ({full['fcn_miou_mean'] - scratch['fcn_miou_mean']:+.3f}, larger std "
+              f"{max(full['fcn_miou_std'], scratch['fcn_miou_std']):.3f})."]
+    if "seg_kid_mean" in full:
+        verdict = "yes" if beats_beyond_spread(results, "seg_kid", True) else "no"
+        lines[-1] += (f" On KID over the segmenter's features: **{verdict}** (x1000 "
+                      f"{1000 * (full['seg_kid_mean'] - scratch['seg_kid_mean']):+.2f}, larger std "
+                      f"{1000 * max(full['seg_kid_std'], scratch['seg_kid_std']):.2f}).")
+    return lines + ["",
                     f"![{task} segmenter mIoU](portable_gan_{task}_fcn_miou.png)", ""]
 
 

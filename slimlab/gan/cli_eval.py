@@ -5,7 +5,8 @@ teacher's outputs when ``--teacher`` is given. An unpaired test split is aligned
 file names, as the built-in tasks write them) or not (a CycleGAN dataset's testB/ is just more domain-B images):
 then only the distribution metrics KID / FID are reported. For label -> image data (A images colour-coded in the
 built-in label palette, e.g. ``builtin:labels2texture``), ``--fcn`` adds the FCN-style downstream score: a segmenter
-trained on the folder's real training targets reads the generated test images.
+trained on the folder's real training targets reads the generated test images, and KID / FID are also taken on
+its trunk's features (``seg_kid``, ``seg_fid``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def fcn_on_folder(root: Path, mode: str, inputs: torch.Tensor, targets: torch.Te
                   steps: int) -> dict[str, float]:
     """FCN-style scores of ``outputs``; the segmenter learns from the folder's training pairs (seed 0)."""
     from slimlab.gan.evaluate import load_test_split
-    from slimlab.gan.fcn_score import fcn_scores, labels_of_label_images, train_segmenter
+    from slimlab.gan.fcn_score import SegmenterFeatures, fcn_scores, labels_of_label_images, train_segmenter
 
     if mode != "paired":
         raise SlimlabError(f"{root}: --fcn needs paired label maps (train/A + train/B), not an unpaired folder")
@@ -87,7 +88,10 @@ def fcn_on_folder(root: Path, mode: str, inputs: torch.Tensor, targets: torch.Te
     segmenter = train_segmenter(train_targets, labels_of_label_images(train_inputs), classes, steps=steps)
     labels = labels_of_label_images(inputs)
     real = fcn_scores(segmenter, targets, labels, classes)
-    return fcn_scores(segmenter, outputs, labels, classes) | {f"{name}_real": value for name, value in real.items()}
+    with torch.no_grad():
+        distances = kid_and_fid(SegmenterFeatures(segmenter).eval(), targets, outputs)
+    return fcn_scores(segmenter, outputs, labels, classes) | {f"{name}_real": value for name, value in real.items()} | {
+        "seg_kid": distances["kid"], "seg_fid": distances["fid"]}
 
 
 def require_label_images(images: torch.Tensor, folder: Path) -> None:

@@ -3,6 +3,7 @@
 A segmenter is trained on *real* target images only; a generator is then scored by how well that segmenter
 recovers the input label map from the generated image: pixel accuracy, mean class accuracy and mean IoU. A
 generator whose images carry each class's appearance in the right place scores close to the real images.
+The segmenter's trunk also serves as a task-specific feature network for KID / FID (``SegmenterFeatures``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,19 @@ class LabelSegmenter(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.classify(self.trunk(images))                      # [B, classes, H/4, W/4]
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class SegmenterFeatures(nn.Module):
+    """Per-channel mean and std of a trained segmenter's trunk: [B, 3, H, W] -> [B, 2 * channels], a feature
+    network for KID / FID that knows the task's classes (the spec's "segmenter trunk" features)."""
+
+    def __init__(self, segmenter: LabelSegmenter):
+        super().__init__()
+        self.trunk = segmenter.trunk
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(images)                                   # [B, C, H/4, W/4]
+        return torch.cat([features.mean((2, 3)), features.std((2, 3))], 1)
 
 
 def train_segmenter(images: torch.Tensor, labels: torch.Tensor, classes: int, steps: int = 800,

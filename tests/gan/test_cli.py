@@ -140,6 +140,7 @@ def test_eval_fcn_scores_label_maps(tmp_path, generator_file):
     assert scores["images"] == 3
     for name in ("fcn_pixel_acc", "fcn_class_acc", "fcn_miou", "fcn_miou_real"):
         assert 0.0 <= scores[name] <= 1.0
+    assert scores["seg_fid"] >= 0.0 and "seg_kid" in scores
 
 
 def test_eval_on_an_unaligned_unpaired_split_reports_distances_only(tmp_path, generator_file):

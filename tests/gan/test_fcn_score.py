@@ -3,8 +3,8 @@ import torch
 
 from slimlab.core.errors import SlimlabError
 from slimlab.core.image_tasks import LABEL_PALETTE
-from slimlab.gan.fcn_score import (LabelSegmenter, fcn_scores, labels_of_label_images, segmentation_scores,
-                                   train_segmenter)
+from slimlab.gan.fcn_score import (LabelSegmenter, SegmenterFeatures, fcn_scores, labels_of_label_images,
+                                   segmentation_scores, train_segmenter)
 
 
 def test_segmentation_scores_by_hand():
@@ -39,3 +39,12 @@ def test_segmenter_learns_colour_coded_classes_and_refuses_bad_labels():
         fcn_scores(model, images, labels * 2, classes=2)
     with pytest.raises(SlimlabError, match="do not pair up"):
         train_segmenter(images, labels[:3], classes=2)
+
+
+def test_segmenter_features_are_channel_means_and_stds_of_the_trunk():
+    segmenter = LabelSegmenter(3, width=4).eval()
+    images = torch.randn(2, 3, 16, 16)
+    features = SegmenterFeatures(segmenter)(images)
+    trunk = segmenter.trunk(images)                                     # [2, 8, 4, 4]
+    assert features.shape == (2, 16)
+    assert torch.allclose(features[:, :8], trunk.mean((2, 3))) and torch.allclose(features[:, 8:], trunk.std((2, 3)))
