@@ -81,6 +81,10 @@ def fcn_on_folder(root: Path, mode: str, inputs: torch.Tensor, targets: torch.Te
 
     if mode != "paired":
         raise SlimlabError(f"{root}: --fcn needs paired label maps (train/A + train/B), not an unpaired folder")
+    missing = [split for split in ("train", "test") if not (root / split).is_dir()]
+    if missing:  # without a separate train split the segmenter would learn the very images it then scores
+        raise SlimlabError(f"{root}: --fcn needs train/ and test/ splits (the segmenter learns from train/ only); "
+                           f"missing: {', '.join(missing)}")
     train_inputs, train_targets = load_test_split(root, "paired", split="train")
     for name, images in (("train", train_inputs), ("test", inputs)):
         require_label_images(images, root / name / "A")

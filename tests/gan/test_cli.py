@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import onnxruntime
@@ -122,6 +123,11 @@ def test_eval_scores_a_generator_and_writes_json(tmp_path, generator_file, paire
     assert scores["psnr"] == pytest.approx(expected, rel=1e-5)
     assert {"ssim", "kid", "fid"} <= set(scores) and "fcn_miou" not in scores
     assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir), "--fcn"]) == 2
+    assert "--fcn needs train/ and test/ splits" in capsys.readouterr().err
+    for split in ("train", "test"):
+        for side in ("A", "B"):
+            shutil.copytree(paired_dir / side, tmp_path / "split" / split / side)
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(tmp_path / "split"), "--fcn"]) == 2
     assert "not a label map in the built-in palette" in capsys.readouterr().err
 
 
