@@ -57,7 +57,8 @@ class SegmenterFeatures(nn.Module):
 def train_segmenter(images: torch.Tensor, labels: torch.Tensor, classes: int, steps: int = 800,
                     batch_size: int = 16, seed: int = 0, learning_rate: float = 2e-3) -> LabelSegmenter:
     """Fit a ``LabelSegmenter`` on real images [N, 3, H, W] in [-1, 1] and class maps [N, H, W] (int64), with
-    random flips; batches drawn from a generator seeded by ``seed`` so the segmenter is reproducible."""
+    random flips; batches drawn from a generator seeded by ``seed`` so the segmenter is reproducible (torch's
+    global generator is seeded too, for the initialisation: callers that draw from it afterwards reseed it)."""
     _check_pairs(images, labels, classes)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
