@@ -33,7 +33,6 @@ from pathlib import Path
 import torch
 
 from slimlab.core.config import load_config
-from slimlab.core.image_metrics import kid_and_fid
 from slimlab.core.image_tasks import LABEL_CLASSES, builtin_task
 from slimlab.core.images import image_grid, write_image
 from slimlab.core.io import atomic_write_text
@@ -42,7 +41,7 @@ from slimlab.core.plots import bar_plot
 from slimlab.gan.checkpoint import load_generator
 from slimlab.gan.config import DistillConfig, TeacherConfig
 from slimlab.gan.evaluate import cost, default_features, generate, load_test_split, quality
-from slimlab.gan.fcn_score import SegmenterFeatures, fcn_scores, labels_of_label_images, train_segmenter
+from slimlab.gan.fcn_score import label_task_scorer
 from slimlab.gan.recipes.distill import distill
 from slimlab.gan.recipes.teacher import train_teacher
 
@@ -142,26 +141,13 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
 
 
 def downstream(task: str, root: Path, config: dict, inputs: torch.Tensor, targets: torch.Tensor):
-    """(score, real-image scores): on a label task, a segmenter is trained on the real training renderings
-    (seed 0); ``score(images)`` is its FCN-style reading of generated test images against the input label maps
-    plus KID / FID on its trunk's features (``seg_kid``, ``seg_fid``), and the real test images' own FCN score is
-    the ceiling. Other tasks: no downstream score."""
+    """(score, real-image scores) of ``label_task_scorer`` fitted on a label task's training pairs; other tasks
+    have no downstream score."""
     if task not in LABEL_TASKS:
         return (lambda images: {}), {}
-    classes = LABEL_TASKS[task]
     train_inputs, train_targets = load_test_split(root, "paired", split="train")
-    segmenter = train_segmenter(train_targets, labels_of_label_images(train_inputs), classes,
-                                steps=config["segmenter_steps"])
-    labels = labels_of_label_images(inputs)
-    trunk = SegmenterFeatures(segmenter).eval()
-
-    def score(images: torch.Tensor) -> dict[str, float]:
-        with torch.no_grad():
-            distances = kid_and_fid(trunk, targets, images)
-        return fcn_scores(segmenter, images, labels, classes) | {"seg_kid": distances["kid"],
-                                                                 "seg_fid": distances["fid"]}
-
-    return score, fcn_scores(segmenter, targets, labels, classes)
+    return label_task_scorer(train_inputs, train_targets, inputs, targets, LABEL_TASKS[task],
+                             steps=config["segmenter_steps"])
 
 
 def measure_cost(task: str, results: dict, task_work: Path, config: dict) -> None:
@@ -427,8 +413,7 @@ def downstream_table(task: str, results: dict) -> list[str]:
         lines[-1] += (f" On KID over the segmenter's features: **{verdict}** (x1000 "
                       f"{1000 * (full['seg_kid_mean'] - scratch['seg_kid_mean']):+.2f}, larger std "
                       f"{1000 * max(full['seg_kid_std'], scratch['seg_kid_std']):.2f}).")
-    return lines + ["",
-                    f"![{task} segmenter mIoU](portable_gan_{task}_fcn_miou.png)", ""]
+    return lines + ["", f"![{task} segmenter mIoU](portable_gan_{task}_fcn_miou.png)", ""]
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def fcn_on_folder(root: Path, mode: str, inputs: torch.Tensor, targets: torch.Te
                   steps: int) -> dict[str, float]:
     """FCN-style scores of ``outputs``; the segmenter learns from the folder's training pairs (seed 0)."""
     from slimlab.gan.evaluate import load_test_split
-    from slimlab.gan.fcn_score import SegmenterFeatures, fcn_scores, labels_of_label_images, train_segmenter
+    from slimlab.gan.fcn_score import label_task_scorer
 
     if mode != "paired":
         raise SlimlabError(f"{root}: --fcn needs paired label maps (train/A + train/B), not an unpaired folder")
@@ -88,14 +88,8 @@ def fcn_on_folder(root: Path, mode: str, inputs: torch.Tensor, targets: torch.Te
     train_inputs, train_targets = load_test_split(root, "paired", split="train")
     for name, images in (("train", train_inputs), ("test", inputs)):
         require_label_images(images, root / name / "A")
-    classes = len(LABEL_CLASSES)
-    segmenter = train_segmenter(train_targets, labels_of_label_images(train_inputs), classes, steps=steps)
-    labels = labels_of_label_images(inputs)
-    real = fcn_scores(segmenter, targets, labels, classes)
-    with torch.no_grad():
-        distances = kid_and_fid(SegmenterFeatures(segmenter).eval(), targets, outputs)
-    return fcn_scores(segmenter, outputs, labels, classes) | {f"{name}_real": value for name, value in real.items()} | {
-        "seg_kid": distances["kid"], "seg_fid": distances["fid"]}
+    score, real = label_task_scorer(train_inputs, train_targets, inputs, targets, len(LABEL_CLASSES), steps=steps)
+    return score(outputs) | {f"{name}_real": value for name, value in real.items()}
 
 
 def require_label_images(images: torch.Tensor, folder: Path) -> None:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimlab.core.errors import SlimlabError
+from slimlab.core.image_metrics import kid_and_fid
 from slimlab.core.image_tasks import labels_from_colours
 from slimlab.core.images import to_uint8
 
@@ -107,6 +108,25 @@ def fcn_scores(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cla
     _check_pairs(images, labels, classes)
     scores = segmentation_scores(segment(model, images), labels, classes)
     return {f"fcn_{name}": value for name, value in scores.items()}
+
+
+def label_task_scorer(train_label_images: torch.Tensor, train_targets: torch.Tensor, label_images: torch.Tensor,
+                      targets: torch.Tensor, classes: int, steps: int = 800):
+    """(score, real-image scores) for a label -> image test split: a segmenter (seed 0) learns from the training
+    pairs (colour-coded label images [N, 3, H, W] and their real renderings); ``score(images)`` gives its FCN-style
+    reading of generated test images against the test label maps plus KID / FID on its trunk's features
+    (``seg_kid``, ``seg_fid``) against the real test renderings, whose own FCN scores are the ceiling."""
+    segmenter = train_segmenter(train_targets, labels_of_label_images(train_label_images), classes, steps=steps)
+    labels = labels_of_label_images(label_images)
+    trunk = SegmenterFeatures(segmenter).eval()
+
+    def score(images: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            distances = kid_and_fid(trunk, targets, images)
+        return fcn_scores(segmenter, images, labels, classes) | {"seg_kid": distances["kid"],
+                                                                 "seg_fid": distances["fid"]}
+
+    return score, fcn_scores(segmenter, targets, labels, classes)
 
 
 def labels_of_label_images(images: torch.Tensor) -> torch.Tensor:
