@@ -50,9 +50,12 @@ TASKS = {"shapes2stripes": "unpaired: flat-coloured shapes -> the same shapes wi
          "edges2photo": "edges -> photo (Canny edge map to 64x64 photo crop)",
          "labels2texture": "labels -> image (colour-coded Voronoi label map to its textured rendering; "
                            "mini Cityscapes)",
-         "sr4": "low-res -> high-res (4x bicubic-degraded crop to the crop)"}
+         "sr4": "low-res -> high-res (4x bicubic-degraded crop to the crop; generators with a global skip)"}
 TASK_MODES = {"shapes2stripes": "unpaired", "edges2photo": "paired", "labels2texture": "paired", "sr4": "paired"}
 LABEL_TASKS = {"labels2texture": len(LABEL_CLASSES)}  # task -> classes: scored downstream by a segmenter
+# tasks whose output refines the input: every generator (teacher, students) adds a correction to its input, as
+# super-resolution networks do; the input itself is scored too, as the no-network floor
+GLOBAL_SKIP_TASKS = ("sr4",)
 ARMS = ("scratch", "distill_no_student_d", "distill_student_d", "distill_student_d_pix100", "scratch_slice",
         "distill_student_d_slice")
 SLICE_ARMS = ("scratch_slice", "distill_student_d_slice")
@@ -91,10 +94,11 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
     root, mode, generator_name = builtin_task(task), TASK_MODES[task], generator_file(task)
     common = dict(data=str(root), mode=mode, device="cpu", batch_size=config["batch_size"], log_every=50,
                   resume=False)
+    skip = dict(global_skip=task in GLOBAL_SKIP_TASKS)  # distilled students inherit it from the teacher file
     teacher_dir = work / task / "teacher"
     started = time.perf_counter()
     train_teacher(load_config(TeacherConfig, out_dir=str(teacher_dir), steps=config["teacher_steps"],
-                              ngf=config["ngf"], n_blocks=config["n_blocks"], seed=0, **common))
+                              ngf=config["ngf"], n_blocks=config["n_blocks"], seed=0, **skip, **common))
     teacher_seconds = time.perf_counter() - started
     teacher, spec = load_generator(teacher_dir / generator_name)
     inputs, targets = load_test_split(root, mode)
@@ -115,7 +119,7 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
                 train_teacher(load_config(TeacherConfig, out_dir=str(out_dir), steps=config["student_steps"],
                                           ngf=student_ngf, n_blocks=config["n_blocks"], seed=seed,
                                           slice_from=str(teacher_dir / "G.pt") if arm == "scratch_slice" else "",
-                                          **common))
+                                          **skip, **common))
             else:
                 distill(load_config(DistillConfig, out_dir=str(out_dir), teacher=str(teacher_dir / generator_name),
                                     steps=config["student_steps"], ratio=config["ratio"], seed=seed,
@@ -137,6 +141,8 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
                 entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     if real_images:
         results["real_images"] = real_images  # the segmenter's score on the real test renderings: the ceiling
+    if task in GLOBAL_SKIP_TASKS:
+        results["input_images"] = quality(inputs, targets, features)  # the (bicubic) input as the output
     return results, samples
 
 
@@ -192,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 keeps timings stable when other processes share the cores)")
     parser.add_argument("--jobs", type=int, default=2, help="tasks trained in parallel processes")
+    parser.add_argument("--tasks", default=",".join(TASKS),
+                        help="comma-separated tasks to train; a subset replaces those tasks in the existing "
+                             "portable_gan.json and keeps the others (recorded in the report)")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite portable_gan.md from the existing portable_gan.json (no training)")
     arguments = parser.parse_args(argv)
@@ -208,11 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config = settings(arguments.quick)
     out, work = Path(arguments.out), Path(arguments.work)
+    selected = [task.strip() for task in arguments.tasks.split(",") if task.strip()]
+    unknown = sorted(set(selected) - set(TASKS))
+    if unknown or not selected:
+        parser.error(f"--tasks: unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+    earlier = previous_report(out, config) if set(selected) != set(TASKS) else None
     started = time.perf_counter()
     tasks, grids = {}, {}
     # each task trains in its own process (one torch thread each); latency is measured afterwards, alone
     with ProcessPoolExecutor(arguments.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {task: pool.submit(run_task, task, config, work, arguments.threads) for task in TASKS}
+        futures = {task: pool.submit(run_task, task, config, work, arguments.threads) for task in selected}
         for task, future in futures.items():
             tasks[task], samples = future.result()
             print(f"== {task} trained", flush=True)
@@ -223,7 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     for task, results in tasks.items():
         measure_cost(task, results, work / task, config)
     wall = time.perf_counter() - started
-    report = summarise(tasks, config, arguments, wall)
+    if earlier is not None:  # a partial rerun: the other tasks keep the earlier run's figures, in TASKS order
+        tasks = {task: tasks.get(task, earlier["tasks"].get(task)) for task in TASKS
+                 if task in tasks or task in earlier["tasks"]}
+        grids |= {task: out / f"portable_gan_{task}_grid.png" for task in tasks if task not in grids}
+    report = summarise(tasks, config, arguments, wall if earlier is None else earlier["wall_minutes"] * 60)
+    if earlier is not None:  # the report stays the full run's; the rerun is listed with its own command
+        report["command"] = earlier["command"]
+        report["parallel_task_processes"] = earlier.get("parallel_task_processes", 1)
+        report["partial_reruns"] = earlier.get("partial_reruns", []) + [
+            {"tasks": selected, "wall_minutes": wall / 60, "date": time.strftime("%Y-%m-%d"),
+             "command": " ".join(["python benchmarks/portable_gan.py", *(argv if argv is not None else sys.argv[1:])])}]
     for metric in ("kid", "psnr"):
         for task, results in tasks.items():
             arms = ("teacher", *task_arms(task))
@@ -243,6 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def previous_report(out: Path, config: dict) -> dict:
+    """The full run a partial rerun merges into; its settings must equal this run's."""
+    path = out / "portable_gan.json"
+    if not path.exists():
+        raise SystemExit(f"--tasks with a subset needs an earlier full run's {path} to merge into")
+    report = json.loads(path.read_text())
+    if report["settings"] != config:
+        raise SystemExit(f"--tasks: {path} was written with settings {report['settings']}, this run's are {config}")
+    return report
+
+
 def tally(tasks: dict, metric: str, lower_is_better: bool, arm: str = "distill_student_d",
           baseline: str = "scratch") -> int:
     """Tasks where ``arm`` beats ``baseline`` beyond the seed spread, among the tasks that ran both."""
@@ -253,6 +288,7 @@ def tally(tasks: dict, metric: str, lower_is_better: bool, arm: str = "distill_s
 def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
     first = next(iter(tasks.values()))
     macs_ratio = first["teacher"]["cost"]["macs"] / first["distill_student_d"]["cost"]["macs"]
+    # the command of the whole run (a partial rerun reproduces its tasks with the same command)
     command = "python benchmarks/portable_gan.py" + (" --quick" if arguments.quick else "") + (
         f" --threads {arguments.threads}" if arguments.threads != 1 else "") + (
         f" --jobs {arguments.jobs}" if arguments.jobs != 2 else "")
@@ -314,6 +350,14 @@ def findings(results: dict) -> list[str]:
             f"dB; minus the sliced teacher retrained on ground truth: KID x1000 "
             f"{1000 * (sliced['kid_mean'] - pruned['kid_mean']):+.1f} (larger std "
             f"{1000 * max(sliced['kid_std'], pruned['kid_std']):.1f}), PSNR {sliced['psnr_mean'] - pruned['psnr_mean']:+.2f} dB.")
+    if "input_images" in results:
+        floor = results["input_images"]
+        lines.append(
+            f"- The input itself as the output (global skip with a zero correction): KID x1000 "
+            f"{1000 * floor['kid']:.1f}, PSNR {floor['psnr']:.2f} dB; the teacher moves KID by "
+            f"{1000 * (teacher['kid_mean'] - floor['kid']):+.1f} and PSNR by {teacher['psnr_mean'] - floor['psnr']:+.2f} dB, "
+            f"the scratch student by {1000 * (scratch['kid_mean'] - floor['kid']):+.1f} and "
+            f"{scratch['psnr_mean'] - floor['psnr']:+.2f} dB.")
     return lines + [
         f"- Closest to the teacher's outputs (PSNR to teacher): {ARM_TITLES[closest]} "
         f"({results[closest]['psnr_to_teacher_mean']:.2f} dB)."] + ([
@@ -328,7 +372,10 @@ def render_markdown(report: dict, grids: dict) -> str:
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
              f"Wall time: {report['wall_minutes']:.1f} min, tasks trained in {report.get('parallel_task_processes', 1)} "
              "parallel processes (one torch thread each); CPU latency is measured after all training, one thread, "
-             "but the cores may have been shared with other jobs (MACs and params are exact)", "",
+             "but the cores may have been shared with other jobs (MACs and params are exact)" + "".join(
+                 f"; {', '.join(rerun['tasks'])} rerun alone on {rerun['date']} ({rerun['wall_minutes']:.1f} min, "
+                 f"`{rerun.get('command', '--tasks')}`), the other tasks' figures from the full run"
+                 for rerun in report.get("partial_reruns", [])), "",
              f"Teacher: ResNet generator ngf {s['ngf']}, {s['n_blocks']} blocks, {s['teacher_steps']} steps (seed 0, "
              f"trained once per task; pix2pix on paired tasks, CycleGAN on unpaired ones). Students: width ratio "
              f"{s['ratio']}, {s['student_steps']} steps each, batch {s['batch_size']}, seeds {s['seeds']}; on an "
@@ -372,6 +419,10 @@ def render_markdown(report: dict, grids: dict) -> str:
                          f"{r['fid_mean']:.2f} +- {r['fid_std']:.2f} | {r['psnr_mean']:.2f} +- {r['psnr_std']:.2f} | "
                          f"{r['ssim_mean']:.3f} +- {r['ssim_std']:.3f} | {fidelity} | {c['params']:,} | "
                          f"{c['macs'] / 1e6:.1f} | {c['size_mb']:.2f} | {c['latency_ms']:.2f} |")
+        if "input_images" in results:
+            r = results["input_images"]
+            lines.append(f"| input as output (no network) | {1000 * r['kid']:.2f} | {r['fid']:.2f} | {r['psnr']:.2f} | "
+                         f"{r['ssim']:.3f} | - | 0 | 0 | 0 | 0 |")
         verdict = "yes" if beats_beyond_spread(results, "kid", True) else "no"
         sliced = (f"; with init slice: **{'yes' if beats_beyond_spread(results, 'kid', True, 'distill_student_d_slice') else 'no'}**"
                   if "distill_student_d_slice" in results else "")

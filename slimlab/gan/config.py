@@ -19,6 +19,8 @@ class TeacherConfig:
     ngf: int = 16                           # generator width (CycleGAN paper: 64)
     n_blocks: int = 6                       # residual blocks (CycleGAN paper: 9 at 256 px)
     num_downs: int = 6                      # unet depth (input sides must divide by 2**num_downs)
+    global_skip: bool = False               # G outputs clamp(input + correction): for tasks whose output is a
+                                            # refined input (super-resolution); students inherit it from the teacher
     ndf: int = 16                           # PatchGAN width (paper: 64)
     slice_from: str = ""                    # paired only: start G from the leading filters of this wider generator
                                             # file (the "pruned teacher, retrained on ground truth" baseline)

@@ -25,6 +25,8 @@ class GeneratorSpec:
     n_blocks: int = 6         # resnet: residual blocks at the bottleneck
     num_downs: int = 6        # unet: downsamplings (input sides must be divisible by 2**num_downs)
     dropout: bool = False
+    global_skip: bool = False  # output = clamp(input + network output): the network learns a correction of its
+                               # input, as super-resolution nets do (needs input_channels == output_channels)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,7 +37,14 @@ class GeneratorSpec:
         unknown = sorted(set(values) - known)
         if unknown:
             raise SlimlabError(f"generator spec has unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        spec = cls(**values)
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        if self.global_skip and self.input_channels != self.output_channels:
+            raise SlimlabError(f"generator spec: global_skip needs input_channels == output_channels, got "
+                               f"{self.input_channels} and {self.output_channels}")
 
     def scaled(self, ratio: float) -> "GeneratorSpec":
         """The same architecture with every width multiplied by ``ratio`` (a portable student)."""
@@ -81,9 +90,16 @@ class ResnetGenerator(nn.Module):
                        nn.InstanceNorm2d(c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, spec.output_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        self.global_skip = spec.global_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return with_global_skip(x, self.model(x)) if self.global_skip else self.model(x)
+
+
+def with_global_skip(x: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
+    """(B,C,H,W) input plus the network's tanh output, clamped back to the image range [-1, 1]. The identity is
+    then the easy solution, so a short training run cannot end below its input (the bicubic image in 4x SR)."""
+    return (x + correction).clamp(-1.0, 1.0)
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -127,12 +143,14 @@ class UnetGenerator(nn.Module):
             block = UnetSkipConnectionBlock(outer, 2 * outer, submodule=block)
         self.model = UnetSkipConnectionBlock(spec.output_channels, ngf, input_channels=spec.input_channels,
                                              submodule=block, outermost=True)
+        self.global_skip = spec.global_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return with_global_skip(x, self.model(x)) if self.global_skip else self.model(x)
 
 
 def build_generator(spec: GeneratorSpec) -> nn.Module:
+    spec.check()
     if spec.kind == "resnet":
         return ResnetGenerator(spec)
     if spec.kind == "unet":

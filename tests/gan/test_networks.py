@@ -92,3 +92,35 @@ def test_plain_discriminator_files_that_do_not_fit_are_named(tmp_path):
     save_generator(tmp_path / "G.pt", build_generator(spec), spec)
     with pytest.raises(SlimlabError, match="G.pt: not a slimlab discriminator file"):
         load_discriminator(tmp_path / "G.pt")
+
+
+@pytest.mark.parametrize("kind", ["resnet", "unet"])
+def test_global_skip_adds_the_correction_to_the_input_and_clamps(kind):
+    spec = GeneratorSpec(kind=kind, ngf=2, n_blocks=1, num_downs=5, global_skip=True)
+    generator = build_generator(spec).eval()
+    last = [module for module in generator.modules() if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, 0.5)  # the correction is then tanh(0.5) everywhere
+    image = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
+    expected = (image + torch.tanh(torch.tensor(0.5))).clamp(-1, 1)  # 0.6 and above saturate at 1
+    assert torch.allclose(generator(image), expected, atol=1e-6)
+    assert generator(image).max() == 1.0
+
+
+def test_global_skip_is_kept_by_students_and_files_and_old_files_load_without_it(tmp_path):
+    spec = GeneratorSpec(ngf=8, n_blocks=1, global_skip=True)
+    teacher = build_generator(spec)
+    _, student_spec = make_student(teacher, spec, 0.5)
+    assert student_spec.global_skip and student_spec.ngf == 4
+    save_generator(tmp_path / "G.pt", teacher, spec)
+    loaded, loaded_spec = load_generator(tmp_path / "G.pt")
+    assert loaded_spec.global_skip and loaded.global_skip
+    payload = torch.load(tmp_path / "G.pt", weights_only=False)
+    del payload["spec"]["global_skip"]  # a file written before the field existed
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_generator(tmp_path / "old.pt")[1].global_skip is False
+
+
+def test_global_skip_needs_as_many_output_channels_as_input_channels():
+    with pytest.raises(SlimlabError, match="global_skip needs input_channels == output_channels, got 1 and 3"):
+        build_generator(GeneratorSpec(input_channels=1, global_skip=True))

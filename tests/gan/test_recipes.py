@@ -113,7 +113,10 @@ def test_slice_from_refuses_a_mismatched_generator(tmp_path, paired_dir, unpaire
     narrow_cfg = load_config(TeacherConfig, data=str(paired_dir), **{**TINY, "ngf": 2})
     save_generator(tmp_path / "narrow.pt", build_networks(narrow_cfg, torch.device("cpu"))["G"],
                    generator_spec(narrow_cfg))
+    skip_cfg = load_config(TeacherConfig, data=str(paired_dir), **{**TINY, "ngf": 8}, global_skip=True)
+    save_generator(tmp_path / "skip.pt", build_networks(skip_cfg, torch.device("cpu"))["G"], generator_spec(skip_cfg))
     cases = [("deep.pt", "paired", "n_blocks is 2"), ("narrow.pt", "paired", "ngf 2 is narrower"),
+             ("skip.pt", "paired", "global_skip is True, this run's is False"),
              ("narrow.pt", "unpaired", "only for mode=paired")]
     for name, mode, message in cases:
         cfg = load_config(TeacherConfig, data="unused", mode=mode, slice_from=str(tmp_path / name), **TINY)
@@ -141,3 +144,15 @@ def test_distill_refuses_a_crop_the_teachers_unet_cannot_take(tmp_path, paired_d
     with pytest.raises(SlimlabError, match="'crop_size' must be a multiple of 32 for the teacher's unet generator"):
         distill(cfg)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_global_skip_teacher_gives_a_global_skip_student(tmp_path):
+    teacher_cfg = load_config(TeacherConfig, data="unused", **{**TINY, "ngf": 8}, global_skip=True)
+    teachers = build_networks(teacher_cfg, torch.device("cpu"))
+    assert teachers["G"].global_skip
+    save_generator(tmp_path / "G.pt", teachers["G"], generator_spec(teacher_cfg))
+    save_discriminator(tmp_path / "D.pt", teachers["D"])
+    cfg = load_config(DistillConfig, data="unused", ratio=0.5, teacher=str(tmp_path / "G.pt"),
+                      **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    (direction,) = build_directions(cfg, torch.device("cpu"))
+    assert direction.student_spec.global_skip and direction.student.global_skip and direction.student_spec.ngf == 4

@@ -27,7 +27,8 @@ from slimlab.gan.training import (adam, all_finite, init_weights, linear_decay_l
 
 
 def generator_spec(cfg: TeacherConfig) -> GeneratorSpec:
-    return GeneratorSpec(kind=cfg.generator, ngf=cfg.ngf, n_blocks=cfg.n_blocks, num_downs=cfg.num_downs)
+    return GeneratorSpec(kind=cfg.generator, ngf=cfg.ngf, n_blocks=cfg.n_blocks, num_downs=cfg.num_downs,
+                         global_skip=cfg.global_skip)
 
 
 def build_networks(cfg: TeacherConfig, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -51,7 +52,7 @@ def sliced_source(cfg: TeacherConfig, spec: GeneratorSpec) -> torch.nn.Module:
     if cfg.mode != "paired":
         raise SlimlabError(f"slice_from={cfg.slice_from}: only for mode=paired")
     source, source_spec = load_generator(cfg.slice_from)
-    for field in ("kind", "n_blocks", "num_downs", "input_channels", "output_channels"):
+    for field in ("kind", "n_blocks", "num_downs", "input_channels", "output_channels", "global_skip"):
         if getattr(source_spec, field) != getattr(spec, field):
             raise SlimlabError(f"slice_from={cfg.slice_from}: its {field} is {getattr(source_spec, field)}, "
                                f"this run's is {getattr(spec, field)}")
