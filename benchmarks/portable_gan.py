@@ -1,8 +1,11 @@
 """Benchmark: portable-GAN distillation vs its baselines on four built-in tasks, 3 seeds, equal budgets.
 
 Arms per task: the teacher (ResNet generator, trained once); a student of ``ratio`` width distilled with the
-student discriminator (full method); the same student distilled without it (pixel + feature terms only); the
-same student trained from scratch with the teacher's own pix2pix recipe. Two more arms start the student from the
+student discriminator (full method); the same student distilled without it (pixel + feature terms only), with
+the pixel term only, and with the student discriminator but no triplet term; the full method at lambda_pix 100;
+the spec's peer, GAN Compression-style distillation (L1 reconstruction x100, 1x1-conv MSE on the generators'
+bottleneck activations, a discriminator started from the teacher's); the same student trained from scratch with
+the teacher's own pix2pix recipe. Two more arms start the student from the
 teacher's leading filters (``init=slice``): the full method, and the teacher's pix2pix recipe on the ground truth
 (a pruned teacher retrained; it shows how much of a sliced student's gain is the distillation and how much the
 inherited weights). All students get the same number of steps, batch size and seeds.
@@ -15,7 +18,7 @@ the hidden striped version of each test scene). The slice arms run on the paired
 slices paired generators only.
 Writes docs/benchmarks/portable_gan.md, .json and PNGs.
 
-    python benchmarks/portable_gan.py            # default run (~65 min on 2 cores: tasks in 2 processes)
+    python benchmarks/portable_gan.py            # default run (~75 min on 2 cores: tasks in 2 processes)
     python benchmarks/portable_gan.py --quick    # smoke run
 """
 
@@ -56,15 +59,27 @@ LABEL_TASKS = {"labels2texture": len(LABEL_CLASSES)}  # task -> classes: scored 
 # tasks whose output refines the input: every generator (teacher, students) adds a correction to its input, as
 # super-resolution networks do; the input itself is scored too, as the no-network floor
 GLOBAL_SKIP_TASKS = ("sr4",)
-ARMS = ("scratch", "distill_no_student_d", "distill_student_d", "distill_student_d_pix100", "scratch_slice",
-        "distill_student_d_slice")
+ARMS = ("scratch", "distill_pixel_only", "distill_no_student_d", "distill_student_d_no_triplet", "distill_student_d",
+        "distill_student_d_pix100", "peer_gan_compression", "scratch_slice", "distill_student_d_slice")
 SLICE_ARMS = ("scratch_slice", "distill_student_d_slice")
 ARM_TITLES = {"teacher": "teacher", "scratch": "student from scratch (task loss: pix2pix or CycleGAN)",
+              "distill_pixel_only": "student distilled, pixel term only (no feature term, no student D)",
               "distill_no_student_d": "student distilled, no student D (pixel + feature)",
+              "distill_student_d_no_triplet": "student distilled with student D, no triplet term",
               "distill_student_d": "student distilled with student D (full method)",
               "distill_student_d_pix100": "student distilled with student D, lambda_pix 100",
+              "peer_gan_compression": "peer: GAN Compression-style (L1 recon x100, 1x1-conv activation MSE, "
+                                      "D from the teacher's)",
               "scratch_slice": "sliced teacher retrained (pix2pix loss, init slice)",
               "distill_student_d_slice": "student distilled with student D, init slice"}
+# DistillConfig fields of each distilled arm (the spec's arms 2-5 and 7, plus the lambda_pix sweep and init slice)
+DISTILL_ARMS = {"distill_pixel_only": dict(student_discriminator=False, lambda_feat=0.0),
+                "distill_no_student_d": dict(student_discriminator=False),
+                "distill_student_d_no_triplet": dict(triplet=False),
+                "distill_student_d": {},
+                "distill_student_d_pix100": dict(lambda_pix=100.0),
+                "peer_gan_compression": dict(method="gan_compression", lambda_pix=100.0),
+                "distill_student_d_slice": dict(init="slice")}
 METRICS = ("kid", "fid", "psnr", "ssim", "psnr_to_teacher", "fcn_pixel_acc", "fcn_class_acc", "fcn_miou", "seg_kid",
            "seg_fid")
 FCN_METRICS = ("fcn_pixel_acc", "fcn_class_acc", "fcn_miou")
@@ -123,9 +138,7 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1) -> tuple[dic
             else:
                 distill(load_config(DistillConfig, out_dir=str(out_dir), teacher=str(teacher_dir / generator_name),
                                     steps=config["student_steps"], ratio=config["ratio"], seed=seed,
-                                    student_discriminator=arm != "distill_no_student_d",
-                                    lambda_pix=100.0 if arm.endswith("_pix100") else DistillConfig.lambda_pix,
-                                    init="slice" if arm.endswith("_slice") else "scratch", **common))
+                                    **DISTILL_ARMS[arm], **common))
             seconds.append(time.perf_counter() - started)
             student, _ = load_generator(out_dir / generator_name)
             outputs = generate(student, inputs)
@@ -305,6 +318,11 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
                                                                           "distill_student_d_pix100"),
         "tasks_where_distilled_pix100_beats_scratch_beyond_spread_psnr": tally(tasks, "psnr", False,
                                                                                "distill_student_d_pix100"),
+        "tasks_where_peer_beats_scratch_beyond_spread": tally(tasks, "kid", True, "peer_gan_compression"),
+        "tasks_where_distilled_beats_peer_beyond_spread": tally(tasks, "kid", True, "distill_student_d",
+                                                                "peer_gan_compression"),
+        "tasks_where_peer_beats_distilled_beyond_spread": tally(tasks, "kid", True, "peer_gan_compression",
+                                                                "distill_student_d"),
         "tasks_with_slice_arms": sum("distill_student_d_slice" in results for results in tasks.values()),
         "tasks_where_distilled_slice_beats_scratch_beyond_spread": tally(tasks, "kid", True, "distill_student_d_slice"),
         "tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr": tally(tasks, "psnr", False,
@@ -341,6 +359,19 @@ def findings(results: dict) -> list[str]:
         f"{1000 * max(strong_pixel['kid_std'], scratch['kid_std']):.1f}), PSNR "
         f"{strong_pixel['psnr_mean'] - scratch['psnr_mean']:+.2f} dB (larger std "
         f"{max(strong_pixel['psnr_std'], scratch['psnr_std']):.2f})."]
+    if "peer_gan_compression" in results:
+        peer, no_triplet, pixel = (results[k] for k in ("peer_gan_compression", "distill_student_d_no_triplet",
+                                                        "distill_pixel_only"))
+        lines += [
+            f"- GAN Compression-style peer minus scratch: KID x1000 {1000 * (peer['kid_mean'] - scratch['kid_mean']):+.1f} "
+            f"(larger std {1000 * max(peer['kid_std'], scratch['kid_std']):.1f}), PSNR "
+            f"{peer['psnr_mean'] - scratch['psnr_mean']:+.2f} dB; full method minus peer: KID x1000 "
+            f"{1000 * (full['kid_mean'] - peer['kid_mean']):+.1f} (larger std "
+            f"{1000 * max(full['kid_std'], peer['kid_std']):.1f}).",
+            f"- Ablations against the full method (KID x1000): pixel term only "
+            f"{1000 * (pixel['kid_mean'] - full['kid_mean']):+.1f}, no student D "
+            f"{1000 * (plain['kid_mean'] - full['kid_mean']):+.1f}, student D without the triplet term "
+            f"{1000 * (no_triplet['kid_mean'] - full['kid_mean']):+.1f} (positive: worse than the full method)."]
     if "distill_student_d_slice" in results:
         sliced, pruned = results["distill_student_d_slice"], results["scratch_slice"]
         lines.append(
@@ -398,6 +429,11 @@ def render_markdown(report: dict, grids: dict) -> str:
              f"(KID) against the sliced teacher retrained on ground truth; "
              f"student D better than no student D on KID mean in "
              f"{report['tasks_where_student_d_beats_no_student_d_kid']} / {len(report['tasks'])} tasks" + (
+                 f"; against the GAN Compression-style peer (KID): the full method better beyond the spread on "
+                 f"{report['tasks_where_distilled_beats_peer_beyond_spread']} / {len(report['tasks'])} tasks, the "
+                 f"peer better on {report['tasks_where_peer_beats_distilled_beyond_spread']}, the peer better than "
+                 f"scratch on {report['tasks_where_peer_beats_scratch_beyond_spread']}"
+                 if "tasks_where_distilled_beats_peer_beyond_spread" in report else "") + (
                  f"; on the label task's downstream segmenter mIoU: "
                  f"{report['label_tasks_where_distilled_beats_scratch_beyond_spread_fcn_miou']} / "
                  f"{sum(task in LABEL_TASKS for task in report['tasks'])}" + (

@@ -68,6 +68,11 @@ class DistillConfig:
     mode: Literal["paired", "unpaired"] = "paired"
     out_dir: str = "runs/gan/student"
     ratio: float = 0.375                    # student width = ratio * teacher width (params ~ ratio^2)
+    method: Literal["portable", "gan_compression"] = "portable"  # gan_compression: the peer recipe of Li et al.
+                                            # (CVPR 2020): lambda_pix L1 to the ground truth (paired) or the
+                                            # teacher's output (unpaired), lambda_distill 1x1-conv MSE on the
+                                            # generators' bottleneck activations, a D started from the teacher's
+                                            # D and trained on real vs student; no L_feat, no triplet
     init: Literal["scratch", "slice"] = "scratch"
     student_discriminator: bool = True      # False: pixel + feature distillation only (ablation)
     triplet: bool = True                    # triplet term for the student discriminator
@@ -76,6 +81,7 @@ class DistillConfig:
     lambda_feat: float = 1.0
     lambda_gan: float = 1.0
     lambda_tri: float = 0.1
+    lambda_distill: float = 1.0             # gan_compression only: weight of the activation distillation
     lambda_gt: float = 0.0                  # paired only: extra L1 of the student to the ground truth
     lambda_cycle: float = 0.0               # unpaired only: student cycle loss (teacher already encodes cycles)
     triplet_margin: float = 1.0

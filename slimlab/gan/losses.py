@@ -69,3 +69,13 @@ def triplet_term(real_features: torch.Tensor, teacher_features: torch.Tensor, st
     d_positive = (anchor - positive).norm(dim=1)  # (B,)
     d_negative = (anchor - negative).norm(dim=1)  # (B,)
     return F.relu(d_positive - d_negative + margin).mean()
+
+
+# ---- peer: GAN Compression-style distillation (Li et al., CVPR 2020) ----------------------------------------
+
+def activation_distillation(teacher_activations: list[torch.Tensor],
+                            mapped_student_activations: list[torch.Tensor]) -> torch.Tensor:
+    """L_distill = mean over layers of mean (A_T - conv1x1(A_S))^2: the student's intermediate activations, mapped
+    to the teacher's widths by learned 1x1 convolutions, regress the teacher's (B, C_T, h, w) activations."""
+    terms = [F.mse_loss(s, t) for t, s in zip(teacher_activations, mapped_student_activations, strict=True)]
+    return torch.stack(terms).mean()

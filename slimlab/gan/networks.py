@@ -95,6 +95,27 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return with_global_skip(x, self.model(x)) if self.global_skip else self.model(x)
 
+    def forward_with_activations(self, x: torch.Tensor,
+                                 layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output and the activations after ``model[i]`` for each i in ``layers`` (in model order)."""
+        activations, h = [], x
+        for index, layer in enumerate(self.model):
+            h = layer(h)
+            if index in layers:
+                activations.append(h)
+        return (with_global_skip(x, h) if self.global_skip else h), activations
+
+
+def bottleneck_layers(spec: GeneratorSpec) -> tuple[int, ...]:
+    """Indices into a ResNet generator's ``model`` whose outputs GAN Compression distils: the last ReLU before the
+    residual blocks and the output of every third block and of the last one (for 9 blocks: 9, 12, 15, 18, its
+    choice). All have 4 * ngf channels at a quarter of the input side."""
+    if spec.kind != "resnet":
+        raise SlimlabError(f"intermediate-layer distillation needs a resnet generator, got '{spec.kind}'")
+    first_block = 10  # pad, conv, norm, relu, then two (conv, norm, relu) downsamplings
+    blocks = sorted({b for b in range(3, spec.n_blocks + 1, 3)} | ({spec.n_blocks} if spec.n_blocks else set()))
+    return (first_block - 1, *(first_block + b - 1 for b in blocks))
+
 
 def with_global_skip(x: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
     """(B,C,H,W) input plus the network's tanh output, clamped back to the image range [-1, 1]. The identity is

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from slimlab.gan.losses import (conditional_input, discriminator_loss, feature_distillation, lsgan,
+from slimlab.gan.losses import (activation_distillation, conditional_input, discriminator_loss, feature_distillation, lsgan,
                                 pixel_distillation, student_discriminator_terms, triplet_term)
 
 
@@ -43,3 +43,10 @@ def test_conditional_input():
     source, image = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
     assert conditional_input(6, source, image).shape == (1, 6, 4, 4)
     assert conditional_input(3, source, image) is image
+
+
+def test_activation_distillation_is_the_mean_over_layers_of_each_layers_mse():
+    teacher = [torch.ones(1, 2, 1, 1), torch.full((2, 1, 2, 2), 3.0)]
+    student = [torch.zeros(1, 2, 1, 1), torch.ones(2, 1, 2, 2)]
+    # layer 1: every entry off by 1 -> MSE 1; layer 2: off by 2 -> MSE 4; mean of the two layers
+    assert activation_distillation(teacher, student).item() == pytest.approx((1 + 4) / 2)

@@ -124,3 +124,18 @@ def test_global_skip_is_kept_by_students_and_files_and_old_files_load_without_it
 def test_global_skip_needs_as_many_output_channels_as_input_channels():
     with pytest.raises(SlimlabError, match="global_skip needs input_channels == output_channels, got 1 and 3"):
         build_generator(GeneratorSpec(input_channels=1, global_skip=True))
+
+
+def test_bottleneck_layers_pick_gan_compressions_points_and_activations_match_the_forward():
+    from slimlab.gan.networks import bottleneck_layers
+    assert bottleneck_layers(GeneratorSpec(n_blocks=9)) == (9, 12, 15, 18)  # the layers GAN Compression distils
+    assert bottleneck_layers(GeneratorSpec(n_blocks=6)) == (9, 12, 15)
+    assert bottleneck_layers(GeneratorSpec(n_blocks=4)) == (9, 12, 13)      # every third block, and the last
+    spec = GeneratorSpec(ngf=2, n_blocks=4, global_skip=True)
+    generator = build_generator(spec).eval()
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    output, activations = generator.forward_with_activations(image, bottleneck_layers(spec))
+    assert torch.equal(output, generator(image))
+    assert [tuple(a.shape) for a in activations] == [(1, 8, 4, 4)] * 3  # 4 ngf channels at a quarter side
+    with pytest.raises(SlimlabError, match="needs a resnet generator, got 'unet'"):
+        bottleneck_layers(GeneratorSpec(kind="unet"))

@@ -156,3 +156,47 @@ def test_a_global_skip_teacher_gives_a_global_skip_student(tmp_path):
                       **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
     (direction,) = build_directions(cfg, torch.device("cpu"))
     assert direction.student_spec.global_skip and direction.student.global_skip and direction.student_spec.ngf == 4
+
+
+@pytest.mark.parametrize("mode", ["paired", "unpaired"])
+def test_one_gan_compression_step_trains_student_adapters_and_the_d_started_from_the_teachers(mode, tmp_path):
+    teacher_cfg = load_config(TeacherConfig, data="unused", mode=mode, **{**TINY, "ngf": 8, "n_blocks": 3})
+    teachers = build_networks(teacher_cfg, torch.device("cpu"))
+    for name, net in teachers.items():
+        (save_generator(tmp_path / f"{name}.pt", net, generator_spec(teacher_cfg)) if name.startswith("G")
+         else save_discriminator(tmp_path / f"{name}.pt", net))
+    cfg = load_config(DistillConfig, data="unused", mode=mode, ratio=0.5, method="gan_compression", lambda_pix=100.0,
+                      teacher=str(tmp_path / ("G.pt" if mode == "paired" else "G_AB.pt")),
+                      **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    directions = build_directions(cfg, torch.device("cpu"))
+    first = directions[0]
+    assert first.layers == (9, 12) and len(first.adapters) == 2
+    assert first.adapters[0].weight.shape == (32, 16, 1, 1)  # student 4 x 4 channels -> teacher 4 x 8
+    teacher_d = teachers["D" if mode == "paired" else "D_B"]
+    assert all(torch.equal(a, b) for a, b in zip(first.student_d.state_dict().values(), teacher_d.state_dict().values()))
+    networks = ({f"S{d.name}": d.student for d in directions} | {f"D{d.name}": d.student_d for d in directions}
+                | {f"A{d.name}": d.adapters for d in directions})
+    optimizers = {"G": training.adam([p for d in directions for p in [*d.student.parameters(), *d.adapters.parameters()]],
+                                     2e-4, 0.5),
+                  "D": training.adam([p for d in directions for p in d.student_d.parameters()], 2e-4, 0.5)}
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():  # paired: reconstruction against the ground truth; unpaired: the teacher's output
+        expected_pix = (first.student(x) - (y if mode == "paired" else first.teacher(x))).abs().mean().item()
+    before = snapshot(networks)
+    logs = distill_step(directions, optimizers, {"AB": (x, y), "BA": (y, x)}, cfg)
+    assert logs["AB_pix"] == pytest.approx(expected_pix, rel=1e-5)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert {"AB_pix", "AB_distill", "AB_g_gan", "AB_d_real_y", "AB_d_fake"} <= set(logs)
+    assert "AB_feat" not in logs and "AB_tri" not in logs
+    assert_all_changed(before, networks)
+
+
+def test_gan_compression_refuses_a_unet_teacher_by_name(tmp_path):
+    teacher_cfg = load_config(TeacherConfig, data="unused", generator="unet", num_downs=5, **TINY)
+    teachers = build_networks(teacher_cfg, torch.device("cpu"))
+    save_generator(tmp_path / "G.pt", teachers["G"], generator_spec(teacher_cfg))
+    save_discriminator(tmp_path / "D.pt", teachers["D"])
+    cfg = load_config(DistillConfig, data="unused", method="gan_compression", teacher=str(tmp_path / "G.pt"),
+                      **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    with pytest.raises(SlimlabError, match=r"method=gan_compression .*G\.pt is a unet generator"):
+        build_directions(cfg, torch.device("cpu"))

@@ -5,10 +5,16 @@ counts real and teacher images as real and student images as fake, plays an adve
 Per step and translation direction: (1) teacher forward, no grad; (2) update D_S on L_DS_gan + lambda_tri
 L_tri; (3) update G_S on lambda_gan L_GS_gan + lambda_pix L_pix + lambda_feat L_feat (+ lambda_gt L1 to the
 ground truth). Unpaired tasks distil both directions (two teachers, two students, two student Ds).
+
+``method="gan_compression"`` runs the peer recipe of GAN Compression (Li et al., CVPR 2020) on the same loop:
+L1 to the ground truth (paired) or to the teacher's output (unpaired), MSE between the teacher's bottleneck
+activations and the student's mapped by learned 1x1 convolutions, and a discriminator started from the teacher's
+D that judges real images against student images only.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +31,9 @@ from slimlab.core.runtime import seed_all, select_device
 from slimlab.gan.checkpoint import load_discriminator, load_generator, save_discriminator, save_generator
 from slimlab.gan.config import DistillConfig
 from slimlab.gan.data import Augmentation, StepSampler, paired_folder, resolve_data, unpaired_folders
-from slimlab.gan.losses import (conditional_input, feature_distillation, lsgan, pixel_distillation,
-                                student_discriminator_terms, triplet_term)
-from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, make_student, slice_init
+from slimlab.gan.losses import (activation_distillation, conditional_input, discriminator_loss, feature_distillation,
+                                lsgan, pixel_distillation, student_discriminator_terms, triplet_term)
+from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, bottleneck_layers, make_student, slice_init
 from slimlab.gan.training import (adam, all_finite, init_weights, linear_decay_lr, resume_point, save_state,
                                   seed_step, set_lr)
 
@@ -41,6 +47,8 @@ class Direction:
     student: nn.Module
     student_d: PatchDiscriminator | None
     student_spec: GeneratorSpec
+    layers: tuple[int, ...] = ()       # gan_compression: generator layers whose activations are distilled
+    adapters: nn.ModuleList | None = None  # gan_compression: one 1x1 conv per layer, student -> teacher width
 
 
 def random_feature_network(channels: int, ndf: int, seed: int) -> PatchDiscriminator:
@@ -68,10 +76,15 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
     init = torch.Generator().manual_seed(cfg.seed)
     given_spec = GeneratorSpec(kind=cfg.teacher_kind, ngf=cfg.teacher_ngf, n_blocks=cfg.teacher_n_blocks,
                                num_downs=cfg.teacher_num_downs) if cfg.teacher_kind else None
+    peer = cfg.method == "gan_compression"
     directions = []
     for name, g_path, d_path in plan:
         teacher, teacher_spec = load_generator(g_path, given_spec)
-        teacher_d = load_discriminator(d_path) if cfg.feature_extractor == "teacher_d" or cfg.ndf == 0 else None
+        if peer and teacher_spec.kind != "resnet":
+            raise SlimlabError(f"method=gan_compression distils bottleneck activations of a resnet generator; "
+                               f"{g_path} is a {teacher_spec.kind} generator")
+        needs_teacher_d = cfg.feature_extractor == "teacher_d" or cfg.ndf == 0 or peer
+        teacher_d = load_discriminator(d_path) if needs_teacher_d else None
         channels = teacher_d.input_channels if teacher_d else (6 if cfg.mode == "paired" else 3)
         ndf = cfg.ndf or teacher_d.ndf
         features = teacher_d if cfg.feature_extractor == "teacher_d" else random_feature_network(channels, ndf, 4321)
@@ -79,12 +92,20 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
         init_weights(student, init)
         if cfg.init == "slice":  # after the random init, so sliced filters are not overwritten
             slice_init(student, teacher)
-        student_d = init_weights(PatchDiscriminator(channels, ndf), init) if cfg.student_discriminator else None
+        if peer:  # GAN Compression keeps the teacher's D architecture and starts from its weights
+            student_d = copy.deepcopy(teacher_d) if cfg.student_discriminator else None
+            layers = bottleneck_layers(teacher_spec)
+            adapters = init_weights(nn.ModuleList(nn.Conv2d(4 * student_spec.ngf, 4 * teacher_spec.ngf, 1)
+                                                  for _ in layers), init).to(device)
+        else:
+            student_d = init_weights(PatchDiscriminator(channels, ndf), init) if cfg.student_discriminator else None
+            layers, adapters = (), None
         for frozen in (teacher, features):
             frozen.requires_grad_(False)
             frozen.eval()
         directions.append(Direction(name, teacher.to(device), features.to(device), student.to(device).train(),
-                                    student_d.to(device).train() if student_d else None, student_spec))
+                                    student_d.to(device).train() if student_d else None, student_spec, layers,
+                                    adapters))
     return directions
 
 
@@ -97,21 +118,36 @@ def check_crop_size(cfg: DistillConfig, spec: GeneratorSpec) -> None:
 
 def distill_step(directions: list[Direction], optimizers: dict, batches: dict, cfg: DistillConfig) -> dict:
     """One D_S update then one G_S update over all directions. batches[name] = (x, y), each (B, 3, H, W)."""
-    paired = cfg.mode == "paired"
+    paired, peer = cfg.mode == "paired", cfg.method == "gan_compression"
     logs: dict[str, float] = {}
-    teacher_out, student_out = {}, {}
+    teacher_out, student_out, teacher_acts, student_acts = {}, {}, {}, {}
     d_total = torch.zeros(())
     for direction in directions:
         x, y = batches[direction.name]
-        with torch.no_grad():
-            teacher_out[direction.name] = direction.teacher(x)  # (B, 3, H, W)
-        student_out[direction.name] = direction.student(x)
+        if peer:  # outputs (B, 3, H, W) and bottleneck activations (B, 4 ngf, H/4, W/4)
+            with torch.no_grad():
+                teacher_out[direction.name], teacher_acts[direction.name] = \
+                    direction.teacher.forward_with_activations(x, direction.layers)
+            student_out[direction.name], student_acts[direction.name] = \
+                direction.student.forward_with_activations(x, direction.layers)
+        else:
+            with torch.no_grad():
+                teacher_out[direction.name] = direction.teacher(x)  # (B, 3, H, W)
+            student_out[direction.name] = direction.student(x)
         if direction.student_d is None:
             continue
         D, t, s = direction.student_d, teacher_out[direction.name], student_out[direction.name].detach()
 
         def judge(image, D=D, x=x):
             return conditional_input(D.input_channels, x, image)
+
+        if peer:  # the peer's D sees real images against student images only
+            real_logits, student_logits = D(judge(y)), D(judge(s))
+            d_loss = discriminator_loss(real_logits, student_logits)
+            logs[f"{direction.name}_d_real_y"] = lsgan(real_logits, True).item()
+            logs[f"{direction.name}_d_fake"] = lsgan(student_logits, False).item()
+            d_total = d_total + d_loss
+            continue
 
         # one pass per image kind gives both the patch logits and the penultimate features
         (real_logits, real_f), (teacher_logits, teacher_f), (student_logits, student_f) = (
@@ -135,12 +171,19 @@ def distill_step(directions: list[Direction], optimizers: dict, batches: dict, c
     for direction in directions:
         x, y = batches[direction.name]
         t, s = teacher_out[direction.name], student_out[direction.name]
-        phi_channels = direction.features.input_channels
-        with torch.no_grad():
-            teacher_features = direction.features.features(conditional_input(phi_channels, x, t))
-        pix = pixel_distillation(t, s)
-        feat = feature_distillation(teacher_features, direction.features.features(conditional_input(phi_channels, x, s)))
-        g_loss = cfg.lambda_pix * pix + cfg.lambda_feat * feat
+        if peer:  # reconstruction: the ground truth when there is one (paired), else the teacher's output
+            pix = pixel_distillation(y if paired else t, s)
+            mapped = [adapter(a) for adapter, a in zip(direction.adapters, student_acts[direction.name], strict=True)]
+            feat = activation_distillation(teacher_acts[direction.name], mapped)
+            g_loss = cfg.lambda_pix * pix + cfg.lambda_distill * feat
+        else:
+            phi_channels = direction.features.input_channels
+            with torch.no_grad():
+                teacher_features = direction.features.features(conditional_input(phi_channels, x, t))
+            pix = pixel_distillation(t, s)
+            feat = feature_distillation(teacher_features,
+                                        direction.features.features(conditional_input(phi_channels, x, s)))
+            g_loss = cfg.lambda_pix * pix + cfg.lambda_feat * feat
         if direction.student_d is not None:
             D = direction.student_d
             D.requires_grad_(False)
@@ -150,7 +193,7 @@ def distill_step(directions: list[Direction], optimizers: dict, batches: dict, c
             logs[f"{direction.name}_g_gan"] = gan.item()
         if paired and cfg.lambda_gt > 0:
             g_loss = g_loss + cfg.lambda_gt * F.l1_loss(s, y)
-        logs[f"{direction.name}_pix"], logs[f"{direction.name}_feat"] = pix.item(), feat.item()
+        logs[f"{direction.name}_pix"], logs[f"{direction.name}_{'distill' if peer else 'feat'}"] = pix.item(), feat.item()
         g_total = g_total + g_loss
     if not paired and cfg.lambda_cycle > 0:
         by_name = {d.name: d for d in directions}
@@ -181,7 +224,11 @@ def distill(cfg: DistillConfig) -> Path:
     run = RunDirectory(out)
     networks = {f"S_{d.name}": d.student for d in directions}
     networks.update({f"DS_{d.name}": d.student_d for d in directions if d.student_d is not None})
-    optimizers = {"G": adam([p for d in directions for p in d.student.parameters()], cfg.lr, cfg.beta1)}
+    networks.update({f"A_{d.name}": d.adapters for d in directions if d.adapters is not None})
+    # the 1x1 adapters of gan_compression train with the student and are dropped at the end
+    optimizers = {"G": adam([p for d in directions for p in d.student.parameters()]
+                            + [p for d in directions if d.adapters is not None for p in d.adapters.parameters()],
+                            cfg.lr, cfg.beta1)}
     if cfg.student_discriminator:
         optimizers["D"] = adam([p for d in directions for p in d.student_d.parameters()], cfg.lr, cfg.beta1)
     start, identity = resume_point(cfg, run, networks, optimizers)
