@@ -53,6 +53,7 @@ ARMS = {
     "aap_shuffled_prior": ("correlated", ["head=aap", "prior=shuffled"]),
     "baseline_wbce_independent": ("independent", ["head=global"]),
     "aap_independent": ("independent", ["head=aap"]),
+    "branches_independent": ("independent", ["head=branches"]),  # does the shrink come with the branches alone?
     "baseline_wbce_low_data": ("correlated", ["head=global", "train_count=500"]),
     "branches_low_data": ("correlated", ["head=branches", "train_count=500"]),
     "aap_low_data": ("correlated", ["head=aap", "train_count=500"]),
@@ -130,6 +131,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="runs trained in parallel, one thread each")
     parser.add_argument("--out", default=str(DOCS), help="folder for par.md / par.json / plots")
     parser.add_argument("--from-json", help="only redraw par.md and the plots from an earlier par.json")
+    parser.add_argument("--arms", help="comma-separated arms to train; the other arms' runs (and the real-image "
+                                       "check) are taken from the par.json in --out, whose settings must match")
     parser.add_argument("--vtest", default=default_vtest(),
                         help="OpenCV's vtest.avi for the real-image sanity check (default: the Debian opencv-doc path "
                              "when installed; without it the check is skipped)")
@@ -143,12 +146,17 @@ def main() -> int:
         return 0
     seeds = [0, 1] if arguments.quick else [0, 1, 2]
     settings = (["train_count=480", "test_count=160", "epochs=4", "width=8", "learning_rate=0.005"] if arguments.quick else
-                ["train_count=2000", "test_count=1000", "epochs=8", "width=16", "learning_rate=0.002"])
+                ["train_count=8000", "test_count=2000", "epochs=8", "width=16", "learning_rate=0.002"])  # spec sizes
     settings += ["batch_size=64"]
+    selected = [name.strip() for name in arguments.arms.split(",")] if arguments.arms else list(ARMS)
+    if unknown := sorted(set(selected) - set(ARMS)):
+        parser.error(f"--arms: unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    earlier = earlier_report(Path(arguments.out), settings, seeds) if arguments.arms else None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="par-bench-") as scratch:
         jobs = [(name, seed, settings + [f"variant={variant}"] + overrides, scratch)
-                for name, (variant, overrides) in ARMS.items() for seed in (seeds[:1] if name in ONE_SEED else seeds)]
+                for name, (variant, overrides) in ARMS.items() if name in selected
+                for seed in (seeds[:1] if name in ONE_SEED else seeds)]
         runs: dict[str, dict[int, dict]] = {}
         seconds: dict[str, list[float]] = {}
         context = multiprocessing.get_context("spawn")
@@ -157,20 +165,26 @@ def main() -> int:
                 runs.setdefault(name, {})[seed] = metrics
                 seconds.setdefault(name, []).append(elapsed)
                 print(f"{name:<32} seed {seed}  mA {100 * metrics['mA']:.2f}  ({elapsed:.0f} s)", flush=True)
-        vtest = None
-        if arguments.vtest:
+        vtest = earlier.get("vtest") if earlier else None
+        if arguments.vtest and "aap" in selected:
             # the generator's true marginals (a large label-only sample), to read the predictions against
             prevalence = sample_attribute_labels(100_000, np.random.default_rng(1)).mean(0)
             vtest = sanity_check(arguments.vtest, Path(scratch) / f"aap-{seeds[0]}" / "checkpoint.pt", prevalence,
                                  Path(arguments.out) / "par_vtest.png")
+    wall = time.perf_counter() - started
+    if earlier:  # the other arms keep the earlier run's figures, in ARMS order
+        previous = {name: {int(s): m for s, m in by_seed.items()} for name, by_seed in earlier["runs"].items()}
+        runs = {name: runs.get(name, previous.get(name)) for name in ARMS if name in runs or name in previous}
     summary = summarise(runs)
     correlated_difference, correlated_ratio = gain(summary, "aap", "baseline_wbce")
     independent_difference, independent_ratio = gain(summary, "aap_independent", "baseline_wbce_independent")
     report = {
         "command": command(arguments),
-        "machine": machine(), "settings": settings, "seeds": seeds, "wall_seconds": time.perf_counter() - started,
+        "machine": earlier["machine"] if earlier else machine(), "settings": settings, "seeds": seeds,
+        "wall_seconds": earlier["wall_seconds"] if earlier else wall,
         "methods": summary, "runs": {name: {str(s): m for s, m in by_seed.items()} for name, by_seed in runs.items()},
-        "train_seconds_mean": {name: statistics.fmean(v) for name, v in seconds.items()},
+        "train_seconds_mean": (earlier or {}).get("train_seconds_mean", {}) | {
+            name: statistics.fmean(v) for name, v in seconds.items()},
         "aap_minus_baseline_ma": correlated_difference,
         "aap_minus_baseline_ma_over_spread": correlated_ratio,
         "aap_minus_baseline_ma_independent": independent_difference,
@@ -178,12 +192,20 @@ def main() -> int:
         "aap_minus_shuffled_prior_ma": gain(summary, "aap", "aap_shuffled_prior")[0],
         "aap_minus_branches_ma": gain(summary, "aap", "branches")[0],
         "aap_minus_branches_ma_over_spread": gain(summary, "aap", "branches")[1],
+        "branches_minus_baseline_ma": gain(summary, "branches", "baseline_wbce")[0],
         "aap_minus_baseline_ma_low_data": gain(summary, "aap_low_data", "baseline_wbce_low_data")[0],
         "aap_minus_branches_ma_low_data": gain(summary, "aap_low_data", "branches_low_data")[0],
         "speed_and_size": speed_and_size(settings),
     }
+    if "branches_independent" in summary:
+        report["branches_minus_baseline_ma_independent"] = gain(summary, "branches_independent",
+                                                                "baseline_wbce_independent")[0]
     if vtest:
         report["vtest"] = vtest
+    if earlier:
+        report["partial_reruns"] = earlier.get("partial_reruns", []) + [
+            {"arms": selected, "wall_seconds": wall, "date": time.strftime("%Y-%m-%d"),
+             "command": command(arguments) + f" --arms {','.join(selected)}"}]
     report["target_beats_baseline_beyond_spread"] = bool(correlated_ratio > 1.0)
     report["target_gain_shrinks_on_independent"] = bool(independent_difference < correlated_difference)
     report["aap_learned_lambda_mean"] = statistics.fmean(m["learned_lambda_mean"] for m in runs["aap"].values())
@@ -191,6 +213,18 @@ def main() -> int:
     write_report(report, Path(arguments.out))
     print(f"wrote {arguments.out}/par.md and par.json in {report['wall_seconds']:.0f} s")
     return 0
+
+
+def earlier_report(out: Path, settings: list[str], seeds: list[int]) -> dict:
+    """The full run an --arms rerun merges into; same settings and seeds, or the figures would not compare."""
+    path = out / "par.json"
+    if not path.is_file():
+        raise SystemExit(f"--arms needs an earlier full run's {path} to merge into")
+    report = json.loads(path.read_text())
+    if report["settings"] != settings or report["seeds"] != seeds:
+        raise SystemExit(f"--arms: {path} has settings {report['settings']} and seeds {report['seeds']}; "
+                         f"this run's are {settings} and {seeds}")
+    return report
 
 
 def command(arguments) -> str:
