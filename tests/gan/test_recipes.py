@@ -200,3 +200,28 @@ def test_gan_compression_refuses_a_unet_teacher_by_name(tmp_path):
                       **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
     with pytest.raises(SlimlabError, match=r"method=gan_compression .*G\.pt is a unet generator"):
         build_directions(cfg, torch.device("cpu"))
+
+
+def test_gan_compression_resume_restores_the_adapters_and_reproduces_the_run(tmp_path, paired_dir, monkeypatch):
+    from slimlab.gan.recipes import distill as distill_module
+    teacher_dir = tmp_path / "teacher"
+    train_teacher(load_config(TeacherConfig, data=str(paired_dir), out_dir=str(teacher_dir), steps=1,
+                              **{**TINY, "ngf": 8}))
+    common = dict(data=str(paired_dir), teacher=str(teacher_dir / "G.pt"), method="gan_compression", ratio=0.5,
+                  steps=4, checkpoint_every=2, **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    distill_module.distill(load_config(DistillConfig, out_dir=str(tmp_path / "straight"), **common))
+    original_seed_step = training.seed_step
+
+    def crash_at_step_3(seed, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        original_seed_step(seed, step)
+
+    monkeypatch.setattr(distill_module, "seed_step", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        distill_module.distill(load_config(DistillConfig, out_dir=str(tmp_path / "resumed"), **common))
+    monkeypatch.setattr(distill_module, "seed_step", original_seed_step)
+    distill_module.distill(load_config(DistillConfig, out_dir=str(tmp_path / "resumed"), **common))
+    rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("straight", "resumed")]
+    assert rows[0] == rows[1] and "AB_distill" in rows[0][-1]  # the step-3 loss needs the adapters as trained
