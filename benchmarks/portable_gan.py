@@ -18,7 +18,7 @@ the hidden striped version of each test scene). The slice arms run on the paired
 slices paired generators only.
 Writes docs/benchmarks/portable_gan.md, .json and PNGs.
 
-    python benchmarks/portable_gan.py            # default run (~75 min on 2 cores: tasks in 2 processes)
+    python benchmarks/portable_gan.py            # default run (~90 min on 2 cores: tasks in 2 processes)
     python benchmarks/portable_gan.py --quick    # smoke run
 """
 
