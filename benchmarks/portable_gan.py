@@ -301,7 +301,6 @@ def tally(tasks: dict, metric: str, lower_is_better: bool, arm: str = "distill_s
 def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
     first = next(iter(tasks.values()))
     macs_ratio = first["teacher"]["cost"]["macs"] / first["distill_student_d"]["cost"]["macs"]
-    # the command of the whole run (a partial rerun reproduces its tasks with the same command)
     command = "python benchmarks/portable_gan.py" + (" --quick" if arguments.quick else "") + (
         f" --threads {arguments.threads}" if arguments.threads != 1 else "") + (
         f" --jobs {arguments.jobs}" if arguments.jobs != 2 else "")
