@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from slimlab.core.errors import SlimlabError
-from slimlab.core.image_metrics import kid_and_fid, psnr
 from slimlab.core.image_tasks import LABEL_CLASSES, LABEL_PALETTE
 from slimlab.core.images import list_images, to_uint8
 from slimlab.core.io import atomic_write_text
@@ -55,12 +54,8 @@ def eval_command(argv: list[str]) -> int:
     teacher_outputs = generate(load_generator(arguments.teacher)[0].to(device), inputs) if arguments.teacher else None
     aligned = mode == "paired" or [f.name for f in list_images(root / "testA")] == [
         f.name for f in list_images(root / "testB")]
-    if aligned:
-        scores = quality(outputs, targets, default_features(), teacher_outputs)
-    else:  # unaligned domain-B images: distances between distributions only
-        scores = kid_and_fid(default_features(), targets, outputs)
-        if teacher_outputs is not None:
-            scores["psnr_to_teacher"] = psnr(outputs, teacher_outputs).clamp(max=100).mean().item()
+    # unaligned domain-B images: distances between distributions only
+    scores = quality(outputs, targets, default_features(), teacher_outputs, aligned)
     if arguments.fcn:
         scores |= fcn_on_folder(root, mode, inputs, targets, outputs, arguments.segmenter_steps)
     scores = {"images": len(inputs), "mode": mode, "aligned_targets": aligned, **scores}

@@ -37,11 +37,9 @@ class GeneratorSpec:
         unknown = sorted(set(values) - known)
         if unknown:
             raise SlimlabError(f"generator spec has unknown field(s) {unknown}; known: {sorted(known)}")
-        spec = cls(**values)
-        spec.check()
-        return spec
+        return cls(**values)
 
-    def check(self) -> None:
+    def __post_init__(self):
         if self.global_skip and self.input_channels != self.output_channels:
             raise SlimlabError(f"generator spec: global_skip needs input_channels == output_channels, got "
                                f"{self.input_channels} and {self.output_channels}")
@@ -93,7 +91,7 @@ class ResnetGenerator(nn.Module):
         self.global_skip = spec.global_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return with_global_skip(x, self.model(x)) if self.global_skip else self.model(x)
+        return self.forward_with_activations(x, ())[0]
 
     def forward_with_activations(self, x: torch.Tensor,
                                  layers: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -171,7 +169,6 @@ class UnetGenerator(nn.Module):
 
 
 def build_generator(spec: GeneratorSpec) -> nn.Module:
-    spec.check()
     if spec.kind == "resnet":
         return ResnetGenerator(spec)
     if spec.kind == "unet":
