@@ -2,9 +2,11 @@
 
 Arms (same trunk, steps and seeds): global head + plain BCE; global head + exp-ratio weighted BCE (the strong
 baseline, DeepMAR-style weighting); region branches without context; branches + AAP (co-occurrence prior from
-training labels, learned lambda, and fixed lambda 0.5 / 0.7 / 0.9); branches + a learned linear label-correlation
-layer; AAP with the oracle prior.
-Controls: AAP with a shuffled co-occurrence prior, and both main arms on the independent-attribute generator.
+training labels, log-odds mix with learned lambda, and fixed lambda 0.5 / 0.7 / 0.9; the spec's linear mix as its
+own arm); branches + a learned linear label-correlation layer; AAP with the oracle prior.
+Controls: AAP with a shuffled co-occurrence prior, and the main arms on the independent-attribute generator.
+Context isolation: baseline, branches and AAP again on a trunk with a local receptive field (each feature sees its
+own body region only), on both generators: there, attributes of other regions reach a branch only through AAP.
 Real-image sanity check (qualitative, no labels): the seed-0 AAP model on HOG person crops of OpenCV's vtest.avi,
 when the video is present (see benchmarks/par_vtest.py for where it comes from).
 Writes docs/benchmarks/par.md, par.json and PNG plots.
@@ -59,6 +61,16 @@ ARMS = {
     "aap_low_data": ("correlated", ["head=aap", "train_count=500"]),
     "baseline_wbce_identity_overlap": ("correlated", ["head=global", "identity_disjoint=false"]),
     "aap_identity_overlap": ("correlated", ["head=aap", "identity_disjoint=false"]),
+    "aap_linear": ("correlated", ["head=aap", "combine=linear"]),  # the spec's formula, p^ = lambda p + (1 - lambda) p~
+    # Local receptive field: a branch's features see its own region, so context from the others is AAP's alone.
+    "baseline_wbce_local": ("correlated", ["head=global", "receptive_field=local"]),
+    "branches_local": ("correlated", ["head=branches", "receptive_field=local"]),
+    "aap_local": ("correlated", ["head=aap", "receptive_field=local"]),
+    "aap_shuffled_prior_local": ("correlated", ["head=aap", "prior=shuffled", "receptive_field=local"]),
+    "aap_linear_local": ("correlated", ["head=aap", "combine=linear", "receptive_field=local"]),
+    "baseline_wbce_local_independent": ("independent", ["head=global", "receptive_field=local"]),
+    "branches_local_independent": ("independent", ["head=branches", "receptive_field=local"]),
+    "aap_local_independent": ("independent", ["head=aap", "receptive_field=local"]),
 }
 ONE_SEED = ("baseline_wbce_identity_overlap", "aap_identity_overlap")  # illustrates the split effect only
 
@@ -93,14 +105,15 @@ def speed_and_size(settings: list[str]) -> dict:
     width = int(next(s.split("=")[1] for s in settings if s.startswith("width=")))
     images = torch.randn(64, 3, 64, 32)
     table = {}
-    for head in ("global", "branches", "aap", "correlation"):
-        model = create_model(head, ATTRIBUTE_TO_BRANCH, width=width).eval()
+    for head, trunk in [(head, "wide") for head in ("global", "branches", "aap", "correlation")] + [
+            (head, "local") for head in ("global", "branches", "aap")]:
+        model = create_model(head, ATTRIBUTE_TO_BRANCH, width=width, receptive_field=trunk).eval()
         with torch.no_grad():
             model(images)
             started = time.perf_counter()
             for _ in range(5):
                 model(images)
-        table[head] = {"parameters": parameter_count(model), "cpu_ms_per_image": (time.perf_counter() - started) / 5 / 64 * 1000}
+        table[head if trunk == "wide" else f"{head} (local trunk)"] = {"parameters": parameter_count(model), "cpu_ms_per_image": (time.perf_counter() - started) / 5 / 64 * 1000}
     return table
 
 
@@ -197,9 +210,21 @@ def main() -> int:
         "aap_minus_branches_ma_low_data": gain(summary, "aap_low_data", "branches_low_data")[0],
         "speed_and_size": speed_and_size(settings),
     }
-    if "branches_independent" in summary:
-        report["branches_minus_baseline_ma_independent"] = gain(summary, "branches_independent",
-                                                                "baseline_wbce_independent")[0]
+    optional = {  # key -> (method, reference); kept where both arms ran
+        "branches_minus_baseline_ma_independent": ("branches_independent", "baseline_wbce_independent"),
+        "aap_minus_branches_ma_independent": ("aap_independent", "branches_independent"),
+        "aap_minus_linear_ma": ("aap", "aap_linear"),
+        "aap_linear_minus_branches_ma": ("aap_linear", "branches"),
+        "aap_minus_baseline_ma_local": ("aap_local", "baseline_wbce_local"),
+        "aap_minus_baseline_ma_local_independent": ("aap_local_independent", "baseline_wbce_local_independent"),
+        "aap_minus_branches_ma_local": ("aap_local", "branches_local"),
+        "aap_minus_branches_ma_local_independent": ("aap_local_independent", "branches_local_independent"),
+        "aap_linear_minus_branches_ma_local": ("aap_linear_local", "branches_local"),
+        "aap_minus_shuffled_prior_ma_local": ("aap_local", "aap_shuffled_prior_local"),
+    }
+    for key, (method, reference) in optional.items():
+        if method in summary and reference in summary:
+            report[key], report[key.replace("_ma", "_ma_over_spread", 1)] = gain(summary, method, reference)
     if vtest:
         report["vtest"] = vtest
     if earlier:

@@ -1,7 +1,12 @@
 """A small ResNet-style trunk written here (no torchvision), width configurable, and loading user weights by path.
 
-Input (B, 3, H, W) -> feature map (B, 8 * width, H / 8, W / 8): a stride-2 stem, then three stages of basic
+Input (B, 3, H, W) -> feature map (B, 4 * width, H / 8, W / 8): a stride-2 stem, then three stages of basic
 residual blocks with strides 1, 2, 2 (ResNet-18 layout truncated after stage 3, as the spec's CPU profile asks).
+
+Receptive field: ``wide`` (3x3 everywhere) gives each output 47 input pixels in each direction, three quarters of a
+64-pixel-high pedestrian, so a "head" feature already sees the legs. ``local`` makes stage 3 pointwise (1x1
+convolutions, stride 2 by 2x2 average pooling): 27 pixels, so a feature describes its own body region and attributes
+of other regions can only come in through a head that exchanges context between branches.
 """
 
 from __future__ import annotations
@@ -17,35 +22,47 @@ from slimlab.core.errors import SlimlabError
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int = 3):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        # A pointwise block downsamples by average pooling first: a strided 1x1 convolution would drop 3 of 4 pixels.
+        self.pool = nn.AvgPool2d(stride) if kernel_size == 1 and stride > 1 else nn.Identity()
+        conv_stride = 1 if kernel_size == 1 else stride
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size, conv_stride, kernel_size // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, conv_stride, bias=False),
                                           nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(x)
         y = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
 
 
-class ResNetTrunk(nn.Module):
-    """Stem (stride 2) + stages of ``blocks_per_stage`` basic blocks at widths (w, 2w, 4w) and strides (1, 2, 2)."""
+RECEPTIVE_FIELDS = ("wide", "local")
 
-    def __init__(self, width: int = 16, blocks_per_stage: int = 1):
+
+class ResNetTrunk(nn.Module):
+    """Stem (stride 2) + stages of ``blocks_per_stage`` basic blocks at widths (w, 2w, 4w) and strides (1, 2, 2);
+    ``receptive_field="local"`` makes the last stage pointwise (see the module note)."""
+
+    def __init__(self, width: int = 16, blocks_per_stage: int = 1, receptive_field: str = "wide"):
         super().__init__()
         if width < 1 or blocks_per_stage < 1:
             raise SlimlabError(f"backbone: width ({width}) and blocks per stage ({blocks_per_stage}) must be >= 1")
+        if receptive_field not in RECEPTIVE_FIELDS:
+            raise SlimlabError(f"backbone: receptive field must be one of {', '.join(RECEPTIVE_FIELDS)}, "
+                               f"got '{receptive_field}'")
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         stages, channels = [], width
         for stage_index, stride in enumerate((1, 2, 2)):
             out_channels = width * 2 ** stage_index
-            blocks = [BasicBlock(channels, out_channels, stride)]
-            blocks += [BasicBlock(out_channels, out_channels, 1) for _ in range(blocks_per_stage - 1)]
+            kernel = 1 if receptive_field == "local" and stage_index == 2 else 3
+            blocks = [BasicBlock(channels, out_channels, stride, kernel)]
+            blocks += [BasicBlock(out_channels, out_channels, 1, kernel) for _ in range(blocks_per_stage - 1)]
             stages.append(nn.Sequential(*blocks))
             channels = out_channels
         self.stages = nn.Sequential(*stages)

@@ -18,6 +18,8 @@ FORMAT = "slimlab-par-1"
 # Fields a resumed run may change: its length, where and how fast it runs, and the resume switches themselves.
 # Everything else (data, head, widths, learning rate, batch size, seed, ...) shapes the weights, so it must match.
 RESUMABLE_FIELDS = ("epochs", "stop_after_epochs", "evaluate_every", "device", "threads", "out_dir", "resume")
+# Fields added after checkpoints were already written, with the value those checkpoints were trained with.
+ADDED_FIELDS = {"combine": "linear", "receptive_field": "wide"}
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, schedule, epoch: int,
@@ -44,6 +46,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def stored_config(state: dict[str, Any]) -> dict[str, Any]:
+    """The config a checkpoint was trained with, fields added since then filled with what it actually used."""
+    return ADDED_FIELDS | (state.get("config") or {})
+
+
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     """The config of a run (as ``config_to_dict`` writes it) without the fields a resume may change."""
     return {key: value for key, value in config.items() if key not in RESUMABLE_FIELDS}
@@ -51,7 +58,7 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
 
 def check_resumable(path: str | Path, state: dict[str, Any], cfg: ParTrainConfig) -> None:
     """Refuse to continue a checkpoint written with other settings, naming every key that differs."""
-    check_same_settings(path, run_identity(state.get("config") or {}), run_identity(config_to_dict(cfg)))
+    check_same_settings(path, run_identity(stored_config(state)), run_identity(config_to_dict(cfg)))
 
 
 def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):
@@ -59,10 +66,12 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):
     from slimlab.par.model import create_model  # local: model imports nothing from here, keeps the graph acyclic
 
     state = load_checkpoint(path)
-    cfg = load_config(ParTrainConfig, **{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    cfg = load_config(ParTrainConfig, **{k: tuple(v) if isinstance(v, list) else v
+                                         for k, v in stored_config(state).items()})
     model = create_model(cfg.head, state["attribute_to_branch"], width=cfg.width, blocks_per_stage=cfg.blocks_per_stage,
                          branch_dim=cfg.branch_dim, regions=cfg.regions, mixing=cfg.mixing,
                          partner_weights=cfg.partner_weights, context_detach=cfg.context_detach,
-                         partner_init=cfg.partner_init)
+                         partner_init=cfg.partner_init,
+                         receptive_field=cfg.receptive_field, combine=cfg.combine)
     model.load_state_dict(state["model"])  # the co-occurrence prior is a buffer, restored with the weights
     return model.to(device).eval(), cfg, tuple(state["attribute_names"])

@@ -24,10 +24,12 @@ class ParTrainConfig:
     head: str = "aap"                 # aap | branches | global | correlation
     width: int = 16                   # trunk width; channels of the feature map are 4 x width
     blocks_per_stage: int = 1
+    receptive_field: str = "wide"     # wide (3x3 throughout) | local (pointwise last stage: features see their region)
     branch_dim: int = 64              # d, the size of each branch's feature h_b
     regions: str = "stripes"          # stripes (fixed body stripes) | learned (spatial attention per branch)
     attribute_to_branch: tuple[int, ...] = ()  # branch (0 head, 1 upper, 2 lower, 3 whole) per attribute; () = by name
     mixing: float | str = "learned"   # AAP lambda in [0, 1], or "learned" (per attribute, starts at 0.7)
+    combine: str = "log_odds"         # log_odds (own + context evidence, Bayes' rule) | linear (the spec's lambda mix)
     partner_weights: str = "learned"  # uniform | learned weights w_ij over partner attributes
     partner_init: str = "uniform"     # uniform (u_ij = 0) | informative (w_ij starts proportional to |C_ij - C'_ij|)
     context_detach: bool = False      # stop gradients from the context into the other branches
@@ -54,7 +56,9 @@ class ParTrainConfig:
         checks = {"dataset": (self.dataset, DATASETS), "variant": (self.variant, ("correlated", "independent")),
                   "head": (self.head, ("aap", "branches", "global", "correlation")),
                   "regions": (self.regions, ("stripes", "learned")),
+                  "receptive_field": (self.receptive_field, ("wide", "local")),
                   "partner_weights": (self.partner_weights, ("uniform", "learned")),
+                  "combine": (self.combine, ("linear", "log_odds")),
                   "partner_init": (self.partner_init, ("uniform", "informative")),
                   "prior": (self.prior, ("train", "shuffled", "oracle")),
                   "loss_weighting": (self.loss_weighting, ("exp_ratio", "none"))}

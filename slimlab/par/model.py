@@ -28,7 +28,7 @@ class RegionBranches(nn.Module):
     """R branches: conv3x3 on the trunk map, pool over the branch's stripe (or a learned attention map), FC -> h_b."""
 
     def __init__(self, channels: int, attribute_to_branch: Sequence[int], branch_dim: int,
-                 regions: Literal["stripes", "learned"] = "stripes"):
+                 regions: Literal["stripes", "learned"] = "stripes", kernel_size: int = 3):
         super().__init__()
         self.regions = regions
         self.branch_count = len(REGION_STRIPES)
@@ -36,7 +36,8 @@ class RegionBranches(nn.Module):
         if any(not 0 <= b < self.branch_count for b in branches):
             raise SlimlabError(f"attribute_to_branch must hold branch numbers 0..{self.branch_count - 1} "
                                f"({', '.join(REGION_NAMES)}), got {sorted(set(branches))}")
-        self.convs = nn.ModuleList(nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+        self.convs = nn.ModuleList(nn.Sequential(nn.Conv2d(channels, channels, kernel_size, 1,
+                                                           kernel_size // 2, bias=False),
                                                  nn.BatchNorm2d(channels), nn.ReLU()) for _ in range(self.branch_count))
         self.attention = nn.ModuleList(nn.Conv2d(channels, 1, 1) for _ in range(self.branch_count)) \
             if regions == "learned" else None
@@ -74,16 +75,20 @@ class PedestrianAttributeModel(nn.Module):
                  branch_dim: int = 64, regions: Literal["stripes", "learned"] = "stripes",
                  given_positive: torch.Tensor | None = None, given_negative: torch.Tensor | None = None,
                  mixing: float | str = "learned", partner_weights: str = "learned", context_detach: bool = False,
-                 partner_init: str = "uniform"):
+                 partner_init: str = "uniform", receptive_field: str = "wide", combine: str = "linear",
+                 rates: torch.Tensor | None = None):
         super().__init__()
         if head not in HEADS:
             raise SlimlabError(f"unknown head '{head}'; choose one of {', '.join(HEADS)}")
         count = len(attribute_to_branch)
         self.head_name = head
-        self.trunk = ResNetTrunk(width, blocks_per_stage)
+        self.trunk = ResNetTrunk(width, blocks_per_stage, receptive_field)
         channels = self.trunk.out_channels
         self.global_classifier = nn.Linear(channels, count) if head == "global" else None
-        self.branches = RegionBranches(channels, attribute_to_branch, branch_dim, regions) if head != "global" else None
+        # A local trunk keeps a pointwise branch conv too, or the branch would widen the field again (+16 pixels).
+        kernel = 1 if receptive_field == "local" else 3
+        self.branches = RegionBranches(channels, attribute_to_branch, branch_dim, regions, kernel) \
+            if head != "global" else None
         self.correlation = None
         if head == "correlation":
             self.correlation = nn.Linear(count, count)
@@ -95,7 +100,8 @@ class PedestrianAttributeModel(nn.Module):
                 given_positive = torch.full((count, count), 0.5)  # uninformative until set from training labels
                 given_negative = torch.full((count, count), 0.5)
             self.pooling = AttributeAwarePooling(attribute_to_branch, given_positive, given_negative,
-                                                 mixing, partner_weights, context_detach, partner_init=partner_init)
+                                                 mixing, partner_weights, context_detach, partner_init=partner_init,
+                                                 combine=combine, rates=rates)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.trunk(images)                                                  # (B, C, h, w)

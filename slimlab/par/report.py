@@ -16,7 +16,8 @@ LABELS = {
     "global_bce": "(i) global head, plain BCE",
     "baseline_wbce": "(ii) global head, weighted BCE (baseline)",
     "branches": "(iii) region branches, no context",
-    "aap": "(iv) branches + AAP (train prior, learned lambda)",
+    "aap": "(iv) branches + AAP (train prior, learned lambda, log-odds mix)",
+    "aap_linear": "(iv) with the spec's linear mix",
     "correlation_layer": "(v) branches + learned label-correlation layer",
     "aap_oracle_prior": "(vi) AAP with the generator's true prior",
     "aap_lambda_0.5": "(iv) with fixed lambda 0.5",
@@ -31,7 +32,16 @@ LABELS = {
     "aap_low_data": "(iv) with 500 training images",
     "baseline_wbce_identity_overlap": "(ii) identity-overlapping split (1 seed)",
     "aap_identity_overlap": "(iv) identity-overlapping split (1 seed)",
+    "baseline_wbce_local": "local trunk: (ii) baseline",
+    "branches_local": "local trunk: (iii) branches, no context",
+    "aap_local": "local trunk: (iv) AAP",
+    "aap_linear_local": "local trunk: (iv) with the spec's linear mix",
+    "aap_shuffled_prior_local": "local trunk, control: AAP with a shuffled prior",
+    "baseline_wbce_local_independent": "local trunk, control: (ii) on independent attributes",
+    "branches_local_independent": "local trunk, control: (iii) on independent attributes",
+    "aap_local_independent": "local trunk, control: (iv) on independent attributes",
 }
+PER_ATTRIBUTE = ("baseline_wbce", "branches", "aap", "branches_local", "aap_local")
 
 
 def write_report(report: dict, out: Path) -> None:
@@ -42,6 +52,7 @@ def write_report(report: dict, out: Path) -> None:
              "PAR synthetic pedestrians: mA (mean over seeds, bars = seed std)", "mA (%)",
              errors={name: 100 * m["mA"]["std"] for name, m in methods.items()})
     per_attribute_plot(report, out / "par_per_attribute.png")
+    has_context_plot = context_plot(methods, out / "par_context.png")
 
     def cell(name, key):
         entry = methods[name].get(key)
@@ -85,22 +96,27 @@ def write_report(report: dict, out: Path) -> None:
                   if "branches_minus_baseline_ma_independent" in report else "."),
               f"* Low-data regime (500 training images): AAP vs baseline {100 * report['aap_minus_baseline_ma_low_data']:+.2f}, "
               f"AAP vs branches {100 * report['aap_minus_branches_ma_low_data']:+.2f} mA points.",
-              *lambda_sweep(methods), *correlation_benefit(report), "",
+              *lambda_sweep(methods), *mixing_forms(report), *correlation_benefit(report), *local_trunk(report), "",
               *reading(report), "",
               "## Per-attribute mA (correlated set, mean over seeds)", "",
-              "| attribute | weak | baseline (ii) | branches (iii) | AAP (iv) |", "|---|---|---|---|---|"]
-    per = {name: per_attribute_mean(report["runs"], name)
-           for name in ("baseline_wbce", "branches", "aap") if name in report["runs"]}
+              "| attribute | weak | baseline (ii) | branches (iii) | AAP (iv) | local trunk: branches | local trunk: AAP |",
+              "|---|---|---|---|---|---|---|"]
+    per = {name: per_attribute_mean(report["runs"], name) for name in PER_ATTRIBUTE if name in report["runs"]}
     for i, attribute in enumerate(ATTRIBUTE_NAMES):
         lines.append(f"| {attribute} | {'yes' if i in WEAK_ATTRIBUTES else ''} | "
-                     + " | ".join(f"{100 * per[n][i]:.1f}" if n in per else "-" for n in ("baseline_wbce", "branches", "aap")) + " |")
+                     + " | ".join(f"{100 * per[n][i]:.1f}" if n in per else "-" for n in PER_ATTRIBUTE) + " |")
     lines += ["", "## Size and CPU speed (batch 64, one thread)", "", "| head | parameters | CPU ms / image |", "|---|---|---|"]
     lines += [f"| {head} | {v['parameters']:,} | {v['cpu_ms_per_image']:.3f} |" for head, v in report["speed_and_size"].items()]
     lines += ["", "![mA per arm](par_ma.png)", "", "![per-attribute mA](par_per_attribute.png)", ""]
+    if has_context_plot:
+        lines += ["![what the context adds](par_context.png)", ""]
     lines += vtest_section(report.get("vtest"))
     lines += ["## Notes", "",
               f"* {data_size_note(report['settings'])}; the trunk is the 3-stage ResNet-style CNN of "
-              f"`slimlab.par.backbone` at width {dict(item.split('=', 1) for item in report['settings'])['width']}.",
+              f"`slimlab.par.backbone` at width {dict(item.split('=', 1) for item in report['settings'])['width']}, "
+              "with 3x3 convolutions throughout (each feature sees 47 input rows each way, so most of the image) except "
+              "in the 'local trunk' arms (`receptive_field=local`: pointwise last stage and branch convolution, 27 rows, "
+              "about the branch's own region).",
               ("* The real-image sanity check on OpenCV's `vtest.avi` was not run: the opencv-doc samples were not "
                "installed (`--vtest PATH`). " if "vtest" not in report else "* ")
               + "The PETA / RAP / PA-100K loaders are tested on small files only; no labelled real PAR dataset was "
@@ -113,7 +129,9 @@ def write_report(report: dict, out: Path) -> None:
                   f" Arms {', '.join(rerun['arms'])} rerun alone on {rerun['date']} ({rerun['wall_seconds'] / 60:.1f} "
                   f"min, `{rerun['command']}`), the other arms' figures from the full run."
                   for rerun in report.get("partial_reruns", [])),
-              "* The pooling formula is a reconstruction (see the spec): the paper's code and tables were not available."]
+              "* The pooling formula is a reconstruction (see the spec): the paper's code and tables were not available. "
+              "AAP here mixes in log-odds (`combine=log_odds`, the default); `combine=linear` is the spec's "
+              "p^ = lambda p + (1 - lambda) p~, reported as its own arm."]
     atomic_write_text(out / "par.md", "\n".join(lines) + "\n")
 
 
@@ -152,7 +170,8 @@ def lambda_sweep(methods: dict) -> list[str]:
     reference = methods.get("branches")
     tail = (f" (branches without context: mA {100 * reference['mA']['mean']:.2f}, weak-attribute mA "
             f"{100 * reference['weak_mA']['mean']:.2f})") if reference else ""
-    return ["* Lambda sweep (share of each attribute's own prediction; 1 - lambda comes from the context): "
+    return ["* Lambda sweep (log-odds mix: the context's evidence is weighted (1 - lambda) / lambda, 1 at 0.5, 0.11 "
+            "at 0.9): "
             + "; ".join(cells) + tail + "."]
 
 
@@ -179,30 +198,98 @@ def correlation_benefit(report: dict) -> list[str]:
             f"visible ones {aap_visible - base_visible:+.2f}."]
 
 
+def mixing_forms(report: dict) -> list[str]:
+    """The spec's linear mix against the log-odds mix, over the same branches without context, on both trunks."""
+    if "aap_linear_minus_branches_ma" not in report:
+        return []
+    line = (f"* Mixing form (mA over the same branches without context): log-odds {100 * report['aap_minus_branches_ma']:+.2f}, "
+            f"the spec's linear mix {100 * report['aap_linear_minus_branches_ma']:+.2f}")
+    if "aap_linear_minus_branches_ma_local" in report:
+        line += (f"; on the local trunk log-odds {100 * report['aap_minus_branches_ma_local']:+.2f}, linear "
+                 f"{100 * report['aap_linear_minus_branches_ma_local']:+.2f}")
+    return [line + " points."]
+
+
+def local_trunk(report: dict) -> list[str]:
+    """The context-isolation runs: the same comparison on a trunk whose features see only their own region."""
+    if "aap_minus_branches_ma_local" not in report:
+        return []
+    lines = [f"* **Local receptive field** (each branch sees only its own region): AAP vs the baseline on the same trunk "
+             f"{100 * report['aap_minus_baseline_ma_local']:+.2f} points (ratio "
+             f"{report['aap_minus_baseline_ma_over_spread_local']:.2f}) on correlated attributes"]
+    if "aap_minus_baseline_ma_local_independent" in report:
+        lines[0] += f", {100 * report['aap_minus_baseline_ma_local_independent']:+.2f} on independent ones"
+    lines[0] += (f"; AAP vs the same branches without context {100 * report['aap_minus_branches_ma_local']:+.2f} "
+                 f"(ratio {report['aap_minus_branches_ma_over_spread_local']:.2f})")
+    if "aap_minus_branches_ma_local_independent" in report:
+        lines[0] += (f" on correlated, {100 * report['aap_minus_branches_ma_local_independent']:+.2f} (ratio "
+                     f"{report['aap_minus_branches_ma_over_spread_local_independent']:.2f}) on independent attributes")
+    if "aap_minus_shuffled_prior_ma_local" in report:
+        lines[0] += (f"; the true prior against a shuffled one {100 * report['aap_minus_shuffled_prior_ma_local']:+.2f} "
+                     "points")
+    lines[0] += "."
+    return lines
+
+
 def reading(report: dict) -> list[str]:
     """What the figures say about where the gain comes from, derived from them (not written in advance)."""
-    context_gain = report["aap_minus_branches_ma"]
-    context_matters = report["aap_minus_branches_ma_over_spread"] > 1 and report["aap_minus_shuffled_prior_ma"] > 0
-    if context_matters:
-        return ["**Reading:** the context term adds mA beyond the seed spread over the same branches, and the true "
-                "prior beats the shuffled one: the gain comes (at least partly) from the attribute context."]
-    correlated, independent = report["aap_minus_baseline_ma"], report["aap_minus_baseline_ma_independent"]
-    shrink = (f"shrinks on independent attributes ({100 * correlated:+.2f} -> {100 * independent:+.2f} points)"
-              if report["target_gain_shrinks_on_independent"] else
-              f"does not shrink on independent attributes ({100 * correlated:+.2f} -> {100 * independent:+.2f} points)")
-    if "branches_minus_baseline_ma_independent" in report:
-        branches = (report["branches_minus_baseline_ma"], report["branches_minus_baseline_ma_independent"])
-        shrink += (f", and the same branches without context change alike ({100 * branches[0]:+.2f} -> "
-                   f"{100 * branches[1]:+.2f}): what the control measures is the region head's use of the attribute "
-                   "correlations, not the context's")
-    return ["**Reading:** the gain over the baseline comes with the multi-branch region head, not with the context: "
-            f"AAP differs from the same branches without context by {100 * context_gain:+.2f} mA points and a "
-            "shuffled co-occurrence prior does about as well as the true one. The gain over the baseline " + shrink
-            + ". A likely reason: the trunk's receptive field covers the whole 64x32 image, so every branch already "
-            "sees the other regions and can learn the correlations from the images; the learned lambda moves towards "
-            f"the branches' own predictions (mean {report.get('aap_learned_lambda_mean', float('nan')):.2f}). On this "
-            "data the co-occurrence prior does not help, so the reading that the gain comes from the context is "
-            "**not supported**."]
+    wide, wide_ratio = report["aap_minus_branches_ma"], report["aap_minus_branches_ma_over_spread"]
+    wide_text = (f"on the wide trunk, whose features already see the other regions, the context adds "
+                 f"{100 * wide:+.2f} mA points over the same branches (ratio {wide_ratio:.2f})")
+    if "aap_minus_branches_ma_independent" in report:
+        wide_text += f" and {100 * report['aap_minus_branches_ma_independent']:+.2f} on independent attributes"
+    if "aap_minus_branches_ma_local" not in report:
+        return [f"**Reading:** {wide_text}; the local-trunk runs that isolate the context are missing."]
+    local, local_ratio = report["aap_minus_branches_ma_local"], report["aap_minus_branches_ma_over_spread_local"]
+    independent = report.get("aap_minus_branches_ma_local_independent", float("nan"))
+    independent_ratio = report.get("aap_minus_branches_ma_over_spread_local_independent", float("nan"))
+    shuffled = report.get("aap_minus_shuffled_prior_ma_local", float("nan"))
+    supported = local_ratio > 1 and abs(independent_ratio) <= 1 and shuffled > 0
+    evidence = (f"with a local receptive field, where a branch cannot see other regions, the context adds "
+                f"{100 * local:+.2f} mA points over the same branches (ratio {local_ratio:.2f}) on correlated "
+                f"attributes and {100 * independent:+.2f} (ratio {independent_ratio:.2f}) on independent ones, and "
+                f"the true prior beats a shuffled one by {100 * shuffled:+.2f}")
+    linear = report.get("aap_linear_minus_branches_ma_local")
+    linear_text = ("" if linear is None else
+                   f" The spec's linear mix adds {100 * linear:+.2f} on the same trunk: with a fixed lambda the "
+                   "context cannot overrule a confident own prediction nor decide a hidden one, which the log-odds "
+                   "mix (Bayes' rule over the two sources of evidence) does.")
+    if supported:
+        return [f"**Reading:** the context carries the gain it is meant to: {evidence}. So the gain that shrinks on "
+                f"the independent control is the context's.{linear_text} By contrast {wide_text}: there the gain over "
+                "the baseline comes mostly with the region head, which learns the correlations from the images "
+                f"itself (learned lambda mean {report.get('aap_learned_lambda_mean', float('nan')):.2f})."]
+    return [f"**Reading:** the reading that the gain comes from the context is **not supported**: {evidence}; "
+            f"{wide_text}.{linear_text}"]
+
+
+CONTEXT_PAIRS = {  # (trunk, variant) -> (AAP arm, the same branches without context)
+    ("wide", "correlated"): ("aap", "branches"), ("wide", "independent"): ("aap_independent", "branches_independent"),
+    ("local", "correlated"): ("aap_local", "branches_local"),
+    ("local", "independent"): ("aap_local_independent", "branches_local_independent"),
+}
+
+
+def context_plot(methods: dict, path: Path) -> bool:
+    """mA(AAP) - mA(same branches) per trunk and attribute variant, error bars the larger seed std; False if absent."""
+    if not all(name in methods for pair in CONTEXT_PAIRS.values() for name in pair):
+        return False
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for k, variant in enumerate(("correlated", "independent")):
+        gains, errors = [], []
+        for trunk in ("wide", "local"):
+            aap, branches = (methods[name]["mA"] for name in CONTEXT_PAIRS[trunk, variant])
+            gains.append(100 * (aap["mean"] - branches["mean"]))
+            errors.append(100 * max(aap["std"], branches["std"]))
+        axes.bar(np.arange(2) + (k - 0.5) * 0.35, gains, 0.35, yerr=errors, capsize=3, label=f"{variant} attributes")
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(np.arange(2), ["wide trunk (47 rows)", "local trunk (27 rows)"])
+    axes.set_ylabel("mA(AAP) - mA(branches), points")
+    axes.set_title("What the context adds over the same branches (bars = larger seed std)")
+    axes.legend(fontsize=8)
+    axes.grid(axis="y", alpha=0.3)
+    save_figure(figure, path)
+    return True
 
 
 def per_attribute_plot(report: dict, path: Path) -> None:

@@ -19,6 +19,8 @@ from slimlab.par.config import ParTrainConfig
     ("image_height=4", "'image_height' must be >= 8 .*, got 4"),
     ("width=0", "'width' must be >= 1, got 0"),
     ("attribute_to_branch=[0,4]", "'attribute_to_branch' entries must be 0 .*, got 4"),
+    ("combine=max", "'combine' must be one of linear, log_odds, got 'max'"),
+    ("receptive_field=global", "'receptive_field' must be one of wide, local, got 'global'"),
 ])
 def test_bad_numbers_are_named(override, message):
     with pytest.raises(SlimlabError, match=f"config {message}"):

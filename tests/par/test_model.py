@@ -5,7 +5,7 @@ from slimlab.core.errors import SlimlabError
 from slimlab.par.backbone import load_backbone_weights
 from slimlab.par.losses import attribute_loss, positive_ratio
 from slimlab.par.model import HEADS, create_model
-from slimlab.par.pooling import cooccurrence_matrices
+from slimlab.par.pooling import base_rates, cooccurrence_matrices
 
 BRANCHES = (0, 0, 1, 1, 2, 3)  # six attributes over the four regions
 
@@ -22,11 +22,13 @@ def test_every_head_maps_images_to_probabilities(head, regions):
         assert output["context"].shape == (3, len(BRANCHES))
 
 
-@pytest.mark.parametrize("head", ["aap", "global"])
-def test_one_training_step_changes_every_parameter(head):
+@pytest.mark.parametrize("head, options", [("aap", {}), ("global", {}),
+                                           ("aap", {"combine": "log_odds", "receptive_field": "local"})])
+def test_one_training_step_changes_every_parameter(head, options):
     torch.manual_seed(0)
     labels = torch.randint(0, 2, (8, len(BRANCHES))).float()
-    model = create_model(head, BRANCHES, width=4, branch_dim=8, regions="learned",
+    rates = base_rates(labels) if options.get("combine") == "log_odds" else None
+    model = create_model(head, BRANCHES, width=4, branch_dim=8, regions="learned", rates=rates, **options,
                          **dict(zip(("given_positive", "given_negative"), cooccurrence_matrices(labels))))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -67,3 +69,32 @@ def test_unknown_head_and_bad_branch_map_are_errors():
         create_model("transformer", BRANCHES)
     with pytest.raises(SlimlabError, match="branch numbers"):
         create_model("aap", (0, 7))
+
+
+def input_rows_seen(model, row: int) -> tuple[int, int]:
+    """First and last input row whose pixels change the head-branch features at feature-map row ``row``."""
+    images = torch.randn(1, 3, 64, 32, requires_grad=True)
+    features = model.branches.convs[0](model.trunk(images))   # (1, C, 8, 4)
+    (gradient,) = torch.autograd.grad(features[0, :, row].sum(), images)
+    rows = (gradient.abs().sum(dim=(0, 1, 3)) > 0).nonzero().flatten()
+    return int(rows.min()), int(rows.max())
+
+
+@pytest.mark.parametrize("receptive_field, expected", [
+    # A 3x3 conv of stride s maps output row k to input rows [s k - 1, s k + 1]. Composing stem (s2), stage 1, stage 2
+    # (s2) gives stage-2 row k <- input rows [4k - 11, 4k + 11].
+    # wide: stage 3 (3x3, s2, then 3x3) and the 3x3 branch conv give feature row r <- [8r - 31, 8r + 31].
+    ("wide", {0: (0, 31), 3: (0, 55), 7: (25, 63)}),
+    # local: stage 3 averages stage-2 rows 2r and 2r + 1, then only 1x1 convs: feature row r <- [8r - 11, 8r + 15].
+    ("local", {0: (0, 15), 3: (13, 39), 7: (45, 63)}),
+])
+def test_receptive_field_by_hand(receptive_field, expected):
+    model = create_model("branches", BRANCHES, width=4, branch_dim=8, receptive_field=receptive_field).eval()
+    assert {row: input_rows_seen(model, row) for row in expected} == expected
+
+
+def test_local_trunk_keeps_the_feature_map_shape_and_trains():
+    model = create_model("aap", BRANCHES, width=4, branch_dim=8, receptive_field="local")
+    assert model.trunk(torch.randn(2, 3, 64, 32)).shape == (2, 16, 8, 4)
+    with pytest.raises(SlimlabError, match="receptive field must be one of wide, local"):
+        create_model("aap", BRANCHES, width=4, receptive_field="global")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from slimlab.core.errors import SlimlabError
-from slimlab.par.pooling import AttributeAwarePooling, cooccurrence_matrices, shuffle_cooccurrence
+from slimlab.par.pooling import AttributeAwarePooling, base_rates, cooccurrence_matrices, shuffle_cooccurrence
 
 
 def hand_matrices():
@@ -82,3 +82,49 @@ def test_informative_init_weights_partners_by_how_much_they_shift_the_prior():
     # attribute 2's partners: |0.9 - 0.4| = 0.5 and |0.2 - 0.5| = 0.3 -> weights 0.5 / 0.8 and 0.3 / 0.8 (+1e-3 floor)
     assert weights[2, 0] == pytest.approx(0.501 / 0.802, rel=1e-4) and weights[2, 1] == pytest.approx(0.301 / 0.802, rel=1e-4)
     assert weights[0, 2] == pytest.approx(1.0) and weights[0, 1] == 0  # same-branch partners never count
+
+
+def test_base_rates_are_laplace_smoothed():
+    rates = base_rates(torch.tensor([[1, 0], [1, 1], [0, 0]]))
+    assert rates.tolist() == pytest.approx([(2 + 1) / (3 + 2), (1 + 1) / (3 + 2)])  # 0.6, 0.4
+
+
+def test_log_odds_mix_adds_the_context_evidence_by_hand():
+    # Attribute 2 (branch 1) sees partners 0 and 1; attribute 0 sees only partner 2, through C_02 = 0.8, C'_02 = 0.1.
+    rates = torch.tensor([0.5, 0.5, 0.2])
+    pooling = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=0.5, partner_weights="uniform",
+                                    combine="log_odds", rates=rates)
+    # own p_2 = 1 gives p~_0 = 0.8 * 1 = 0.8: odds 4; own p_0 = 0.8 (odds 4), base rate 0.5 (odds 1), weight
+    # (1 - 0.5) / 0.5 = 1, so the pooled odds are 4 * 4 / 1 = 16 and p^_0 = 16 / 17.
+    own = torch.tensor([[0.8, 0.5, 1.0 - 1e-7]])
+    pooled, context = pooling(own)
+    assert context[0, 0] == pytest.approx(0.8, abs=1e-5)
+    assert pooled[0, 0] == pytest.approx(16 / 17, abs=1e-4)
+    # Attribute 1 has no own evidence (p = base rate 0.5): p^_1 is the context alone, 0.3 * 1 + 0.6 * 0 = 0.3.
+    assert pooled[0, 1] == pytest.approx(0.3, abs=1e-4)
+
+
+def test_log_odds_weight_follows_lambda_and_context_equal_to_the_base_rate_is_no_evidence():
+    rates = torch.tensor([0.5, 0.5, 0.2])
+    own = torch.tensor([[0.2, 0.6, 0.7]])
+    # lambda 0.8 -> weight 0.25: logit p^_0 = logit 0.2 + 0.25 (logit p~_0 - logit 0.5), p~_0 = 0.59 (hand-computed above)
+    pooling = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=0.8, partner_weights="uniform",
+                                    combine="log_odds", rates=rates)
+    expected = torch.sigmoid(torch.logit(torch.tensor(0.2)) + 0.25 * torch.logit(torch.tensor(0.59)))
+    assert pooling(own)[0][0, 0] == pytest.approx(float(expected), abs=1e-5)
+    switched_off = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=1.0, partner_weights="uniform",
+                                         combine="log_odds", rates=rates)
+    assert torch.allclose(switched_off(own)[0], own, atol=1e-6)
+    # a context equal to the base rate carries no evidence: the own prediction stands
+    no_evidence = AttributeAwarePooling([0, 0, 1], *hand_matrices(), mixing=0.5, partner_weights="uniform",
+                                        combine="log_odds", rates=torch.tensor([0.59, 0.39, 0.41]))
+    assert torch.allclose(no_evidence(own)[0], own, atol=1e-5)
+
+
+def test_log_odds_is_refused_without_matching_rates_and_unknown_forms_are_named():
+    with pytest.raises(SlimlabError, match="base rates have shape \\(2,\\), expected \\(3,\\)"):
+        AttributeAwarePooling([0, 0, 1], *hand_matrices(), combine="log_odds", rates=torch.ones(2))
+    with pytest.raises(SlimlabError, match="combine must be"):
+        AttributeAwarePooling([0, 0, 1], *hand_matrices(), combine="max")
+    # the linear form keeps exactly the keys checkpoints written before the option have
+    assert "rates" not in AttributeAwarePooling([0, 0, 1], *hand_matrices()).state_dict()

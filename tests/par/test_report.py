@@ -29,3 +29,34 @@ def test_correlation_benefit_splits_weak_and_visible_attributes():
 
 def test_correlation_benefit_needs_both_controls():
     assert correlation_benefit({"runs": {"aap": {"0": run(0.9, 0.9)}}}) == []
+
+
+def context_report(local_ratio: float, independent_ratio: float, shuffled: float) -> dict:
+    return {"aap_minus_branches_ma": 0.002, "aap_minus_branches_ma_over_spread": 0.5,
+            "aap_minus_branches_ma_local": 0.016, "aap_minus_branches_ma_over_spread_local": local_ratio,
+            "aap_minus_branches_ma_local_independent": 0.001,
+            "aap_minus_branches_ma_over_spread_local_independent": independent_ratio,
+            "aap_minus_shuffled_prior_ma_local": shuffled, "aap_learned_lambda_mean": 0.5}
+
+
+def test_reading_supports_the_context_only_when_all_three_local_controls_agree():
+    from slimlab.par.report import reading
+
+    [supported] = reading(context_report(6.0, 0.4, 0.01))
+    assert "the context carries the gain" in supported and "+1.60 mA points" in supported
+    # beyond the spread on independent attributes too, or no better than a shuffled prior, or within the spread
+    for figures in ((6.0, 1.5, 0.01), (6.0, 0.4, -0.002), (0.8, 0.4, 0.01)):
+        [line] = reading(context_report(*figures))
+        assert "**not supported**" in line
+    [missing] = reading({"aap_minus_branches_ma": 0.002, "aap_minus_branches_ma_over_spread": 0.5})
+    assert "local-trunk runs that isolate the context are missing" in missing
+
+
+def test_context_plot_needs_all_four_pairs(tmp_path):
+    from slimlab.par.report import CONTEXT_PAIRS, context_plot
+
+    entry = {"mA": {"mean": 0.9, "std": 0.01}}
+    methods = {name: entry for pair in CONTEXT_PAIRS.values() for name in pair}
+    assert context_plot(methods, tmp_path / "context.png") and (tmp_path / "context.png").stat().st_size > 0
+    del methods["aap_local_independent"]
+    assert not context_plot(methods, tmp_path / "again.png") and not (tmp_path / "again.png").exists()

@@ -151,3 +151,19 @@ def test_training_on_a_pa100k_layout_with_image_files(tmp_path):
     (tmp_path / "data" / "000004.jpg").write_bytes(b"truncated")
     with pytest.raises(SlimlabError, match="000004.jpg: not a readable image"):
         train(cfg)
+
+
+def test_checkpoint_from_before_the_mixing_option_loads_as_linear_and_resumes_only_as_such(tmp_path):
+    from slimlab.par.checkpoint import load_trained_model
+
+    train(tiny_config(tmp_path, "epochs=1", "combine=linear"))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    for added in ("combine", "receptive_field"):  # what a checkpoint written before these options holds
+        del state["config"][added]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    model, cfg, _ = load_trained_model(tmp_path / "checkpoint.pt")
+    assert (cfg.combine, cfg.receptive_field, model.pooling.combine) == ("linear", "wide", "linear")
+    with pytest.raises(SlimlabError, match="combine: 'linear' there, 'log_odds' now"):
+        train(tiny_config(tmp_path, "epochs=2", "resume=true"))
+    train(tiny_config(tmp_path, "epochs=2", "resume=true", "combine=linear"))
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2

@@ -28,7 +28,7 @@ from slimlab.par.data import check_splits, load_attribute_data, to_model_input
 from slimlab.par.evaluate import evaluate_model
 from slimlab.par.losses import attribute_loss, positive_ratio
 from slimlab.par.model import create_model
-from slimlab.par.pooling import cooccurrence_matrices, shuffle_cooccurrence
+from slimlab.par.pooling import base_rates, cooccurrence_matrices, shuffle_cooccurrence
 
 
 def main(cfg: ParTrainConfig) -> dict:
@@ -101,16 +101,18 @@ def main(cfg: ParTrainConfig) -> dict:
 
 def build_model(cfg: ParTrainConfig, data) -> torch.nn.Module:
     """The model of ``cfg.head``; for AAP the co-occurrence prior comes from training labels (or a control)."""
-    given_positive = given_negative = None
+    given_positive = given_negative = rates = None
     if cfg.head == "aap":
         source = data.oracle_labels if cfg.prior == "oracle" else data.train_labels
         given_positive, given_negative = cooccurrence_matrices(source)
+        rates = base_rates(source) if cfg.combine == "log_odds" else None
         if cfg.prior == "shuffled":
             given_positive, given_negative = shuffle_cooccurrence(given_positive, given_negative, cfg.seed)
     return create_model(cfg.head, data.attribute_to_branch, width=cfg.width, blocks_per_stage=cfg.blocks_per_stage,
                         branch_dim=cfg.branch_dim, regions=cfg.regions, given_positive=given_positive,
                         given_negative=given_negative, mixing=cfg.mixing, partner_weights=cfg.partner_weights,
-                        context_detach=cfg.context_detach, partner_init=cfg.partner_init)
+                        context_detach=cfg.context_detach, partner_init=cfg.partner_init,
+                        receptive_field=cfg.receptive_field, combine=cfg.combine, rates=rates)
 
 
 def parameter_groups(model: torch.nn.Module, cfg: ParTrainConfig) -> list[dict]:
