@@ -34,6 +34,6 @@ def run_demo(out_dir: Path, quick: bool) -> str:
     present = ", ".join(f"{name} {float(p):.2f}" for name, p in sorted(zip(names, probabilities), key=lambda x: -x[1])
                         if p >= 0.5) or "none above 0.5"
     return ("Synthetic pedestrians (64x32, correlated attributes, some weak or occluded), identity-disjoint test split"
-            f" ({'quick settings' if quick else 'benchmark-sized settings'}: `{' '.join(size)}`).\n\n" + "\n".join(rows)
+            f" ({'quick settings' if quick else 'demo settings; the benchmark trains on 8,000'}: `{' '.join(size)}`).\n\n" + "\n".join(rows)
             + f"\n\n`slimlab par predict {image_path.name} --checkpoint aap/checkpoint.pt`: {present}.\n\n"
             "Full comparison with controls and seeds: `python benchmarks/par.py` -> docs/benchmarks/par.md.")
