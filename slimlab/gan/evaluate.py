@@ -41,10 +41,10 @@ def generate(generator: nn.Module, inputs: torch.Tensor, batch_size: int = 16) -
 def quality(outputs: torch.Tensor, targets: torch.Tensor, features: nn.Module,
             teacher_outputs: torch.Tensor | None = None, aligned: bool = True) -> dict[str, float]:
     """PSNR/SSIM to the targets (only when ``aligned``: each target belongs to its output), KID/FID against the
-    target set, and PSNR to the teacher when given."""
+    target set (KID never scores an output against its own target when aligned), and PSNR to the teacher."""
     scores = {"psnr": psnr(outputs, targets).mean().item(),
               "ssim": ssim(outputs, targets).mean().item()} if aligned else {}
-    scores.update(kid_and_fid(features, targets, outputs))
+    scores.update(kid_and_fid(features, targets, outputs, paired=aligned))
     if teacher_outputs is not None:
         scores["psnr_to_teacher"] = psnr(outputs, teacher_outputs).clamp(max=100).mean().item()
     return scores

@@ -122,7 +122,7 @@ def label_task_scorer(train_label_images: torch.Tensor, train_targets: torch.Ten
 
     def score(images: torch.Tensor) -> dict[str, float]:
         with torch.no_grad():
-            distances = kid_and_fid(trunk, targets, images)
+            distances = kid_and_fid(trunk, targets, images, paired=True)  # image i renders label map i
         return fcn_scores(segmenter, images, labels, classes) | {"seg_kid": distances["kid"],
                                                                  "seg_fid": distances["fid"]}
 

@@ -69,7 +69,8 @@ class AttributeAwarePooling(nn.Module):
 
     ``mixing`` is a fixed lambda in [0, 1] or "learned" (lambda_i = sigmoid(l_i), initialised at 0.7);
     ``partner_weights`` is "uniform" (1 / count) or "learned" (softmax of logits u_ij initialised at 0);
-    ``combine`` is "linear" (the spec's mix) or "log_odds" (needs ``rates``, the (A,) training base rates).
+    ``combine`` is "linear" (the spec's mix) or "log_odds", which needs ``rates``, the (A,) training base rates
+    (``base_rates(labels)``; left None they start at 0.5, a placeholder for weights loaded from a checkpoint).
     An attribute whose branch owns every attribute has no context and keeps its own prediction.
     """
 

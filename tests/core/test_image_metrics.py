@@ -37,6 +37,22 @@ def test_kid_by_hand():
     assert mean == pytest.approx(0 + 1 - 2) and std == 0
 
 
+def test_paired_kid_never_scores_an_output_against_its_own_target():
+    # d = 1: real rows 1, fake rows 0 -> k_xx off-diagonal (1 + 1)^3 = 8, k_yy = 1, k_xy = 1: 8 + 1 - 2 = 7, any split
+    mean, std = kid_from_features(torch.ones(4, 1), torch.zeros(4, 1), subsets=3, paired=True)
+    assert mean == pytest.approx(7) and std == pytest.approx(0)
+    # A perfect output set (fake = real, row by row): an unbiased score sits at 0 up to noise. Drawing the two
+    # subsets independently meets ~1/n matched pairs, whose large self-kernel drags the estimate far below zero.
+    features = torch.randn(64, 8, generator=torch.Generator().manual_seed(0)) + 1.0
+    paired, paired_std = kid_from_features(features, features, subsets=50, subset_size=32, paired=True)
+    unpaired, _ = kid_from_features(features, features, subsets=50, subset_size=32)
+    assert abs(paired) < 3 * paired_std / 50 ** 0.5 + 1e-3 and unpaired < -5 * paired_std / 50 ** 0.5
+    with pytest.raises(SlimlabError, match="paired sets must have one generated image per real one"):
+        kid_from_features(torch.zeros(6, 2), torch.zeros(5, 2), paired=True)
+    with pytest.raises(SlimlabError, match="at least 4 images per set \\(paired"):
+        kid_from_features(torch.zeros(3, 2), torch.zeros(3, 2), paired=True)
+
+
 def test_fid_by_hand():
     real = torch.tensor([[-1.0, 0], [1, 0], [0, -1], [0, 1]])  # mean 0, covariance 2/3 I
     fake = real * 2 + torch.tensor([3.0, 0])                     # mean (3, 0), covariance 8/3 I

@@ -134,7 +134,7 @@ def test_eval_scores_a_generator_and_writes_json(tmp_path, generator_file, paire
 def test_eval_fcn_scores_label_maps(tmp_path, generator_file):
     rng = np.random.default_rng(0)
     textures = [np.full((40, 40, 3), 40.0 * (c + 1)) for c in range(len(LABEL_CLASSES))]
-    for split, count in (("train", 6), ("test", 3)):
+    for split, count in (("train", 6), ("test", 4)):
         for index in range(count):
             labels = voronoi_labels(rng, 32, len(LABEL_CLASSES))
             write_rgb(tmp_path / "labels" / split / "A" / f"{index}.png", LABEL_PALETTE[labels])
@@ -143,7 +143,7 @@ def test_eval_fcn_scores_label_maps(tmp_path, generator_file):
     assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(tmp_path / "labels"), "--fcn",
                  "--segmenter-steps", "3", "--out", str(out)]) == 0
     scores = json.loads(out.read_text())["scores"]
-    assert scores["images"] == 3
+    assert scores["images"] == 4
     for name in ("fcn_pixel_acc", "fcn_class_acc", "fcn_miou", "fcn_miou_real"):
         assert 0.0 <= scores[name] <= 1.0
     assert scores["seg_fid"] >= 0.0 and "seg_kid" in scores
