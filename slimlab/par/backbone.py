@@ -3,10 +3,10 @@
 Input (B, 3, H, W) -> feature map (B, 4 * width, H / 8, W / 8): a stride-2 stem, then three stages of basic
 residual blocks with strides 1, 2, 2 (ResNet-18 layout truncated after stage 3, as the spec's CPU profile asks).
 
-Receptive field: ``wide`` (3x3 everywhere) gives each output 47 input pixels in each direction, three quarters of a
-64-pixel-high pedestrian, so a "head" feature already sees the legs. ``local`` makes stage 3 pointwise (1x1
-convolutions, stride 2 by 2x2 average pooling): 27 pixels, so a feature describes its own body region and attributes
-of other regions can only come in through a head that exchanges context between branches.
+Receptive field: with ``wide`` (3x3 everywhere) each output spans 47 input rows, three quarters of a 64-pixel-high
+pedestrian (63 after a 3x3 branch conv), so a "head" feature already sees the torso and legs. ``local`` makes stage 3
+pointwise (1x1 convolutions, stride 2 by 2x2 average pooling): 27 rows, so a feature describes its own body region
+and attributes of other regions can only come in through a head that exchanges context between branches.
 """
 
 from __future__ import annotations

@@ -114,9 +114,9 @@ def write_report(report: dict, out: Path) -> None:
     lines += ["## Notes", "",
               f"* {data_size_note(report['settings'])}; the trunk is the 3-stage ResNet-style CNN of "
               f"`slimlab.par.backbone` at width {dict(item.split('=', 1) for item in report['settings'])['width']}, "
-              "with 3x3 convolutions throughout (each feature sees 47 input rows each way, so most of the image) except "
-              "in the 'local trunk' arms (`receptive_field=local`: pointwise last stage and branch convolution, 27 rows, "
-              "about the branch's own region).",
+              "with 3x3 convolutions throughout (a branch feature spans 63 of the 64 input rows) except in the 'local "
+              "trunk' arms (`receptive_field=local`: pointwise last stage and branch convolution, 27 rows, about the "
+              "branch's own region).",
               ("* The real-image sanity check on OpenCV's `vtest.avi` was not run: the opencv-doc samples were not "
                "installed (`--vtest PATH`). " if "vtest" not in report else "* ")
               + "The PETA / RAP / PA-100K loaders are tested on small files only; no labelled real PAR dataset was "
@@ -283,7 +283,7 @@ def context_plot(methods: dict, path: Path) -> bool:
             errors.append(100 * max(aap["std"], branches["std"]))
         axes.bar(np.arange(2) + (k - 0.5) * 0.35, gains, 0.35, yerr=errors, capsize=3, label=f"{variant} attributes")
     axes.axhline(0, color="black", linewidth=0.8)
-    axes.set_xticks(np.arange(2), ["wide trunk (47 rows)", "local trunk (27 rows)"])
+    axes.set_xticks(np.arange(2), ["wide trunk (63 rows)", "local trunk (27 rows)"])
     axes.set_ylabel("mA(AAP) - mA(branches), points")
     axes.set_title("What the context adds over the same branches (bars = larger seed std)")
     axes.legend(fontsize=8)
