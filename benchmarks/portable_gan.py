@@ -416,9 +416,8 @@ def render_markdown(report: dict, grids: dict) -> str:
              "Inception numbers and cannot be compared with published FID/KID. Every task's test outputs are "
              "aligned with their targets (paired tasks, and the unpaired task's hidden targets), so each KID subset "
              "takes its real and its generated images from disjoint halves of the test set: an output never meets "
-             "its own target, whose similarity would pull KID below zero in proportion to per-image fidelity (the "
-             "ground truth scored against itself that way gave -9 x 1e-3 on 64 images; runs before 2026-11-29 "
-             "carried that bias).", "",
+             "its own target, whose similarity would pull KID below zero in proportion to per-image fidelity (runs "
+             "before 2026-11-29 carried that bias; see `kid_from_features`).", "",
              f"**teacher_over_student_macs = {report['teacher_over_student_macs']:.2f}**; "
              f"**tasks where the distilled student beats scratch beyond the seed spread (KID) = "
              f"{report['tasks_where_distilled_beats_scratch_beyond_spread']} / {len(report['tasks'])}** "

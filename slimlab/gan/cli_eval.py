@@ -54,7 +54,9 @@ def eval_command(argv: list[str]) -> int:
     teacher_outputs = generate(load_generator(arguments.teacher)[0].to(device), inputs) if arguments.teacher else None
     aligned = mode == "paired" or [f.name for f in list_images(root / "testA")] == [
         f.name for f in list_images(root / "testB")]
-    # unaligned domain-B images: distances between distributions only
+    if aligned and len(inputs) < 4:  # KID keeps each output away from its own target: two halves of >= 2 images
+        raise SlimlabError(f"{root}: scoring aligned targets needs at least 4 test images, found {len(inputs)}")
+    # aligned targets: PSNR / SSIM too; unaligned domain-B images: distances between distributions only
     scores = quality(outputs, targets, default_features(), teacher_outputs, aligned)
     if arguments.fcn:
         scores |= fcn_on_folder(root, mode, inputs, targets, outputs, arguments.segmenter_steps)

@@ -129,6 +129,10 @@ def test_eval_scores_a_generator_and_writes_json(tmp_path, generator_file, paire
             shutil.copytree(paired_dir / side, tmp_path / "split" / split / side)
     assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(tmp_path / "split"), "--fcn"]) == 2
     assert "not a label map in the built-in palette" in capsys.readouterr().err
+    for side in ("A", "B"):  # three aligned test images cannot fill two disjoint KID halves of two
+        (paired_dir / side / "3.png").unlink()
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir)]) == 2
+    assert f"{paired_dir}: scoring aligned targets needs at least 4 test images, found 3" in capsys.readouterr().err
 
 
 def test_eval_fcn_scores_label_maps(tmp_path, generator_file):
