@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from slimlab.core.errors import SlimlabError
 from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator
@@ -56,6 +56,8 @@ class TeacherConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     """Portable-GAN distillation: a thin student G learns from a frozen teacher, judged by a student D."""
+    # fields added after runs were stored, at the value that reproduces those runs (they resume unchanged)
+    ADDED_FIELDS: ClassVar[dict] = {"student_d_init": "scratch"}
     data: str
     teacher: str                            # generator file from train-teacher (paired: G.pt; unpaired: G_AB.pt)
     teacher_d: str = ""                     # teacher discriminator file (features for L_feat); "" = next to teacher
@@ -86,6 +88,8 @@ class DistillConfig:
     lambda_cycle: float = 0.0               # unpaired only: student cycle loss (teacher already encodes cycles)
     triplet_margin: float = 1.0
     ndf: int = 0                            # student-D width; 0 = the teacher D's width
+    student_d_init: Literal["scratch", "teacher"] = "scratch"  # teacher: D_S starts as a copy of the teacher's D
+                                            # (a judge of real vs generated from step 0; needs ndf 0 or its width)
     steps: int = 1000
     batch_size: int = 4
     lr: float = 2e-4

@@ -65,13 +65,14 @@ def save_state(path: Path, step: int, networks: dict[str, nn.Module], optimizers
 
 
 def load_state(path: Path, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-               identity: dict) -> int:
-    """Restore a state written by ``save_state``; returns the step to continue from."""
+               identity: dict, added_fields: dict | None = None) -> int:
+    """Restore a state written by ``save_state``; returns the step to continue from. ``added_fields``: config
+    fields newer than some stored states, with the value that reproduces how those states were trained."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise SlimlabError(f"{path}: cannot resume, not a readable training state ({error})") from error
-    check_same_settings(path, payload.get("identity") or {}, identity)
+    check_same_settings(path, {**(added_fields or {}), **(payload.get("identity") or {})}, identity)
     for name, net in networks.items():
         net.load_state_dict(payload["networks"][name])
     for name, optimizer in optimizers.items():
@@ -80,18 +81,40 @@ def load_state(path: Path, networks: dict[str, nn.Module], optimizers: dict[str,
 
 
 def resume_point(cfg, run, networks: dict, optimizers: dict) -> tuple[int, dict]:
-    """(first step to run, run identity). Continues from ``out_dir/state.pt`` when ``cfg.resume`` and it exists.
-
-    The identity is the config without the fields a resumed run may change (length, logging, device).
-    """
-    identity = {k: v for k, v in config_to_dict(cfg).items()
-                if k not in ("steps", "log_every", "checkpoint_every", "resume", "device", "out_dir")}
+    """(first step to run, run identity). Continues from ``out_dir/state.pt`` when ``cfg.resume`` and it exists."""
+    identity = run_identity(cfg)
     state = Path(cfg.out_dir) / "state.pt"
     if not (cfg.resume and state.exists()):
         return 0, identity
-    start = load_state(state, networks, optimizers, identity)
+    start = load_state(state, networks, optimizers, identity, added_fields(cfg))
     truncate_metrics(run.metrics_path, start)
     return start, identity
+
+
+def run_identity(cfg) -> dict:
+    """The config without the fields a resumed run may change (length, logging, device)."""
+    return {k: v for k, v in config_to_dict(cfg).items()
+            if k not in ("steps", "log_every", "checkpoint_every", "resume", "device", "out_dir")}
+
+
+def added_fields(cfg) -> dict:
+    """The config class's ``ADDED_FIELDS``: fields added after runs were stored, each at the value those runs had
+    (so an older state still resumes, and still counts as finished, under the settings it was trained with)."""
+    return dict(getattr(type(cfg), "ADDED_FIELDS", {}))
+
+
+def finished_run(cfg) -> bool:
+    """True when ``out_dir/state.pt`` holds a run of this identity trained to exactly ``cfg.steps``: resuming it
+    trains nothing and rewrites the same networks (training is seeded per step)."""
+    state = Path(cfg.out_dir) / "state.pt"
+    if not state.exists():
+        return False
+    try:
+        payload = torch.load(state, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable state is not a finished run; training from scratch replaces it
+        return False
+    stored = {**added_fields(cfg), **(payload.get("identity") or {})}
+    return payload.get("step") == cfg.steps and stored == run_identity(cfg)
 
 
 def truncate_metrics(metrics_path: Path, first_step: int) -> None:

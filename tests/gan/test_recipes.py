@@ -225,3 +225,82 @@ def test_gan_compression_resume_restores_the_adapters_and_reproduces_the_run(tmp
     rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
             for run in ("straight", "resumed")]
     assert rows[0] == rows[1] and "AB_distill" in rows[0][-1]  # the step-3 loss needs the adapters as trained
+
+
+@pytest.mark.parametrize("mode", ["paired", "unpaired"])
+def test_student_d_init_teacher_starts_each_student_d_as_a_copy_of_its_teacher_d(mode, tmp_path):
+    teacher_cfg = load_config(TeacherConfig, data="unused", mode=mode, **TINY)
+    teachers = build_networks(teacher_cfg, torch.device("cpu"))
+    for name, net in teachers.items():
+        (save_generator(tmp_path / f"{name}.pt", net, generator_spec(teacher_cfg)) if name.startswith("G")
+         else save_discriminator(tmp_path / f"{name}.pt", net))
+    cfg = load_config(DistillConfig, data="unused", mode=mode, ratio=0.5, student_d_init="teacher",
+                      teacher=str(tmp_path / ("G.pt" if mode == "paired" else "G_AB.pt")),
+                      **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    directions = build_directions(cfg, torch.device("cpu"))
+    # each direction's D_S judges that direction's outputs: A -> B (and paired) the teacher's D_B / D, B -> A D_A
+    expected = {"AB": teachers["D" if mode == "paired" else "D_B"], "BA": teachers.get("D_A")}
+    for direction in directions:
+        teacher_d = expected[direction.name]
+        assert all(torch.equal(a, b) for a, b in zip(direction.student_d.state_dict().values(),
+                                                      teacher_d.state_dict().values(), strict=True))
+        assert direction.student_d is not direction.features  # a copy: training D_S leaves the feature network alone
+    networks = {f"D{d.name}": d.student_d for d in directions}
+    optimizers = {"G": training.adam([p for d in directions for p in d.student.parameters()], 2e-4, 0.5),
+                  "D": training.adam([p for d in directions for p in d.student_d.parameters()], 2e-4, 0.5)}
+    frozen = {k: v.clone() for k, v in directions[0].features.state_dict().items()}
+    before = snapshot(networks)
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    distill_step(directions, optimizers, {"AB": (x, y), "BA": (y, x)}, cfg)
+    assert_all_changed(before, networks)
+    assert all(torch.equal(frozen[k], v) for k, v in directions[0].features.state_dict().items())
+
+
+def test_student_d_init_teacher_refuses_another_width_by_name(tmp_path):
+    teacher_cfg = load_config(TeacherConfig, data="unused", **TINY)
+    teachers = build_networks(teacher_cfg, torch.device("cpu"))
+    save_generator(tmp_path / "G.pt", teachers["G"], generator_spec(teacher_cfg))
+    save_discriminator(tmp_path / "D.pt", teachers["D"])
+    cfg = load_config(DistillConfig, data="unused", student_d_init="teacher", teacher=str(tmp_path / "G.pt"),
+                      ndf=2 * TINY["ndf"], **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    with pytest.raises(SlimlabError, match=r"student_d_init=teacher copies .*D\.pt .*'ndf'"):
+        build_directions(cfg, torch.device("cpu"))
+
+
+def test_finished_run_is_a_state_of_the_same_identity_at_exactly_the_asked_steps(tmp_path, paired_dir):
+    common = dict(data=str(paired_dir), out_dir=str(tmp_path / "run"), checkpoint_every=1, **TINY)
+    cfg = load_config(TeacherConfig, steps=2, **common)
+    assert not training.finished_run(cfg)  # no state yet
+    train_teacher(cfg)
+    trained = load_generator(tmp_path / "run" / "G.pt")[0].state_dict()
+    assert training.finished_run(cfg)
+    assert training.finished_run(load_config(TeacherConfig, steps=2, **{**common, "log_every": 5}))  # logging only
+    assert not training.finished_run(load_config(TeacherConfig, steps=3, **common))  # longer: not finished
+    assert not training.finished_run(load_config(TeacherConfig, steps=1, **common))  # shorter: another run
+    assert not training.finished_run(load_config(TeacherConfig, steps=2, **{**common, "seed": 1}))
+    train_teacher(load_config(TeacherConfig, steps=2, resume=True, **common))  # resuming it trains nothing
+    again = load_generator(tmp_path / "run" / "G.pt")[0].state_dict()
+    assert all(torch.equal(a, b) for a, b in zip(trained.values(), again.values(), strict=True))
+    (tmp_path / "run" / "state.pt").write_bytes(b"not a state")
+    assert not training.finished_run(cfg)
+
+
+def test_a_state_stored_before_student_d_init_existed_resumes_as_scratch_and_refuses_teacher(tmp_path):
+    teacher_cfg = load_config(TeacherConfig, data="unused", **TINY)
+    teachers = build_networks(teacher_cfg, torch.device("cpu"))
+    save_generator(tmp_path / "G.pt", teachers["G"], generator_spec(teacher_cfg))
+    save_discriminator(tmp_path / "D.pt", teachers["D"])
+    common = dict(data="unused", teacher=str(tmp_path / "G.pt"), out_dir=str(tmp_path / "student"), steps=3,
+                  **{k: v for k, v in TINY.items() if k not in ("ngf", "n_blocks", "ndf")})
+    cfg = load_config(DistillConfig, **common)
+    older = {k: v for k, v in training.run_identity(cfg).items() if k != "student_d_init"}  # as stored before
+    (tmp_path / "student").mkdir()
+    training.save_state(tmp_path / "student" / "state.pt", 3, {}, {}, older)
+    assert training.finished_run(cfg)  # it was trained with a scratch student D, today's default
+    assert training.load_state(tmp_path / "student" / "state.pt", {}, {}, training.run_identity(cfg),
+                               training.added_fields(cfg)) == 3
+    teacher_start = load_config(DistillConfig, student_d_init="teacher", **common)
+    assert not training.finished_run(teacher_start)
+    with pytest.raises(SlimlabError, match=r"student_d_init: 'scratch' there, 'teacher' now"):
+        training.load_state(tmp_path / "student" / "state.pt", {}, {}, training.run_identity(teacher_start),
+                            training.added_fields(teacher_start))

@@ -83,7 +83,8 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
         if peer and teacher_spec.kind != "resnet":
             raise SlimlabError(f"method=gan_compression distils bottleneck activations of a resnet generator; "
                                f"{g_path} is a {teacher_spec.kind} generator")
-        needs_teacher_d = cfg.feature_extractor == "teacher_d" or cfg.ndf == 0 or peer
+        from_teacher = cfg.student_d_init == "teacher" and cfg.student_discriminator
+        needs_teacher_d = cfg.feature_extractor == "teacher_d" or cfg.ndf == 0 or peer or from_teacher
         teacher_d = load_discriminator(d_path) if needs_teacher_d else None
         channels = teacher_d.input_channels if teacher_d else (6 if cfg.mode == "paired" else 3)
         ndf = cfg.ndf or teacher_d.ndf
@@ -98,7 +99,13 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
             adapters = init_weights(nn.ModuleList(nn.Conv2d(4 * student_spec.ngf, 4 * teacher_spec.ngf, 1)
                                                   for _ in layers), init).to(device)
         else:
-            student_d = init_weights(PatchDiscriminator(channels, ndf), init) if cfg.student_discriminator else None
+            if from_teacher and ndf != teacher_d.ndf:
+                raise SlimlabError(f"DistillConfig: student_d_init=teacher copies {d_path} (width {teacher_d.ndf}); "
+                                   f"'ndf' is {cfg.ndf}, set it to 0 or {teacher_d.ndf}")
+            if from_teacher:
+                student_d = copy.deepcopy(teacher_d)
+            else:
+                student_d = init_weights(PatchDiscriminator(channels, ndf), init) if cfg.student_discriminator else None
             layers, adapters = (), None
         for frozen in (teacher, features):
             frozen.requires_grad_(False)

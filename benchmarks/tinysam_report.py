@@ -1,0 +1,204 @@
+"""Markdown report of the TinySAM benchmark: tables and paragraphs computed from its JSON result."""
+
+from __future__ import annotations
+
+import json
+
+def scene_text_table(rows: list[dict] | None) -> list[str]:
+    if not rows:
+        return ["OpenCV scene-text sanity set: not run (needs opencv-doc's examples/text, `--scene-text DIR`).", ""]
+    return ["OpenCV scene-text sanity set (opencv-doc `scenetext_segmented_word0*.jpg` with their `_mask.png`; each "
+            "letter is one instance; real photos, derived GT, qualitative; the first seed's students). Get it with "
+            "`apt-get download opencv-doc && dpkg-deb -x opencv-doc_*.deb <opencv-doc>`:", "",
+            table(rows, [("model", "model", ""), ("mIoU point", "miou_point", "{:.3f}"),
+                         ("mIoU box", "miou_box", "{:.3f}")]), ""]
+
+
+def full_size_caption(full: dict) -> list[str]:
+    if "repeats" not in full:  # reports written before the paired timing: 3 separate calls each
+        return ["Full-size TinySAM layout (random weights, speed only; 3 calls each, medians):", ""]
+    return [f"Full-size TinySAM layout (random weights, speed only; {full['threads']} thread(s); each float / int8 "
+            f"pair timed alternately, {full['repeats']} calls each after {full['warmup']} warm-up calls, medians):",
+            ""]
+
+
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    lines = ["| " + " | ".join(title for title, _, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for _, key, fmt in columns:
+            value, spread = row.get(key), row.get(f"{key}_std")
+            cell = "n/a" if value is None else (fmt.format(value) if fmt else str(value))
+            cells.append(cell + (f" ± {fmt.format(spread)}" if spread is not None and len(row.get("seeds", [])) > 1
+                                 else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def limits_of_scale(result: dict) -> list[str]:
+    """What the CPU scale of this run means for its figures (worded from the run's own numbers)."""
+    models = {row["model"]: row for row in result["prompted"]}
+    teacher, gt_only = models["teacher (ViT)"], models["student: gt_only"]
+    distilled = models["student: distill_hard_prompts"]
+    grid = result["everything"][0]
+    lines = [f"- The teacher is trained from scratch on CPU ({result['settings']['teacher_steps']} steps, one-point mIoU "
+             f"{teacher['miou_point']:.3f}), far from SAM's scale, so the ratios above compare small models. Everything "
+             f"mode keeps only masks whose predicted IoU and stability pass the filters ({grid['masks_per_image']:.1f} "
+             "masks per image from the 16x16 grid); the few confident masks of the sparse 4x4 grid cover little of "
+             "the image, so the hierarchical mode has few dense points to skip."]
+    if gt_only["miou_point"] > teacher["miou_point"]:
+        lines.append("- The student trained on ground truth beats the teacher: distilling from that teacher pulls the "
+                     "student down to the teacher's level, and a student/teacher mIoU ratio >= 0.9 then holds only "
+                     "because the teacher is weak.")
+    else:
+        lines.append(f"- The student trained on ground truth alone ({gt_only['miou_point']:.3f}) stays below the "
+                     f"distilled one ({distilled['miou_point']:.3f}) at the same step budget: distillation from this "
+                     "teacher adds what the ground-truth loss alone does not reach in that budget.")
+    random_arm = models.get("student: distill_random_prompts")
+    if random_arm is not None and "miou_point_std" in distilled:
+        cells, beyond = [], []
+        for key, label in (("miou_point", "one point"), ("miou_box", "box"), ("miou_3_clicks", "3 clicks")):
+            gap, spread = distilled[key] - random_arm[key], max(distilled[f"{key}_std"], random_arm[f"{key}_std"])
+            cells.append(f"{label} {distilled[key]:.3f} vs {random_arm[key]:.3f}")
+            if abs(gap) > spread:
+                beyond.append(f"{label} ({'better' if gap > 0 else 'worse'} by {gap:+.3f}, larger std {spread:.3f})")
+        lines.append("- Hard prompt sampling against random prompts (same losses and budget, means over seeds): "
+                     + ", ".join(cells) + "; beyond the larger seed std: " + (", ".join(beyond) or "none") + ".")
+    return lines
+
+
+def seed_lines(result: dict) -> list[str]:
+    seeds = result["settings"].get("seeds", [0])
+    if len(seeds) < 2:
+        return ["- One seed per student arm."]
+    ratios = ", ".join(f"{value:.3f}" for value in result["summary"]["student_teacher_miou_ratio_per_seed"])
+    return [f"- Student arms are trained with seeds {seeds} (initialisation, batches and prompts; mean ± sample std "
+            f"over seeds in the tables, tags as means); the teacher, PTQ and everything mode use one seed, PTQ and "
+            f"the figures the first seed's student. Student/teacher ratio per seed (hard prompts): {ratios}."]
+
+
+def profile_paragraph(profile: dict | None) -> list[str]:
+    if not profile:
+        return []
+    top = ", ".join(f"{op} {ms:.2f}" for op, ms in profile["top_ops_ms"].items())
+    return [f"Where the float onnxruntime graphs of the benchmark-size student spend their time (node profiler, one "
+            f"thread, random weights, one image encoding + one point-prompt decoding, mean of {profile['runs']} calls): "
+            f"{profile['node_ms_per_call']:.2f} ms in nodes; MatMul / Gemm {100 * profile['matmul_gemm_share']:.0f}%, "
+            f"convolutions {100 * profile['conv_share']:.0f}%; largest operator types (ms): {top}. "
+            f"Even if every int8 MatMul / Gemm took no time, the graphs could run at most "
+            f"**{profile['ceiling_matmul_gemm']:.2f}x** faster ({profile['ceiling_matmul_gemm_conv']:.2f}x with "
+            "convolutions quantized too; Amdahl's bound, before the runtime's per-call overhead outside the nodes). "
+            + ("At this model size the 1.5x target is out of reach for int8 kernels, whatever they quantize; the "
+               "full-size layout above, where the matrix products take a larger share of the time, gains more."
+               if profile["ceiling_matmul_gemm_conv"] < 1.5 else
+               "The bound leaves room for the 1.5x target; the measured gap is the int8 kernels' own."), ""]
+
+
+def call_bound_paragraph(bound: dict | None) -> list[str]:
+    if not bound:
+        return []
+    return [f"Bound from the data alone: ground-truth instances cover {100 * bound['instance_area_share']:.0f}% of "
+            f"these {bound['images']} images. A model trained on instance masks marks objects as covered, not "
+            f"background, so even if round 1 covered every instance exactly, round 2 would still prompt every dense "
+            f"point on background: {bound['min_hierarchical_prompts_per_image']:.1f} decoder prompts per image "
+            f"against {bound['grid_prompts_per_image']} for the grid, a reduction of at most "
+            f"**{bound['max_call_reduction']:.2f}x**"
+            + (" (below the 1.8x target: on this data the target needs a model that also covers background)."
+               if bound["max_call_reduction"] < 1.8 else "."), ""]
+
+
+def render_markdown(result: dict, figures: list[str]) -> str:
+    s, full = result["summary"], result["full_size_int8"]
+    targets = [
+        ("student mIoU / teacher mIoU (one point)", f"{s['student_teacher_miou_ratio']:.3f}", ">= 0.90",
+         s["student_teacher_miou_ratio"] >= 0.9),
+        ("student MACs / teacher MACs", f"{s['student_macs_ratio']:.3f}", "<= 0.20", s["student_macs_ratio"] <= 0.2),
+        ("hierarchical decoder-call reduction", f"{s['hierarchical_decoder_call_reduction']:.2f}x" + (
+            f" (at most {s['hierarchical_call_reduction_ceiling']:.2f}x on these images, see below)"
+            if "hierarchical_call_reduction_ceiling" in s else ""), ">= 1.8x",
+         s["hierarchical_decoder_call_reduction"] >= 1.8),
+        ("hierarchical mIoU drop (points)", f"{100 * s['hierarchical_miou_drop']:.2f}", "<= 1",
+         s["hierarchical_miou_drop"] <= 0.01),
+        ("real int8 CPU speed-up (onnxruntime int8 vs the same graphs in float)", f"{s['int8_cpu_speedup']:.2f}x" + (
+            f" (at most {s['int8_speedup_ceiling_matmul_gemm']:.2f}x at this size, see below)"
+            if "int8_speedup_ceiling_matmul_gemm" in s else ""),
+         ">= 1.5x", s["int8_cpu_speedup"] >= 1.5),
+        ("real int8 mIoU drop (points)", f"{100 * s['int8_miou_drop']:.2f}", "<= 1", s["int8_miou_drop"] <= 0.01),
+    ]
+    parts = [
+        "# TinySAM benchmark (CPU, ShapesSA)", "",
+        f"Command: `{result['command']}`  ", f"Machine: {result['machine']}  ",
+        f"Wall time: {result['seconds'] / 60:.1f} min. Settings: `{json.dumps(result['settings'])}`", "",
+        "All models are trained in this run on the procedural ShapesSA set (128 px, 3-12 shapes over skimage "
+        "textures); no SAM weights or SA-1B are available offline, so every claim is relative to a teacher trained "
+        "here. mIoU is a fraction in [0, 1] (SAM protocol: multimask output, keep the highest predicted IoU). "
+        "Latencies are medians after warm-up on a shared CPU and are noisy.", "",
+        "## Targets", "", "| claim | measured | target | holds |", "|---|---|---|---|"]
+    parts += [f"| {a} | {b} | {c} | {'yes' if ok else 'no'} |" for a, b, c, ok in targets]
+    if result.get("bounds_command"):
+        parts += ["", f"The 'at most' bounds were added later with `{result['bounds_command']}` (no training; the "
+                  "full command above computes them too)."]
+    parts += ["", "## Teacher vs students (same step budget for every student: settings `student_steps`)", "",
+              table(result["prompted"], [("model", "model", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
+                                         ("mIoU box", "miou_box", "{:.3f}"), ("mIoU 3 clicks", "miou_3_clicks", "{:.3f}"),
+                                         ("IoU vs teacher", "miou_vs_teacher", "{:.3f}"),
+                                         ("MACs (M)", "macs_millions", "{:.1f}"), ("CPU ms / image", "latency_ms", "{:.1f}")])
+              .replace(" | 1", " | 1"), "",
+              "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2). Both distillation "
+              "arms prompt with a box or a point, p = 0.5 each; the hard-prompt arm then adds points drawn from the "
+              "student's miss region for 0-9 rounds (boxes are not iterated).", "",
+              "mIoU (one point) by difficulty tag (students: mean over seeds):", "",
+              table([{"model": r["model"], **r["miou_point_by_tag"]} for r in result["prompted"]],
+                    [("model", "model", ""), ("thin", "thin", "{:.3f}"), ("concave", "concave", "{:.3f}"),
+                     ("occluded", "occluded", "{:.3f}"), ("small", "small", "{:.3f}")]), "",
+              "skimage sanity images (coins: GT from Otsu + labelling; horse: its own silhouette; derived GT, "
+              "qualitative; the first seed's students):", "",
+              table(result["skimage_sanity"], [("model", "model", ""), ("mIoU point", "miou_point", "{:.3f}"),
+                                                ("mIoU box", "miou_box", "{:.3f}")]), "",
+              *scene_text_table(result.get("scene_text_sanity")),
+              "## Everything mode (teacher; ShapesSA test images + coins)", "",
+              table(result["everything"], [("mode", "mode", ""), ("decoder prompts / image",
+                                                                   "decoder_prompts_per_image", "{:.1f}"),
+                                           ("s / image", "seconds_per_image", "{:.3f}"),
+                                           ("masks / image", "masks_per_image", "{:.1f}"),
+                                           ("GT recall @0.5", "recall_50", "{:.3f}"),
+                                           ("GT recall @0.75", "recall_75", "{:.3f}"),
+                                           ("mean best-match IoU", "miou", "{:.3f}")]), "",
+              "Filters for the small models: predicted IoU > 0.5, stability >= 0.8 (SAM's 0.88 / 0.95 leave almost "
+              "nothing at this scale). The hierarchical summary uses the tau with fewer decoder calls.", "",
+              *call_bound_paragraph(result.get("hierarchical_bound")),
+              "## Post-training quantization (distilled student, hard prompts)", "",
+              table(result["quantization"], [("variant", "variant", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
+                                             ("mask IoU vs float", "agreement_with_float", "{:.3f}"),
+                                             ("CPU ms / image", "latency_ms", "{:.2f}"),
+                                             ("calibration s", "calibration_seconds", "{:.1f}")]), "",
+              "Fake quantization runs quantize-dequantize in float, so it is slower than float. Two real int8 "
+              "paths: torch.ao dynamic quantization swaps `nn.Linear` modules only (eager PyTorch); onnxruntime "
+              "dynamic quantization (`slimlab sam quantize --int8-onnx`) replaces every MatMul / Gemm of the "
+              "exported graphs, attention products included, by integer kernels. The target row compares the "
+              "onnxruntime int8 graphs with the same graphs in float, so the speed-up is the int8 kernels' own (these "
+              "two rows are timed alternately, 300 calls each after warm-up: medians); "
+              f"against the PyTorch float model it is {s['int8_cpu_speedup_vs_pytorch_float']:.2f}x "
+              f"(torch.ao: {s['int8_cpu_speedup_torch_ao']:.2f}x). Convolutions stay float in both.", "",
+              *full_size_caption(full),
+              table([{"part": f"{part_name}, {runtime}", "f": full[f"{part}_ms_{prefix}float32"],
+                      "q": full[f"{part}_ms_{prefix}int8"], "x": full[f"{'ort_' if prefix else ''}{part}_speedup"]}
+                     for runtime, prefix in (("PyTorch / torch.ao", ""), ("onnxruntime", "ort_"))
+                     for part, part_name in (("encoder", "image encoder 1024 px"), ("decoder", "mask decoder 16 prompts"))],
+                    [("part", "part", ""), ("float32 ms", "f", "{:.0f}"), ("int8 ms", "q", "{:.0f}"),
+                     ("speed-up", "x", "{:.2f}x")]), "",
+              *profile_paragraph(result.get("int8_profile")),
+              "## Limits of this run", "",
+              *limits_of_scale(result),
+              *seed_lines(result),
+              "- EdgeSAM's prompt-in-the-loop arm (`hard_prompts=teacher`) is implemented and "
+              "tested but not run here (`arms_teacher_prompt`); the KL grid search covers the decoder only.",
+              "- torch.ao's int8 path quantizes Linear layers only; at this model size the per-call overhead of "
+              "dynamic quantization eats its gain. Neither int8 path quantizes convolutions (TinyViT's stem and "
+              "MBConv stages).",
+              "", "## Figures", ""]
+    parts += [f"![{name}]({name})" for name in figures]
+    parts += ["", "`tinysam_point_prompts.png`: image, teacher, distilled student (one centre point per instance, "
+              "white dots), ground truth. `tinysam_everything.png`: grid and hierarchical everything mode on a test "
+              "image, grid mode on coins.", "", "## JSON summary", "", "```json", json.dumps(s, indent=1), "```", ""]
+    return "\n".join(parts)
