@@ -87,8 +87,12 @@ def render_markdown(report: dict, grids: dict) -> str:
              "before 2026-11-29 carried that bias; see `kid_from_features`).", "",
              f"**teacher_over_student_macs = {report['teacher_over_student_macs']:.2f}**; "
              f"**tasks where the distilled student beats scratch beyond the seed spread (KID) = "
-             f"{report['tasks_where_distilled_beats_scratch_beyond_spread']} / {len(report['tasks'])}** "
-             f"(PSNR: {report['tasks_where_distilled_beats_scratch_beyond_spread_psnr']} / {len(report['tasks'])}); "
+             f"{report['tasks_where_distilled_beats_scratch_beyond_spread']} / {len(report['tasks'])}** at width "
+             f"ratio {s['ratio']} (PSNR: {report['tasks_where_distilled_beats_scratch_beyond_spread_psnr']} / "
+             f"{len(report['tasks'])})" + (
+                 f", **{report['tasks_where_distilled_beats_scratch_beyond_spread_narrow']} / {len(report['tasks'])} "
+                 f"at the spec's ratio {report['narrow_ratio']}** ({report['teacher_over_narrow_student_macs']:.1f}x "
+                 f"fewer MACs)" if "narrow_ratio" in report else "") + "; "
              f"with lambda_pix 100: {report['tasks_where_distilled_pix100_beats_scratch_beyond_spread']} / "
              f"{len(report['tasks'])} (KID) and {report['tasks_where_distilled_pix100_beats_scratch_beyond_spread_psnr']}"
              f" / {len(report['tasks'])} (PSNR); "
@@ -145,7 +149,8 @@ def render_markdown(report: dict, grids: dict) -> str:
         teacher_d = (f"; with its student D started from the teacher's D: **"
                      f"{'yes' if beats_beyond_spread(results, 'kid', True, 'distill_student_d_teacher_d') else 'no'}**"
                      if "distill_student_d_teacher_d" in results else "")
-        lines += ["", f"Distilled (student D) beats scratch on KID by more than the larger seed std: **{verdict}**"
+        lines += ["", f"At width ratio {s['ratio']}, distilled (student D) beats scratch on KID by more than the "
+                  f"larger seed std: **{verdict}**"
                   f"{sliced}{teacher_d}.", "",
                   *findings(results), "", *narrow_table(results, report), *downstream_table(task, results),
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
