@@ -9,7 +9,7 @@ the teacher's own pix2pix recipe; the full method with its student discriminator
 discriminator (``student_d_init=teacher``). Two more arms start the student from the teacher's leading filters (``init=slice``): the full method, and the teacher's pix2pix recipe on the ground truth
 (a pruned teacher retrained; it shows how much of a sliced student's gain is the distillation and how much the
 inherited weights). The scratch student, the full method with and without the student discriminator and the
-teacher-D start run again at the spec's narrower width (``narrow_ratio``, 1/4). All students get the same number of
+teacher-D start run again at the spec's widths (``extra_ratios``: 1/4 and 1/2). All students get the same number of
 steps, batch size and seeds. Tasks, arms and the verdict rule: ``portable_gan_arms.py``; the report:
 ``portable_gan_report.py``.
 
@@ -21,7 +21,7 @@ the hidden striped version of each test scene). The slice arms run on the paired
 slices paired generators only.
 Writes docs/benchmarks/portable_gan.md, .json and PNGs.
 
-    python benchmarks/portable_gan.py            # default run (~100 min on 2 cores: tasks in 2 processes)
+    python benchmarks/portable_gan.py            # default run (~2 hours on 2 cores: tasks in 2 processes)
     python benchmarks/portable_gan.py --quick    # smoke run
     python benchmarks/portable_gan.py --reuse    # train only what the work folder does not hold already
 """
@@ -63,11 +63,11 @@ from portable_gan_report import render_markdown  # noqa: E402
 def settings(quick: bool) -> dict:
     if quick:
         return {"teacher_steps": 20, "student_steps": 10, "seeds": [0, 1], "ngf": 16, "n_blocks": 6, "ratio": 0.375,
-                "narrow_ratio": 0.25, "batch_size": 4, "latency_runs": 5, "segmenter_steps": 10}
+                "extra_ratios": [0.25, 0.5], "batch_size": 4, "latency_runs": 5, "segmenter_steps": 10}
     # the spec's CPU teacher (ResNet ngf 32, 6 blocks); 3,000 instead of its 4,000 steps to fit the CPU budget.
-    # Every arm at ratio 0.375 (ngf 12, 6.4x fewer MACs); the main arms again at the spec's 1/4 (ngf 8)
+    # Every arm at ratio 0.375 (ngf 12, 6.4x fewer MACs); the main arms again at the spec's 1/4 and 1/2 (ngf 8, 16)
     return {"teacher_steps": 3000, "student_steps": 600, "seeds": [0, 1, 2], "ngf": 32, "n_blocks": 6, "ratio": 0.375,
-            "narrow_ratio": 0.25, "batch_size": 4, "latency_runs": 30, "segmenter_steps": 800}
+            "extra_ratios": [0.25, 0.5], "batch_size": 4, "latency_runs": 30, "segmenter_steps": 800}
 
 
 def run_task(task: str, config: dict, work: Path, threads: int = 1, reuse: bool = False) -> tuple[dict, dict]:
@@ -139,7 +139,7 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1, reuse: bool 
 
 
 def run_folder(task_work: Path, key: str, seed: int) -> Path:
-    """``<arm>-seed<N>`` at the main ratio, ``<arm>-r<ratio>-seed<N>`` at the narrow one."""
+    """``<arm>-seed<N>`` at the main ratio, ``<arm>-r<ratio>-seed<N>`` at the extra ones."""
     arm, _, ratio = key.partition("@")
     return task_work / (f"{arm}-r{ratio}-seed{seed}" if ratio else f"{arm}-seed{seed}")
 
@@ -282,7 +282,6 @@ def previous_report(out: Path, config: dict) -> dict:
 def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
     first = next(iter(tasks.values()))
     macs_ratio = first["teacher"]["cost"]["macs"] / first["distill_student_d"]["cost"]["macs"]
-    narrow = config["narrow_ratio"]
     command = "python benchmarks/portable_gan.py" + (" --quick" if arguments.quick else "") + (
         f" --threads {arguments.threads}" if arguments.threads != 1 else "") + (
         f" --jobs {arguments.jobs}" if arguments.jobs != 2 else "") + (" --reuse" if arguments.reuse else "")
@@ -313,15 +312,11 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
         "tasks_where_teacher_d_start_beats_full_method_kid_mean": sum(
             results["distill_student_d_teacher_d"]["kid_mean"] < results["distill_student_d"]["kid_mean"]
             for results in tasks.values()),
-        "narrow_ratio": narrow,
-        "teacher_over_narrow_student_macs": first["teacher"]["cost"]["macs"]
-        / first[f"distill_student_d@{narrow}"]["cost"]["macs"],
-        "tasks_where_distilled_beats_scratch_beyond_spread_narrow": tally(
-            tasks, "kid", True, f"distill_student_d@{narrow}", f"scratch@{narrow}"),
-        "tasks_where_distilled_beats_scratch_beyond_spread_narrow_psnr": tally(
-            tasks, "psnr", False, f"distill_student_d@{narrow}", f"scratch@{narrow}"),
-        "tasks_where_teacher_d_start_beats_scratch_beyond_spread_narrow": tally(
-            tasks, "kid", True, f"distill_student_d_teacher_d@{narrow}", f"scratch@{narrow}"),
+        "extra_ratios": {str(ratio): ratio_summary(tasks, ratio) for ratio in config["extra_ratios"]},
+        "tasks_where_distilled_beats_scratch_beyond_spread_by_ratio": {
+            str(config["ratio"]): tally(tasks, "kid", True)} | {
+            str(ratio): tally(tasks, "kid", True, f"distill_student_d@{ratio}", f"scratch@{ratio}")
+            for ratio in config["extra_ratios"]},
         "tasks_with_slice_arms": sum("distill_student_d_slice" in results for results in tasks.values()),
         "tasks_where_distilled_slice_beats_scratch_beyond_spread": tally(tasks, "kid", True, "distill_student_d_slice"),
         "tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr": tally(tasks, "psnr", False,
@@ -336,6 +331,19 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
             results["distill_student_d"]["kid_mean"] < results["distill_no_student_d"]["kid_mean"]
             for results in tasks.values()),
     }
+
+
+def ratio_summary(tasks: dict, ratio: float) -> dict:
+    """The verdicts of the arms trained again at width ``ratio``."""
+    first = next(iter(tasks.values()))
+    return {"teacher_over_student_macs": first["teacher"]["cost"]["macs"]
+            / first[f"distill_student_d@{ratio}"]["cost"]["macs"],
+            "tasks_where_distilled_beats_scratch_beyond_spread": tally(
+                tasks, "kid", True, f"distill_student_d@{ratio}", f"scratch@{ratio}"),
+            "tasks_where_distilled_beats_scratch_beyond_spread_psnr": tally(
+                tasks, "psnr", False, f"distill_student_d@{ratio}", f"scratch@{ratio}"),
+            "tasks_where_teacher_d_start_beats_scratch_beyond_spread": tally(
+                tasks, "kid", True, f"distill_student_d_teacher_d@{ratio}", f"scratch@{ratio}")}
 
 
 if __name__ == "__main__":

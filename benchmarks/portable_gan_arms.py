@@ -18,8 +18,8 @@ GLOBAL_SKIP_TASKS = ("sr4",)
 ARMS = ("scratch", "distill_pixel_only", "distill_no_student_d", "distill_student_d_no_triplet", "distill_student_d",
         "distill_student_d_pix100", "distill_student_d_teacher_d", "peer_gan_compression", "scratch_slice",
         "distill_student_d_slice")
-# the arms trained again at the spec's narrower width (settings "narrow_ratio"), keyed "<arm>@<ratio>"
-NARROW_ARMS = ("scratch", "distill_no_student_d", "distill_student_d", "distill_student_d_teacher_d")
+# the arms trained again at each of the spec's widths (settings "extra_ratios"), keyed "<arm>@<ratio>"
+EXTRA_RATIO_ARMS = ("scratch", "distill_no_student_d", "distill_student_d", "distill_student_d_teacher_d")
 SLICE_ARMS = ("scratch_slice", "distill_student_d_slice")
 ARM_TITLES = {"teacher": "teacher", "scratch": "student from scratch (task loss: pix2pix or CycleGAN)",
               "distill_pixel_only": "student distilled, pixel term only (no feature term, no student D)",
@@ -51,11 +51,10 @@ def task_arms(task: str) -> tuple[str, ...]:
 
 
 def arm_plan(task: str, config: dict) -> list[tuple[str, str, float]]:
-    """(result key, arm, width ratio) of every student arm of a task: all arms at ``ratio``, then NARROW_ARMS at
-    ``narrow_ratio`` under the key ``<arm>@<narrow_ratio>``."""
-    narrow = config["narrow_ratio"]
+    """(result key, arm, width ratio) of every student arm of a task: all arms at ``ratio``, then EXTRA_RATIO_ARMS
+    at each of ``extra_ratios`` under the key ``<arm>@<ratio>``."""
     return ([(arm, arm, config["ratio"]) for arm in task_arms(task)]
-            + [(f"{arm}@{narrow}", arm, narrow) for arm in NARROW_ARMS])
+            + [(f"{arm}@{ratio}", arm, ratio) for ratio in config["extra_ratios"] for arm in EXTRA_RATIO_ARMS])
 
 
 def arm_title(key: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portable_gan_arms import (ARM_TITLES, ARMS, FCN_METRICS, LABEL_TASKS, NARROW_ARMS, TASKS,
+from portable_gan_arms import (ARM_TITLES, ARMS, EXTRA_RATIO_ARMS, FCN_METRICS, LABEL_TASKS, TASKS,
                                arm_title, beats_beyond_spread)
 
 def findings(results: dict) -> list[str]:
@@ -90,9 +90,10 @@ def render_markdown(report: dict, grids: dict) -> str:
              f"{report['tasks_where_distilled_beats_scratch_beyond_spread']} / {len(report['tasks'])}** at width "
              f"ratio {s['ratio']} (PSNR: {report['tasks_where_distilled_beats_scratch_beyond_spread_psnr']} / "
              f"{len(report['tasks'])})" + (
-                 f", **{report['tasks_where_distilled_beats_scratch_beyond_spread_narrow']} / {len(report['tasks'])} "
-                 f"at the spec's ratio {report['narrow_ratio']}** ({report['teacher_over_narrow_student_macs']:.1f}x "
-                 f"fewer MACs)" if "narrow_ratio" in report else "") + "; "
+                 "".join(f", **{summary['tasks_where_distilled_beats_scratch_beyond_spread']} / "
+                         f"{len(report['tasks'])} at the spec's ratio {ratio}** "
+                         f"({summary['teacher_over_student_macs']:.1f}x fewer MACs)"
+                         for ratio, summary in report.get("extra_ratios", {}).items())) + "; "
              f"with lambda_pix 100: {report['tasks_where_distilled_pix100_beats_scratch_beyond_spread']} / "
              f"{len(report['tasks'])} (KID) and {report['tasks_where_distilled_pix100_beats_scratch_beyond_spread_psnr']}"
              f" / {len(report['tasks'])} (PSNR); "
@@ -122,13 +123,13 @@ def render_markdown(report: dict, grids: dict) -> str:
                  f"{len(report['tasks'])} (PSNR), better than the full method's KID mean on "
                  f"{report['tasks_where_teacher_d_start_beats_full_method_kid_mean']} / {len(report['tasks'])}"
                  if "tasks_where_teacher_d_start_beats_scratch_beyond_spread" in report else "") + (
-                 f"; at width ratio {report['narrow_ratio']} ({report['teacher_over_narrow_student_macs']:.1f}x fewer "
-                 f"MACs): the full method beats scratch beyond the spread on "
-                 f"{report['tasks_where_distilled_beats_scratch_beyond_spread_narrow']} / {len(report['tasks'])} "
-                 f"(KID), {report['tasks_where_distilled_beats_scratch_beyond_spread_narrow_psnr']} / "
-                 f"{len(report['tasks'])} (PSNR), with the teacher-D start "
-                 f"{report['tasks_where_teacher_d_start_beats_scratch_beyond_spread_narrow']} / {len(report['tasks'])}"
-                 if "narrow_ratio" in report else "") + ".", ""]
+                 "".join(f"; at width ratio {ratio} ({summary['teacher_over_student_macs']:.1f}x fewer MACs): the full "
+                         f"method beats scratch beyond the spread on "
+                         f"{summary['tasks_where_distilled_beats_scratch_beyond_spread']} / {len(report['tasks'])} "
+                         f"(KID), {summary['tasks_where_distilled_beats_scratch_beyond_spread_psnr']} / "
+                         f"{len(report['tasks'])} (PSNR), with the teacher-D start "
+                         f"{summary['tasks_where_teacher_d_start_beats_scratch_beyond_spread']} / {len(report['tasks'])}"
+                         for ratio, summary in report.get("extra_ratios", {}).items())) + ".", ""]
     for task, results in report["tasks"].items():
         lines += [f"## {task}: {TASKS[task]}", "",
                   "| method | KID x1000 | FID | PSNR dB | SSIM | PSNR to teacher | params | MMACs | MB | CPU ms (1 thread) |",
@@ -152,7 +153,8 @@ def render_markdown(report: dict, grids: dict) -> str:
         lines += ["", f"At width ratio {s['ratio']}, distilled (student D) beats scratch on KID by more than the "
                   f"larger seed std: **{verdict}**"
                   f"{sliced}{teacher_d}.", "",
-                  *findings(results), "", *narrow_table(results, report), *downstream_table(task, results),
+                  *findings(results), "", *(line for ratio in report.get("extra_ratios", {})
+                                                  for line in ratio_table(results, float(ratio))), *downstream_table(task, results),
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
                   f"Columns: input, target, teacher, then {', '.join(ARM_TITLES[arm] for arm in arms)} "
                   f"(seed {s['seeds'][0]}):", "", f"![{task} grid]({grids[task].name})", ""]
@@ -169,22 +171,21 @@ def arm_row(key: str, r: dict) -> str:
             f"{c['macs'] / 1e6:.1f} | {c['size_mb']:.2f} | {c['latency_ms']:.2f} |")
 
 
-def narrow_table(results: dict, report: dict) -> list[str]:
-    """The arms trained again at the narrow width ratio, with their verdicts (none in older reports)."""
-    narrow = report.get("narrow_ratio")
-    keys = [f"{arm}@{narrow}" for arm in NARROW_ARMS if f"{arm}@{narrow}" in results]
+def ratio_table(results: dict, ratio: float) -> list[str]:
+    """The arms trained again at width ``ratio``, with their verdicts against scratch at that width."""
+    keys = [f"{arm}@{ratio}" for arm in EXTRA_RATIO_ARMS if f"{arm}@{ratio}" in results]
     if not keys:
         return []
     macs = results["teacher"]["cost"]["macs"] / results[keys[0]]["cost"]["macs"]
-    lines = [f"At the spec's narrower width (ratio {narrow}, {macs:.1f}x fewer MACs than the teacher):", "",
+    lines = [f"At the spec's width ratio {ratio} ({macs:.1f}x fewer MACs than the teacher):", "",
              "| method | KID x1000 | FID | PSNR dB | SSIM | PSNR to teacher | params | MMACs | MB | CPU ms (1 thread) |",
              "|---|---|---|---|---|---|---|---|---|---|", *(arm_row(key, results[key]) for key in keys), ""]
-    scratch = results[f"scratch@{narrow}"]
+    scratch = results[f"scratch@{ratio}"]
     for arm in ("distill_student_d", "distill_student_d_teacher_d"):
-        key = f"{arm}@{narrow}"
+        key = f"{arm}@{ratio}"
         if key in results:
             r = results[key]
-            verdict = "yes" if beats_beyond_spread(results, "kid", True, key, f"scratch@{narrow}") else "no"
+            verdict = "yes" if beats_beyond_spread(results, "kid", True, key, f"scratch@{ratio}") else "no"
             lines.append(f"- {arm_title(key)} minus scratch at the same width: KID x1000 "
                          f"{1000 * (r['kid_mean'] - scratch['kid_mean']):+.1f} (larger std "
                          f"{1000 * max(r['kid_std'], scratch['kid_std']):.1f}): beyond the spread **{verdict}**; PSNR "
