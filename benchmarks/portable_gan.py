@@ -79,21 +79,21 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1, reuse: bool 
     skip = dict(global_skip=task in GLOBAL_SKIP_TASKS)  # distilled students inherit it from the teacher file
     teacher_dir = work / task / "teacher"
     started = time.perf_counter()
-    reused = {"teacher": [0] if train(train_teacher, load_config(
+    teacher_reused = train(train_teacher, load_config(
         TeacherConfig, out_dir=str(teacher_dir), steps=config["teacher_steps"], ngf=config["ngf"],
-        n_blocks=config["n_blocks"], seed=0, **skip, **common), reuse) else []}
-    teacher_seconds = time.perf_counter() - started
+        n_blocks=config["n_blocks"], seed=0, **skip, **common), reuse)
+    teacher_seconds = None if teacher_reused else time.perf_counter() - started
     teacher, spec = load_generator(teacher_dir / generator_name)
     inputs, targets = load_test_split(root, mode)
     features = default_features()
     teacher_out = generate(teacher, inputs)
     score, real_images = downstream(task, root, config, inputs, targets)
     results = {"teacher": {"seeds": [0], "runs": [quality(teacher_out, targets, features) | score(teacher_out)],
-                           "train_seconds": teacher_seconds}}
+                           "train_seconds": teacher_seconds, "reused_seeds": [0] if teacher_reused else []}}
     picks = sample_indices(len(inputs))
     samples = {"input": inputs[picks], "target": targets[picks], "teacher": teacher_out[picks]}
     for key, arm, ratio in arm_plan(task, config):
-        runs, seconds = [], []
+        runs, seconds, reused_seeds = [], [], []
         for seed in config["seeds"]:
             out_dir = run_folder(work / task, key, seed)
             started = time.perf_counter()
@@ -107,7 +107,7 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1, reuse: bool 
                     DistillConfig, out_dir=str(out_dir), teacher=str(teacher_dir / generator_name),
                     steps=config["student_steps"], ratio=ratio, seed=seed, **DISTILL_ARMS[arm], **common)
             if train(recipe, cfg, reuse):
-                reused.setdefault(key, []).append(seed)
+                reused_seeds.append(seed)
             else:
                 seconds.append(time.perf_counter() - started)
             student, _ = load_generator(out_dir / generator_name)
@@ -117,10 +117,7 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1, reuse: bool 
                 samples[arm] = outputs[picks]
         results[key] = {"seeds": config["seeds"], "runs": runs, "ratio": ratio,
                         "train_seconds": statistics.mean(seconds) if seconds else None,
-                        "reused_seeds": reused.get(key, [])}
-    results["teacher"]["reused_seeds"] = reused["teacher"]
-    if reused["teacher"]:
-        results["teacher"]["train_seconds"] = None
+                        "reused_seeds": reused_seeds}
     for arm, entry in results.items():
         for metric in METRICS:
             values = [run[metric] for run in entry["runs"] if metric in run]

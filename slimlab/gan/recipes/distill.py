@@ -99,11 +99,11 @@ def build_directions(cfg: DistillConfig, device: torch.device) -> list[Direction
             adapters = init_weights(nn.ModuleList(nn.Conv2d(4 * student_spec.ngf, 4 * teacher_spec.ngf, 1)
                                                   for _ in layers), init).to(device)
         else:
-            if from_teacher and ndf != teacher_d.ndf:
-                raise SlimlabError(f"DistillConfig: student_d_init=teacher copies {d_path} (width {teacher_d.ndf}); "
-                                   f"'ndf' is {cfg.ndf}, set it to 0 or {teacher_d.ndf}")
             if from_teacher:
-                student_d = copy.deepcopy(teacher_d)
+                if ndf != teacher_d.ndf:
+                    raise SlimlabError(f"DistillConfig: student_d_init=teacher copies {d_path} (width "
+                                       f"{teacher_d.ndf}); 'ndf' is {cfg.ndf}, set it to 0 or {teacher_d.ndf}")
+                student_d = copy.deepcopy(teacher_d)  # a copy: D_S trains, the feature network stays frozen
             else:
                 student_d = init_weights(PatchDiscriminator(channels, ndf), init) if cfg.student_discriminator else None
             layers, adapters = (), None
