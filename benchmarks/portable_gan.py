@@ -57,7 +57,7 @@ from slimlab.gan.training import finished_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from portable_gan_arms import (DISTILL_ARMS, GLOBAL_SKIP_TASKS, LABEL_TASKS, METRICS,  # noqa: E402
-                               TASK_MODES, TASKS, arm_plan, generator_file, tally, task_arms)
+                               TASK_MODES, TASKS, arm_plan, generator_file, grid_keys, tally, task_arms)
 from portable_gan_report import render_markdown  # noqa: E402
 
 def settings(quick: bool) -> dict:
@@ -113,8 +113,8 @@ def run_task(task: str, config: dict, work: Path, threads: int = 1, reuse: bool 
             student, _ = load_generator(out_dir / generator_name)
             outputs = generate(student, inputs)
             runs.append(quality(outputs, targets, features, teacher_out) | score(outputs))
-            if seed == config["seeds"][0] and key == arm:
-                samples[arm] = outputs[picks]
+            if seed == config["seeds"][0] and key in grid_keys(task, config):
+                samples[key] = outputs[picks]
         results[key] = {"seeds": config["seeds"], "runs": runs, "ratio": ratio,
                         "train_seconds": statistics.mean(seconds) if seconds else None,
                         "reused_seeds": reused_seeds}
@@ -174,14 +174,14 @@ def sample_indices(count: int, rows: int = 6) -> list[int]:
     return list(range(0, count, max(1, count // rows)))[:rows]
 
 
-def grid_from_runs(task: str, work: Path, seed: int) -> list[list[torch.Tensor]]:
-    """Rebuild a task's image grid from the generators a finished run left in ``work``."""
+def grid_from_runs(task: str, work: Path, config: dict) -> list[list[torch.Tensor]]:
+    """Rebuild a task's image grid from the generators a finished run left in ``work`` (first seed)."""
     inputs, targets = load_test_split(builtin_task(task), TASK_MODES[task])
     picks = sample_indices(len(inputs))
     name = generator_file(task)
     columns = [inputs[picks], targets[picks], generate(load_generator(work / task / "teacher" / name)[0], inputs[picks])]
-    columns += [generate(load_generator(work / task / f"{arm}-seed{seed}" / name)[0], inputs[picks])
-                for arm in task_arms(task)]
+    columns += [generate(load_generator(run_folder(work / task, key, config["seeds"][0]) / name)[0], inputs[picks])
+                for key in grid_keys(task, config)]
     return [[column[i] for column in columns] for i in range(len(picks))]
 
 
@@ -209,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         grids = {task: out / f"portable_gan_{task}_grid.png" for task in report["tasks"]}
         for task in report["tasks"]:
             if (Path(arguments.work) / task / "teacher" / generator_file(task)).exists():
-                write_image(grids[task], image_grid(grid_from_runs(task, Path(arguments.work),
-                                                                   report["settings"]["seeds"][0])))
+                write_image(grids[task], image_grid(grid_from_runs(task, Path(arguments.work), report["settings"])))
         atomic_write_text(out / "portable_gan.md", render_markdown(report, grids))
         return 0
     config = settings(arguments.quick)
@@ -228,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         for task, future in futures.items():
             tasks[task], samples = future.result()
             print(f"== {task} trained", flush=True)
-            rows = [[samples[key][i] for key in ("input", "target", "teacher", *task_arms(task))]
+            rows = [[samples[key][i] for key in ("input", "target", "teacher", *grid_keys(task, config))]
                     for i in range(len(samples["input"]))]
             grids[task] = out / f"portable_gan_{task}_grid.png"
             write_image(grids[task], image_grid(rows))

@@ -57,6 +57,13 @@ def arm_plan(task: str, config: dict) -> list[tuple[str, str, float]]:
             + [(f"{arm}@{ratio}", arm, ratio) for ratio in config["extra_ratios"] for arm in EXTRA_RATIO_ARMS])
 
 
+def grid_keys(task: str, config: dict) -> list[str]:
+    """Result keys shown as image-grid columns: every arm at ``ratio``, then scratch and the full method at each
+    extra width."""
+    return [*task_arms(task), *(f"{arm}@{ratio}" for ratio in config.get("extra_ratios", [])
+                                for arm in ("scratch", "distill_student_d"))]
+
+
 def arm_title(key: str) -> str:
     arm, _, ratio = key.partition("@")
     return ARM_TITLES[arm] + (f", width ratio {ratio}" if ratio else "")

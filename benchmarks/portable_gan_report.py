@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portable_gan_arms import (ARM_TITLES, ARMS, EXTRA_RATIO_ARMS, FCN_METRICS, LABEL_TASKS, TASKS,
-                               arm_title, beats_beyond_spread)
+                               arm_title, beats_beyond_spread, grid_keys)
 
 def findings(results: dict) -> list[str]:
     """Sentences computed from one task's numbers (no text depends on anything else)."""
@@ -156,7 +156,7 @@ def render_markdown(report: dict, grids: dict) -> str:
                   *findings(results), "", *(line for ratio in report.get("extra_ratios", {})
                                                   for line in ratio_table(results, float(ratio))), *downstream_table(task, results),
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
-                  f"Columns: input, target, teacher, then {', '.join(ARM_TITLES[arm] for arm in arms)} "
+                  f"Columns: input, target, teacher, then {', '.join(arm_title(key) for key in grid_keys(task, s))} "
                   f"(seed {s['seeds'][0]}):", "", f"![{task} grid]({grids[task].name})", ""]
     return "\n".join(lines)
 
