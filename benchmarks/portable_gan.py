@@ -6,7 +6,8 @@ the pixel term only, and with the student discriminator but no triplet term; the
 the spec's peer, GAN Compression-style distillation (L1 reconstruction x100, 1x1-conv MSE on the generators'
 bottleneck activations, a discriminator started from the teacher's); the same student trained from scratch with
 the teacher's own pix2pix recipe; the full method with its student discriminator started from the teacher's
-discriminator (``student_d_init=teacher``). Two more arms start the student from the teacher's leading filters (``init=slice``): the full method, and the teacher's pix2pix recipe on the ground truth
+discriminator (``student_d_init=teacher``). Two more arms start the student from the teacher's leading filters
+(``init=slice``): the full method, and the teacher's pix2pix recipe on the ground truth
 (a pruned teacher retrained; it shows how much of a sliced student's gain is the distillation and how much the
 inherited weights). The scratch student, the full method with and without the student discriminator and the
 teacher-D start run again at the spec's widths (``extra_ratios``: 1/4 and 1/2). All students get the same number of
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks, grids = {}, {}
     # each task trains in its own process (one torch thread each); latency is measured afterwards, alone
     with ProcessPoolExecutor(arguments.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {task: pool.submit(run_task, task, config, work, arguments.threads, arguments.reuse) for task in selected}
+        futures = {task: pool.submit(run_task, task, config, work, arguments.threads, arguments.reuse)
+                   for task in selected}
         for task, future in futures.items():
             tasks[task], samples = future.result()
             print(f"== {task} trained", flush=True)
@@ -278,6 +280,7 @@ def previous_report(out: Path, config: dict) -> dict:
 def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
     first = next(iter(tasks.values()))
     macs_ratio = first["teacher"]["cost"]["macs"] / first["distill_student_d"]["cost"]["macs"]
+    extras = {str(ratio): ratio_summary(tasks, ratio) for ratio in config["extra_ratios"]}
     command = "python benchmarks/portable_gan.py" + (" --quick" if arguments.quick else "") + (
         f" --threads {arguments.threads}" if arguments.threads != 1 else "") + (
         f" --jobs {arguments.jobs}" if arguments.jobs != 2 else "") + (" --reuse" if arguments.reuse else "")
@@ -285,7 +288,8 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
         "command": command, "machine": describe_machine(), "wall_minutes": wall / 60, "settings": config,
         "parallel_task_processes": arguments.jobs,
         "reused_runs": {task: {arm: entry["reused_seeds"] for arm, entry in results.items()
-                               if isinstance(entry, dict) and entry.get("reused_seeds")} for task, results in tasks.items()},
+                               if isinstance(entry, dict) and entry.get("reused_seeds")}
+                        for task, results in tasks.items()},
         "feature_network": "RandomConvFeatures(seed=1234): fixed random 4-stage conv net, mean+std per stage (480-d)",
         "tasks": tasks,
         "task_modes": {task: TASK_MODES[task] for task in tasks},
@@ -308,11 +312,10 @@ def summarise(tasks: dict, config: dict, arguments, wall: float) -> dict:
         "tasks_where_teacher_d_start_beats_full_method_kid_mean": sum(
             results["distill_student_d_teacher_d"]["kid_mean"] < results["distill_student_d"]["kid_mean"]
             for results in tasks.values()),
-        "extra_ratios": {str(ratio): ratio_summary(tasks, ratio) for ratio in config["extra_ratios"]},
+        "extra_ratios": extras,
         "tasks_where_distilled_beats_scratch_beyond_spread_by_ratio": {
             str(config["ratio"]): tally(tasks, "kid", True)} | {
-            str(ratio): tally(tasks, "kid", True, f"distill_student_d@{ratio}", f"scratch@{ratio}")
-            for ratio in config["extra_ratios"]},
+            ratio: summary["tasks_where_distilled_beats_scratch_beyond_spread"] for ratio, summary in extras.items()},
         "tasks_with_slice_arms": sum("distill_student_d_slice" in results for results in tasks.values()),
         "tasks_where_distilled_slice_beats_scratch_beyond_spread": tally(tasks, "kid", True, "distill_student_d_slice"),
         "tasks_where_distilled_slice_beats_scratch_beyond_spread_psnr": tally(tasks, "psnr", False,

@@ -153,8 +153,9 @@ def render_markdown(report: dict, grids: dict) -> str:
         lines += ["", f"At width ratio {s['ratio']}, distilled (student D) beats scratch on KID by more than the "
                   f"larger seed std: **{verdict}**"
                   f"{sliced}{teacher_d}.", "",
-                  *findings(results), "", *(line for ratio in report.get("extra_ratios", {})
-                                                  for line in ratio_table(results, float(ratio))), *downstream_table(task, results),
+                  *findings(results), "",
+                  *(line for ratio in report.get("extra_ratios", {}) for line in ratio_table(results, float(ratio))),
+                  *downstream_table(task, results),
                   f"![{task} KID](portable_gan_{task}_kid.png) ![{task} PSNR](portable_gan_{task}_psnr.png)", "",
                   f"Columns: input, target, teacher, then {', '.join(arm_title(key) for key in grid_keys(task, s))} "
                   f"(seed {s['seeds'][0]}):", "", f"![{task} grid]({grids[task].name})", ""]
