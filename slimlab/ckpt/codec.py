@@ -13,19 +13,19 @@ Modes
 from __future__ import annotations
 
 import dataclasses
-import lzma
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from slimlab.ckpt import float_fields
 from slimlab.ckpt.container import ContainerWriter
+from slimlab.ckpt.delta_v import merge_log_second_moment, parent_log_second_moment
 from slimlab.ckpt.lossless import encode_lossless
+from slimlab.ckpt.reference_format import fp16_quantize, pack_xz
 from slimlab.ckpt.shrink import (ScoreHistogram, ShrinkSettings, adam_scores, adam_support, momentum_mask,
                                  quantize_values, weight_support)
 from slimlab.ckpt.state import CheckpointState
@@ -221,14 +221,14 @@ class ExcpCodec:
         residual, base_flat = self._residual(tensor, base)
         support = weight_support(residual, moments["exp_avg_sq"].reshape(-1), self.shrink)
         values = torch.zeros_like(residual)
-        indices, codebook16 = _fp16_quantize(residual[support], self.shrink.clusters_w, self.quantizer)
+        indices, codebook16 = fp16_quantize(residual[support], self.shrink.clusters_w, self.quantizer)
         values[support] = codebook16[indices] if indices.numel() else values[support]
         rebuilt = (base_flat + values).to(tensor.dtype).reshape(tensor.shape)
         dense = torch.zeros(residual.numel(), dtype=torch.int64)
         dense[support] = indices + 1  # 0 is reserved for exact zero
         entry = {"coding": "excp-ref", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
                  "residual": self.residual, "codebook_fp16": codebook16.tolist(), "bits": self.bits[0],
-                 "indices": writer.add(_pack_xz(dense, self.bits[0]), "w")}
+                 "indices": writer.add(pack_xz(dense, self.bits[0]), "w")}
         return entry, rebuilt, support
 
     # ---- optimizer -----------------------------------------------------------------------------------------
@@ -260,11 +260,11 @@ class ExcpCodec:
             keep = (magnitude > self.beta * float(magnitude.mean())) & support
             result = {"coding": "excp-ref", **shapes, "dtypes": [dtype_name(m.dtype), dtype_name(v.dtype)]}
             for key, values, bits, kind in (("m", m, self.bits[1], "m"), ("v", v, self.bits[2], "v")):
-                indices, codebook16 = _fp16_quantize(values.float()[keep], 2 ** bits - 1, self.quantizer)
+                indices, codebook16 = fp16_quantize(values.float()[keep], 2 ** bits - 1, self.quantizer)
                 dense = torch.zeros(values.numel(), dtype=torch.int64)
                 dense[keep] = indices + 1
                 result[key] = {"codebook_fp16": codebook16.tolist(), "bits": bits,
-                               "indices": writer.add(_pack_xz(dense, bits), kind)}
+                               "indices": writer.add(pack_xz(dense, bits), kind)}
             return result, None
         scope = "full" if support is None else "support"
         keep = momentum_mask(m.float(), v.float(), support, self.shrink)  # (N,) bool, inside support
@@ -297,7 +297,7 @@ class ExcpCodec:
     def _code_values(self, writer, values: torch.Tensor, bits: int, kind: str,
                      fp16_codebook: bool = False) -> tuple[dict[str, Any], torch.Tensor]:
         """k-means + rANS of one value stream: its header record and the values the decoder will see."""
-        quantize = _fp16_quantize if fp16_codebook else quantize_values
+        quantize = fp16_quantize if fp16_codebook else quantize_values
         indices, codebook = quantize(values, 2 ** bits - 1, self.quantizer)
         record = {"codebook": codebook.tolist() if fp16_codebook else float32_list(codebook),
                   "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), kind)}
@@ -322,29 +322,6 @@ class ExcpCodec:
             state_header[str(index)] = record
         return {"param_groups": to_json_value(optimizer.param_groups), "param_names": optimizer.param_names,
                 "state": state_header}
-
-
-def parent_log_second_moment(lookup, name: str, keep: torch.Tensor) -> torch.Tensor | None:
-    """(kept,) log of the parent's decoded v at the kept positions, NaN where the parent has no v there;
-    None without a parent v. ``lookup(name)`` gives the parent's decoded v; encoder and decoder both go
-    through here, so the delta base is bit-identical on both sides."""
-    parent = lookup(name) if lookup is not None else None
-    if parent is None or parent.numel() != keep.numel():
-        return None
-    kept = parent.reshape(-1).float()[keep]
-    return torch.where(kept > 0, torch.log(kept.clamp_min(torch.finfo(torch.float32).tiny)), float("nan"))
-
-
-def merge_log_second_moment(parent_log_v: torch.Tensor | None, absolute: torch.Tensor,
-                            delta: torch.Tensor | None) -> torch.Tensor:
-    """(kept,) log v: coded directly where the parent has no v, parent + delta where it has (encoder and
-    decoder both call this, so the float32 operations are the same on both sides)."""
-    if parent_log_v is None:
-        return absolute
-    known = ~torch.isnan(parent_log_v)
-    log_v = torch.empty(parent_log_v.numel())
-    log_v[~known], log_v[known] = absolute, parent_log_v[known] + delta
-    return log_v
 
 
 def optimizer_tensor_bytes(optimizer) -> int:
@@ -386,32 +363,6 @@ def _check_moment_shapes(entry, tensor, where) -> None:
         if entry[key].numel() != tensor.numel():
             raise SlimlabError(f"{where}: optimizer '{key}' has shape {tuple(entry[key].shape)} but the weight has "
                                f"{tuple(tensor.shape)}; the parameter names do not match the optimizer")
-
-
-def _fp16_quantize(values: torch.Tensor, clusters: int, quantizer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Official storage: codebook rounded to fp16 (tiny v values flush to zero), indices to the rounded book; a
-    tensor with at most ``clusters`` values is kept in fp32, as the official code stores such tensors raw."""
-    indices, codebook = quantize_values(values, clusters, quantizer)
-    if values.numel() <= clusters:
-        return indices, codebook
-    return indices, codebook.half().float()
-
-
-def _pack_xz(dense: torch.Tensor, bits: int) -> bytes:
-    """Dense index array, two 4-bit indices per byte when bits <= 4, then LZMA (xz) as the official pipeline."""
-    codes = dense.numpy().astype(np.uint8)
-    if bits <= 4:
-        if codes.size % 2:
-            codes = np.append(codes, np.uint8(0))
-        codes = (codes[0::2] | (codes[1::2] << 4)).astype(np.uint8)
-    return lzma.compress(codes.tobytes(), preset=6)
-
-
-def unpack_xz(data: bytes, bits: int, count: int) -> torch.Tensor:
-    codes = np.frombuffer(lzma.decompress(data), dtype=np.uint8)
-    if bits <= 4:
-        codes = np.stack([codes & 0x0F, codes >> 4], axis=1).reshape(-1)
-    return torch.from_numpy(codes[:count].astype(np.int64))
 
 
 def float32_list(values: torch.Tensor) -> list[float]:

@@ -9,9 +9,11 @@ from typing import Any, Callable
 import torch
 
 from slimlab.ckpt import float_fields
-from slimlab.ckpt.codec import MOMENT_KEYS, merge_log_second_moment, parent_log_second_moment, unpack_xz
+from slimlab.ckpt.codec import MOMENT_KEYS
+from slimlab.ckpt.delta_v import merge_log_second_moment, parent_log_second_moment
 from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.lossless import decode_lossless
+from slimlab.ckpt.reference_format import unpack_xz
 from slimlab.ckpt.state import CheckpointState, OptimizerState
 from slimlab.ckpt.values import dtype_from_name, from_json_value
 from slimlab.core.entropy import decode_mask, decode_symbols

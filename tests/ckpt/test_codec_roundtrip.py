@@ -134,10 +134,10 @@ def test_score_settings_are_checked(settings, message):
 
 
 def test_reference_mode_keeps_tensors_with_few_values_in_fp32():
-    from slimlab.ckpt.codec import _fp16_quantize
+    from slimlab.ckpt.reference_format import fp16_quantize
     few = torch.tensor([-0.0082773790, 0.001, 0.25, 1e-7, 3.3, -2.0, 0.5])  # 7 <= 15 values: stored exactly (spec)
-    indices, codebook = _fp16_quantize(few, 15, "kmeans")
+    indices, codebook = fp16_quantize(few, 15, "kmeans")
     assert torch.equal(codebook[indices], few)
     many = torch.linspace(-1, 1, 100) + 1e-4  # more values than clusters: fp16 codebook, as the official code
-    _, codebook = _fp16_quantize(many, 15, "kmeans")
+    _, codebook = fp16_quantize(many, 15, "kmeans")
     assert torch.equal(codebook, codebook.half().float())
