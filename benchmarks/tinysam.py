@@ -15,7 +15,6 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,13 +31,12 @@ from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import count_macs, median_latency, prompted_ious
 from slimlab.sam.everything import MaskGenerator
 from slimlab.sam.mask_utils import mask_iou, overlay
-from slimlab.sam.onnx_runtime import OnnxRuntimeSam
-from slimlab.sam.quantize import calibrate, dynamic_int8
 from slimlab.sam.shapes import ShapesDataset, ShapesSample
 from slimlab.sam.train import TrainConfig, distill, teacher_embeddings, train_supervised
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinysam_bounds import hierarchical_call_bound, int8_speedup_ceiling  # noqa: E402
+from tinysam_quant import full_size_int8_latency, quantization_rows  # noqa: E402
 from tinysam_report import render_markdown  # noqa: E402
 
 SETTINGS = {
@@ -163,101 +161,6 @@ def everything_row(model, samples, name: str, **options) -> dict:
             "seconds_per_image": float(np.mean(times)), "masks_per_image": masks_out / len(samples),
             "recall_50": float(np.mean(recalls50)), "recall_75": float(np.mean(recalls75)),
             "miou": float(np.mean(best_ious)), "options": {k: v for k, v in options.items()}}
-
-
-def quantization_rows(model, test, calibration, candidates: int) -> list[dict]:
-    """Float vs W8A8 fake quantization (three calibrations) vs real int8 (torch.ao dynamic Linear; onnxruntime
-    dynamic MatMul next to the same graphs in float): mIoU and CPU latency."""
-    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() for s in calibration])
-    from slimlab.sam.evaluate import center_points
-    coords, owners = [], []
-    for index, sample in enumerate(calibration):
-        points = center_points(sample.masks[:4])
-        coords.append(torch.from_numpy(points))
-        owners += [index] * len(points)
-    coords = torch.cat(coords)[:, None, :]
-    labels, owners = torch.ones(coords.shape[:2]), torch.tensor(owners)
-    images = model.preprocess(images)
-    image = torch.zeros(1, 3, model.image_size, model.image_size)
-    prompt = (torch.full((1, 1, 2), 64.0), torch.ones(1, 1))
-
-    def latency(candidate) -> float:
-        def run():
-            with torch.no_grad():
-                candidate.decode(candidate.encode(image), *prompt)
-        return 1000 * median_latency(run, repeats=9)
-    rows = [{"variant": "float32", "miou_point": float(prompted_ious(model, test, "point")["iou"].mean()),
-             "latency_ms": latency(model), "calibration_seconds": 0.0}]
-    arms = [("W8A8 min-max", {"method": "minmax", "twin": False}),
-            ("W8A8 per-channel W + percentile A", {"method": "percentile", "twin": False}),
-            ("W8A8 KL grid search (decoder) + twin", {"method": "search", "twin": True,
-                                                      "search_scope": "mask_decoder", "candidates": candidates,
-                                                      "rounds": 1}),
-            ("W6A6 min-max + twin", {"method": "minmax", "twin": True, "bits": 6})]
-    for name, options in arms:
-        started = time.perf_counter()
-        with torch.no_grad():
-            quantized, _ = calibrate(model, images, coords, labels, owners, **options)
-        seconds = time.perf_counter() - started
-        rows.append({"variant": name, "miou_point": float(prompted_ious(quantized, test, "point")["iou"].mean()),
-                     "latency_ms": latency(quantized), "calibration_seconds": seconds,
-                     "agreement_with_float": float(prompted_ious(quantized, test, "point", reference=model)
-                                                   ["agreement"].mean())})
-    int8 = dynamic_int8(model)
-    with tempfile.TemporaryDirectory(prefix="tinysam-onnx-") as folder:
-        candidates_int8 = [("real int8 (torch.ao dynamic Linear)", int8),
-                           ("float32 (onnxruntime)", OnnxRuntimeSam.from_model(model, folder, int8=False)),
-                           ("real int8 (onnxruntime dynamic MatMul)", OnnxRuntimeSam.from_model(model, folder))]
-        # The target compares the two onnxruntime graphs: a millisecond per call, so time them alternately, many
-        # times, so that load and drift on the machine hit both alike.
-        ort_float, ort_int8 = (candidate for _, candidate in candidates_int8[1:])
-        paired = dict(zip((ort_float, ort_int8), paired_latency_ms(
-            lambda: ort_float.decode(ort_float.encode(image), *prompt),
-            lambda: ort_int8.decode(ort_int8.encode(image), *prompt))))
-        for name, candidate in candidates_int8:
-            rows.append({"variant": name, "miou_point": float(prompted_ious(candidate, test, "point")["iou"].mean()),
-                         "latency_ms": paired[candidate] if candidate in paired else latency(candidate),
-                         "calibration_seconds": 0.0,
-                         "agreement_with_float": float(prompted_ious(candidate, test, "point", reference=model)
-                                                       ["agreement"].mean())})
-    return rows
-
-
-def paired_latency_ms(first, second, repeats: int = 300, warmup: int = 20) -> tuple[float, float]:
-    """Median milliseconds of two callables timed in alternation after warm-up."""
-    times = ([], [])
-    for index in range(warmup + repeats):
-        for function, bucket in zip((first, second), times):
-            started = time.perf_counter()
-            with torch.no_grad():
-                function()
-            if index >= warmup:
-                bucket.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times[0])), 1000 * float(np.median(times[1]))
-
-
-def full_size_int8_latency(repeats: int, warmup: int) -> dict:
-    """Latency of the full-size TinySAM layout (random weights: only speed is measured) in float vs dynamic int8:
-    the image encoder at 1024 px and the mask decoder on a 16-prompt batch. Each float / int8 pair is timed in
-    alternation (medians), so load on the machine hits both alike."""
-    model = build_model("vit_t").eval()
-    image = torch.randn(1, 3, 1024, 1024)
-    coords, labels = torch.rand(16, 1, 2) * 1024, torch.ones(16, 1)
-    with torch.no_grad():
-        embeddings = model.encode(image)
-    out = {"repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads()}
-    with tempfile.TemporaryDirectory(prefix="tinysam-onnx-") as folder:
-        pairs = (("", model, dynamic_int8(model)),
-                 ("ort_", OnnxRuntimeSam.from_model(model, folder, int8=False), OnnxRuntimeSam.from_model(model, folder)))
-        for prefix, float_model, int8_model in pairs:
-            out[f"encoder_ms_{prefix}float32"], out[f"encoder_ms_{prefix}int8"] = paired_latency_ms(
-                lambda: float_model.encode(image), lambda: int8_model.encode(image), repeats, warmup)
-            out[f"decoder_ms_{prefix}float32"], out[f"decoder_ms_{prefix}int8"] = paired_latency_ms(
-                lambda: float_model.decode(embeddings, coords, labels),
-                lambda: int8_model.decode(embeddings, coords, labels), repeats, warmup)
-            for part in ("encoder", "decoder"):
-                out[f"{prefix}{part}_speedup"] = out[f"{part}_ms_{prefix}float32"] / out[f"{part}_ms_{prefix}int8"]
-    return out
 
 
 def save_overlays(models: dict, sample: ShapesSample, everything: dict, out_dir: Path) -> list[str]:
