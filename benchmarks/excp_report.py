@@ -108,7 +108,7 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
     loss_std = resume_a["final_loss_delta_nats_std"] if seeds > 1 else None
     # the uncompressed run's own spread over seeds, shown beside it: arms are compared on the same seeds and
     # batches, so the spread of their loss deltas, not this one, tells whether two arms differ
-    baseline_std = _stats([run["baseline"]["final_eval_loss"] for run in runs])[1] if seeds > 1 else None
+    baseline_std = resume_a["baseline_final_eval_loss_std"]
     equal_loss = abs(resume_a["final_loss_delta_nats"] - resume_ref["final_loss_delta_nats"])
     targets = [
         {"target": "ExCP ratio >= 75x on weights + both moments (aim 100x), delta checkpoints",
@@ -288,7 +288,7 @@ def _seed_sentence(resumes: list[dict], runs: list[dict], resume_every: int) -> 
                 "seed-to-seed variation (`--seeds 0,1,2` gives mean ± std).")
     by_arm = {r["arm"]: r for r in resumes if r["resume_every"] == resume_every}
     spread = {arm: by_arm[arm]["final_loss_delta_nats_std"] for arm in ("excp", "excp-ref")}
-    baseline_std = _stats([run["baseline"]["final_eval_loss"] for run in runs])[1]
+    baseline_std = by_arm["excp"]["baseline_final_eval_loss_std"]
     gaps = [a["final_loss_delta_nats"] - b["final_loss_delta_nats"]
             for run in runs for a in run["resumes"] for b in run["resumes"]
             if a["arm"] == "excp" and b["arm"] == "excp-ref" and a["resume_every"] == b["resume_every"] == resume_every]
