@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlimlabError as error:
         print(f"slimlab: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # unreadable input, missing folder, full disk met outside an atomic write
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"slimlab: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("slimlab: interrupted; outputs are written atomically, so nothing partial was left", file=sys.stderr)
         return 130

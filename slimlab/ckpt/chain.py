@@ -7,9 +7,11 @@ Decoding step t needs at most K - 1 delta applications after its keyframe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -212,6 +214,26 @@ class CheckpointChain:
                              "raw_bytes": result.raw_bytes, "coded_bytes": result.coded_bytes})
         self._write_index()
         return result
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["CheckpointChain"]:
+        """On an error inside the block, remove the files appended in it and restore ``chain.json`` (or remove
+        the folder if the block created it), so a failed run leaves the chain as it found it."""
+        created, before = not self.folder.exists(), len(self.entries)
+        try:
+            yield self
+        except BaseException:
+            for entry in self.entries[before:]:
+                (self.folder / entry["file"]).unlink(missing_ok=True)
+            self.entries = self.entries[:before]
+            self._last_reconstruction = None
+            if created:
+                self.index_path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.folder.rmdir()
+            elif self.index_path.exists() or before:
+                self._write_index()
+            raise
 
     def load(self, step: int | None = None, stats: dict[str, int] | None = None) -> CheckpointState:
         return load_file(self.path_for(step), stats)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 from pathlib import Path
 
 from slimlab.ckpt.chain import INDEX_FILE, CheckpointChain, compress_checkpoint, decompress_checkpoint
 from slimlab.ckpt.codec import ExcpCodec, bits_per_parameter, ratio
 from slimlab.ckpt.container import ContainerReader
+from slimlab.ckpt.decode import malformed_entry
 from slimlab.ckpt.state import read_checkpoint
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import read_json
+from slimlab.core.io import read_json, refuse_output_over_inputs
 
 
 def _codec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +44,10 @@ def _codec(arguments) -> ExcpCodec:
 def _param_names(path: str | None) -> list[str] | None:
     if path is None:
         return None
-    return read_json(path, list, "a JSON list of parameter names")
+    names = read_json(path, list, "a JSON list of parameter names")
+    if not all(isinstance(name, str) for name in names):
+        raise SlimlabError(f"{path}: expected a JSON list of parameter names (strings), found other values")
+    return names
 
 
 def compress_command(argv: list[str]) -> int:
@@ -55,6 +60,8 @@ def compress_command(argv: list[str]) -> int:
     parser.add_argument("--param-names", help="JSON list of parameter names in optimizer order")
     _codec_arguments(parser)
     arguments = parser.parse_args(argv)
+    if arguments.out.endswith(("/", os.sep)) or Path(arguments.out).is_dir():
+        raise SlimlabError(f"{arguments.out}: names a folder; --out is the .excp file to write")
     result = compress_checkpoint(arguments.checkpoint, arguments.out, arguments.ref, _codec(arguments),
                                  _param_names(arguments.param_names), arguments.step)
     print(f"{arguments.out}: {result.raw_bytes / 1e6:.2f} MB -> {result.coded_bytes / 1e6:.3f} MB "
@@ -106,7 +113,7 @@ def info_command(argv: list[str]) -> int:
     if not files:
         raise SlimlabError(f"{source}: no chain here (no {INDEX_FILE} with entries)")
     for path in files:
-        with ContainerReader(path) as reader:
+        with ContainerReader(path) as reader, malformed_entry(str(path)):
             print(describe(reader, arguments.tensors or len(files) == 1))
     return 0
 
@@ -145,13 +152,25 @@ def chain_command(argv: list[str]) -> int:
     sources = [Path(path) for path in arguments.checkpoints]
     if len(sources) == 1 and sources[0].is_dir() and list(sources[0].glob("checkpoint-*")):
         sources = sorted(sources[0].glob("checkpoint-*"), key=_step_of)
+    refuse_output_over_inputs(arguments.out, sources)
+    missing = [str(source) for source in sources if not source.exists()]
+    if missing:
+        raise SlimlabError(f"no such checkpoint: {', '.join(missing)}; nothing was written")
+    if Path(arguments.out).exists() and not Path(arguments.out).is_dir():
+        raise SlimlabError(f"{arguments.out}: exists and is not a chain folder")
     chain = CheckpointChain(arguments.out, _codec(arguments))
-    for position, source in enumerate(sources):
-        state = read_checkpoint(source)
-        # a Trainer's checkpoint-<step> name; else the step the file records; else the position on the command line
-        step = _step_of(source) if _step_of(source) >= 0 else state.step if state.step is not None else position
-        result = chain.append(state, step)
-        print(f"{source} -> step {step}: {ratio(result.raw_bytes, result.coded_bytes):.1f}x in {result.seconds:.2f} s")
+    # all or nothing: a failure removes the files this run appended and restores chain.json
+    with chain.transaction():
+        for position, source in enumerate(sources):
+            state = read_checkpoint(source)
+            # a Trainer's checkpoint-<step> name; else the step the file records; else its position on the command line
+            step = _step_of(source) if _step_of(source) >= 0 else state.step if state.step is not None else position
+            try:
+                result = chain.append(state, step)
+            except SlimlabError as error:
+                raise SlimlabError(f"{source}: not appended to the chain: {error}; nothing was written") from error
+            print(f"{source} -> step {step}: {ratio(result.raw_bytes, result.coded_bytes):.1f}x in "
+                  f"{result.seconds:.2f} s")
     return 0
 
 

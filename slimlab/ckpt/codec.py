@@ -93,6 +93,10 @@ class ExcpCodec:
             raise SlimlabError("delta_v applies to mode 'excp' with v_domain 'log' only")
         if not 0 < self.keep_fraction <= 1:
             raise SlimlabError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise SlimlabError(f"{name} must be a finite number >= 0, got {value}")
         if self.keyframe_every < 1:
             raise SlimlabError("keyframe_every must be at least 1")
 
@@ -320,7 +324,11 @@ class ExcpCodec:
                     raise SlimlabError(f"{where}: optimizer state '{key}' of parameter {index} has unsupported type "
                                        f"{type(value).__name__}")
             state_header[str(index)] = record
-        return {"param_groups": to_json_value(optimizer.param_groups), "param_names": optimizer.param_names,
+        try:
+            groups = to_json_value(optimizer.param_groups)
+        except SlimlabError as error:
+            raise SlimlabError(f"{where}: optimizer param_groups: {error}") from error
+        return {"param_groups": groups, "param_names": optimizer.param_names,
                 "state": state_header}
 
 
@@ -356,6 +364,9 @@ def _check_finite(tensor: torch.Tensor, entry: dict[str, Any], keyframe: bool, w
         if not finite:
             raise SlimlabError(f"{where}: {key} holds NaN or inf values; lossy coding needs finite values "
                                f"(compress this checkpoint with --mode lossless)")
+        if key == "exp_avg_sq" and values.numel() and float(values.min()) < 0:
+            raise SlimlabError(f"{where}: exp_avg_sq holds negative values, which Adam never writes; the optimizer "
+                               f"state is damaged (compress it with --mode lossless to keep it as it is)")
 
 
 def _check_moment_shapes(entry, tensor, where) -> None:

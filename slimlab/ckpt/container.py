@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from slimlab.ckpt.state import is_plain_relative
 from slimlab.core.errors import SlimlabError
 
 MAGIC = b"SLIMEXCP"
@@ -107,11 +108,14 @@ class ContainerReader:
         if self.header.get("version") not in READABLE_VERSIONS:
             raise SlimlabError(f"{self.path}: format version {self.header.get('version')} is not supported by "
                                f"this slimlab (reads versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade slimlab")
+        check_header(self.header, self.path)
         self.data_end = size - _TRAILER.size - footer_length
         self.size = size
 
     def read(self, entry: dict[str, int], what: str) -> bytes:
         """Read one stream and check it; ``what`` names the tensor and stream for error messages."""
+        if not _is_stream_entry(entry):
+            raise SlimlabError(f"{self.path}: {what}: the stream entry is malformed; the file is corrupted")
         offset, length = entry["offset"], entry["length"]
         if offset < len(MAGIC) or offset + length > self.data_end:
             raise SlimlabError(f"{self.path}: {what}: stream lies outside the data section; file corrupted")
@@ -134,3 +138,56 @@ class ContainerReader:
 def _sha256(data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()
+
+
+def _is_stream_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and all(isinstance(entry.get(key), int) for key in ("offset", "length", "crc32"))
+
+
+def check_header(header: dict[str, Any], path: Path) -> None:
+    """Check the header's structure before anything is decoded, so a damaged or hand-edited footer (whose
+    digest was recomputed) is named here instead of failing as a KeyError deep inside a decode."""
+    def fail(field: str, expected: str) -> None:
+        raise SlimlabError(f"{path}: header field '{field}' is not {expected}; the file is damaged or was not written "
+                           "by slimlab")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    expected_types = {"is_keyframe": (bool, "true or false"), "depth": (int, "an integer"), "codec": (dict, "an object"),
+                      "layout": (str, "a string"), "model_file": (str, "a string"), "aliases": (dict, "an object"),
+                      "tensors": (dict, "an object"), "files": (dict, "an object"), "raw_bytes": (int, "an integer"),
+                      "stream_bytes_by_kind": (dict, "an object")}
+    for field, (kind, expected) in expected_types.items():
+        if not isinstance(header.get(field), kind):
+            fail(field, expected)
+    if header.get("step") is not None and not is_int(header["step"]):
+        fail("step", "an integer")
+    if header.get("parent_id") is not None and not isinstance(header["parent_id"], str):
+        fail("parent_id", "a content id")
+    if header["layout"] not in ("hf", "torch"):
+        fail("layout", "'hf' or 'torch'")
+    for name, entry in header["tensors"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("coding"), str) and isinstance(entry.get("dtype"), str)
+                and isinstance(entry.get("shape"), list) and all(is_int(d) and d >= 0 for d in entry["shape"])):
+            fail(f"tensors.{name}", "a tensor entry (coding, dtype, shape)")
+    for alias, target in header["aliases"].items():
+        if not isinstance(target, str) or target not in header["tensors"]:
+            fail(f"aliases.{alias}", "the name of a stored tensor")
+    for name, entry in header["files"].items():
+        if not is_plain_relative(name) or not _is_stream_entry(entry):
+            fail(f"files.{name}", "a file name inside the checkpoint folder with a stream entry")
+    if header.get("extra") is not None and not _is_stream_entry(header["extra"]):
+        fail("extra", "a stream entry")
+    optimizer = header.get("optimizer")
+    if optimizer is None:
+        return
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list) or \
+            not isinstance(optimizer.get("param_names"), list) or not isinstance(optimizer.get("state"), dict):
+        fail("optimizer", "an object with param_groups, param_names and state")
+    if not all(isinstance(name, str) for name in optimizer["param_names"]):
+        fail("optimizer.param_names", "a list of names")
+    for index, record in optimizer["state"].items():
+        if not (index.isdigit() and isinstance(record, dict) and isinstance(record.get("scalars"), dict)
+                and isinstance(record.get("tensors"), dict)):
+            fail(f"optimizer.state.{index}", "a parameter's state (scalars, tensors)")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-
-from typing import Any, Callable
+import struct
+from typing import Any, Callable, Iterator
 
 import torch
+import zstandard
 
 from slimlab.ckpt import float_fields
 from slimlab.ckpt.codec import MOMENT_KEYS
@@ -21,8 +23,24 @@ from slimlab.core.errors import SlimlabError
 from slimlab.core.masked import scatter
 
 
+@contextlib.contextmanager
+def malformed_entry(where: str) -> Iterator[None]:
+    """Name the tensor when an entry of a checked header still lacks a field or holds a wrong type (the footer's
+    digest only proves the file is as written, not that slimlab wrote it)."""
+    try:
+        yield
+    except (KeyError, TypeError, IndexError, ValueError, struct.error, zstandard.ZstdError) as error:
+        raise SlimlabError(f"{where}: the entry is malformed ({type(error).__name__}: {error}); the file is damaged "
+                           "or was not written by slimlab") from error
+
+
 def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Return (weight, support mask or None) of tensor ``name``; ``base`` is the parent's decoded weight."""
+    with malformed_entry(f"{reader.path}: tensor '{name}'"):
+        return _decode_weight(reader, name, base)
+
+
+def _decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     entry = reader.header["tensors"].get(name)
     where = f"{reader.path}: tensor '{name}'"
     if entry is None:
@@ -58,6 +76,11 @@ def decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None)
 
 def decode_second_moment(reader: ContainerReader, name: str, parent: torch.Tensor | None) -> torch.Tensor | None:
     """Decoded v of tensor ``name`` (``parent``: the parent file's decoded v); None for excp-ref or no v."""
+    with malformed_entry(f"{reader.path}: optimizer state of '{name}'"):
+        return _decode_second_moment(reader, name, parent)
+
+
+def _decode_second_moment(reader: ContainerReader, name: str, parent: torch.Tensor | None) -> torch.Tensor | None:
     optimizer = reader.header["optimizer"]
     if optimizer is None or name not in optimizer["param_names"]:
         return None
@@ -154,17 +177,19 @@ def decode_checkpoint(reader: ContainerReader, base_weight: Callable[[str], torc
         optimizer_header = header["optimizer"]
         state: dict[int, dict[str, Any]] = {}
         for index, record in optimizer_header["state"].items():
-            entry: dict[str, Any] = {key: from_json_value(value) for key, value in record["scalars"].items()}
-            for key, tensor_entry in record["tensors"].items():
-                entry[key] = decode_lossless(reader.read(tensor_entry["stream"], f"optimizer {index} {key}"),
-                                             dtype_from_name(tensor_entry["dtype"]), tuple(tensor_entry["shape"]),
-                                             tensor_entry["sha256"], None, f"{reader.path}: optimizer {index} {key}")
-            if "moments" in record:
-                entry.update(decode_moments(reader, index, record["moments"], supports.get, stats,
-                                            base_second_moment if header["parent_id"] else None))
-            state[int(index)] = _in_original_order(entry, record)
-        optimizer = OptimizerState(list(optimizer_header["param_names"]), state,
-                                   from_json_value(optimizer_header["param_groups"]))
+            with malformed_entry(f"{reader.path}: optimizer parameter {index}"):
+                entry: dict[str, Any] = {key: from_json_value(value) for key, value in record["scalars"].items()}
+                for key, tensor_entry in record["tensors"].items():
+                    entry[key] = decode_lossless(reader.read(tensor_entry["stream"], f"optimizer {index} {key}"),
+                                                 dtype_from_name(tensor_entry["dtype"]), tuple(tensor_entry["shape"]),
+                                                 tensor_entry["sha256"], None, f"{reader.path}: optimizer {index} {key}")
+                if "moments" in record:
+                    entry.update(decode_moments(reader, index, record["moments"], supports.get, stats,
+                                                base_second_moment if header["parent_id"] else None))
+                state[int(index)] = _in_original_order(entry, record)
+        with malformed_entry(f"{reader.path}: optimizer param_groups"):
+            optimizer = OptimizerState(list(optimizer_header["param_names"]), state,
+                                       from_json_value(optimizer_header["param_groups"]))
     files = {path: reader.read(entry, f"file '{path}'") for path, entry in header["files"].items()}
     extra = reader.read(header["extra"], "extra") if header.get("extra") else b""
     return CheckpointState(model, optimizer, dict(header["aliases"]), files, header["layout"], header["model_file"],
@@ -184,14 +209,22 @@ def _dense_values(reader, record, count, what) -> torch.Tensor:
 
 
 def _mask(reader, entry, count, what) -> torch.Tensor:
-    mask = decode_mask(reader.read(entry, what))
+    data = reader.read(entry, what)
+    try:
+        mask = decode_mask(data)
+    except SlimlabError as error:  # the entropy coder's message knows neither the file nor the tensor
+        raise SlimlabError(f"{reader.path}: {what}: {error}") from error
     if mask.size != count:
         raise SlimlabError(f"{reader.path}: {what}: has {mask.size} positions, expected {count}")
     return torch.from_numpy(mask)
 
 
 def _symbols(reader, entry, count, what, alphabet) -> torch.Tensor:
-    symbols = decode_symbols(reader.read(entry, what))
+    data = reader.read(entry, what)
+    try:
+        symbols = decode_symbols(data)
+    except SlimlabError as error:
+        raise SlimlabError(f"{reader.path}: {what}: {error}") from error
     if symbols.size != count or (symbols.size and symbols.max() >= max(1, alphabet)):
         raise SlimlabError(f"{reader.path}: {what}: stream does not match its mask or codebook")
     return torch.from_numpy(symbols.astype("int64"))

@@ -30,6 +30,7 @@ import torch
 
 from slimlab.ckpt.state import CheckpointState, OptimizerState, read_checkpoint, write_checkpoint
 from slimlab.core.errors import SlimlabError
+from slimlab.core.torch_files import load_torch_file
 
 # weights = residual, opt_v = exp_avg, opt_m = exp_avg_sq (the official names are swapped)
 ENTRY_KEYS = {f"{stream}_{suffix}" for stream in ("weights", "opt_v", "opt_m") for suffix in ("i", "c")}
@@ -47,7 +48,7 @@ def unpack_indices(packed: torch.Tensor, codebook: torch.Tensor, count: int, whe
     """Packed uint8 indices + float16 codebook -> float32 values, (count,)."""
     entries = codebook.numel()
     bits = int(round(math.log2(entries + 1)))
-    if 2 ** bits - 1 != entries or 8 % bits:
+    if entries < 1 or 2 ** bits - 1 != entries or 8 % bits:
         raise SlimlabError(f"{where}: codebook has {entries} entries; the official format uses 2**b - 1 with b "
                            "in 1, 2, 4, 8")
     if packed.dtype != torch.uint8:
@@ -81,10 +82,7 @@ def load_official(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise SlimlabError(f"{path}: no such file")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)  # restricted unpickler
-    except Exception as error:  # truncated zip, forbidden class in the pickle, ...
-        raise SlimlabError(f"{path}: not a loadable official ExCP file ({type(error).__name__}: {error})") from error
+    raw = load_torch_file(path, "official ExCP file")
     if not isinstance(raw, dict) or not raw:
         raise SlimlabError(f"{path}: expected a non-empty dict of tensor name -> compressed entry")
     for name, entry in raw.items():
@@ -152,5 +150,7 @@ def _set_step(optimizer_state: dict[int, dict[str, Any]], files: dict[str, bytes
             trainer_state = json.loads(files["trainer_state.json"])
         except ValueError as error:
             raise SlimlabError(f"trainer_state.json of the reference is not valid JSON ({error})") from error
+        if not isinstance(trainer_state, dict):
+            raise SlimlabError("trainer_state.json of the reference is not a JSON object")
         trainer_state["global_step"] = step
         files["trainer_state.json"] = json.dumps(trainer_state, indent=2).encode()

@@ -25,6 +25,7 @@ from safetensors.torch import save as safetensors_save
 from slimlab.ckpt.names import PARAM_NAMES_FILE, infer_parameter_names, tensor_shape
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_directory, atomic_write_bytes, refuse_output_over_inputs
+from slimlab.core.torch_files import load_torch_file
 
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 OPTIMIZER_FILE = "optimizer.pt"
@@ -88,11 +89,11 @@ def _read_hf_folder(folder: Path, param_names: list[str] | None) -> CheckpointSt
         optimizer = _optimizer_from_dict(raw, optimizer_path)
         names = param_names or _sidecar_names(folder) or infer_parameter_names(folder, model, optimizer)
         optimizer.param_names = attach_parameter_names(names, model, optimizer, optimizer_path)
-    skip = {OPTIMIZER_FILE, PARAM_NAMES_FILE, *MODEL_FILES}
+    skip = {OPTIMIZER_FILE, PARAM_NAMES_FILE, *MODEL_FILES, *_weight_shards(folder)}
     files = {}
     for item in sorted(folder.rglob("*")):
         relative = item.relative_to(folder).as_posix()
-        if item.is_file() and relative not in skip and not _is_weight_shard(relative, folder):
+        if item.is_file() and relative not in skip:
             files[relative] = item.read_bytes()
     step = _step_from_trainer_state(files.get("trainer_state.json"))
     return CheckpointState(model, optimizer, aliases, files, "hf", model_file, step=step)
@@ -103,10 +104,7 @@ def _read_model_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
         return _read_safetensors(folder / "model.safetensors"), "model.safetensors"
     index_path = folder / "model.safetensors.index.json"
     if index_path.exists():
-        try:
-            weight_map = json.loads(index_path.read_text())["weight_map"]
-        except (ValueError, KeyError) as error:
-            raise SlimlabError(f"{index_path}: not a safetensors index (no 'weight_map')") from error
+        weight_map = _weight_map(index_path)
         shards = [_read_safetensors(folder / shard) for shard in dict.fromkeys(weight_map.values())]
         return _ChainedTensors(shards), "model.safetensors.index.json"
     if (folder / "pytorch_model.bin").exists():
@@ -136,11 +134,31 @@ class _ChainedTensors(Mapping):
         return len(self.owner)
 
 
-def _is_weight_shard(relative: str, folder: Path) -> bool:
+def _weight_map(index_path: Path) -> dict[str, str]:
+    """The tensor -> shard map of a sharded checkpoint, checked: shard names are files inside its folder."""
+    try:
+        index = json.loads(index_path.read_text())
+    except ValueError as error:
+        raise SlimlabError(f"{index_path}: not valid JSON ({error})") from error
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise SlimlabError(f"{index_path}: not a safetensors index (needs a 'weight_map' of tensor -> shard file)")
+    for shard in set(weight_map.values()):
+        if not is_plain_relative(shard):
+            raise SlimlabError(f"{index_path}: shard '{shard}' is not a file name inside the checkpoint folder")
+    return weight_map
+
+
+def is_plain_relative(name: str) -> bool:
+    """True for a relative path that stays inside its folder (no absolute path, no '..', no empty part)."""
+    parts = name.replace("\\", "/").split("/")
+    return bool(name) and not name.startswith("/") and ":" not in parts[0] and \
+        all(part not in ("", ".", "..") for part in parts)
+
+
+def _weight_shards(folder: Path) -> set[str]:
     index_path = folder / "model.safetensors.index.json"
-    if not index_path.exists():
-        return False
-    return relative in set(json.loads(index_path.read_text()).get("weight_map", {}).values())
+    return set(_weight_map(index_path).values()) if index_path.exists() else set()
 
 
 class LazySafetensors(Mapping):
@@ -148,6 +166,7 @@ class LazySafetensors(Mapping):
 
     def __init__(self, path: Path):
         self.path = path
+        open(path, "rb").close()  # unreadable: the OSError names the file (safetensors' message would not)
         try:
             with safe_open(str(path), framework="pt") as handle:
                 self.names = list(handle.keys())
@@ -188,10 +207,7 @@ def _read_safetensors(path: Path) -> Mapping[str, torch.Tensor]:
 
 
 def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # truncated zip, pickle of a forbidden class, ...
-        raise SlimlabError(f"{path}: could not be loaded as a torch file ({type(error).__name__}: {error})") from error
+    return load_torch_file(path)
 
 
 def _read_torch_file(path: Path, param_names: list[str] | None) -> CheckpointState:
@@ -230,8 +246,22 @@ def _extra_bytes(rest: dict[str, Any]) -> bytes:
 def _optimizer_from_dict(raw: Any, path: Path) -> OptimizerState:
     if not isinstance(raw, dict) or "state" not in raw or "param_groups" not in raw:
         raise SlimlabError(f"{path}: not an optimizer state dict (needs 'state' and 'param_groups')")
-    state = {int(index): dict(entry) for index, entry in raw["state"].items()}
-    return OptimizerState([], state, [dict(group) for group in raw["param_groups"]])
+    if not isinstance(raw["state"], dict):
+        raise SlimlabError(f"{path}: optimizer 'state' is a {type(raw['state']).__name__}, not a dict")
+    state = {}
+    for index, entry in raw["state"].items():
+        if not isinstance(index, int) or not isinstance(entry, dict):
+            raise SlimlabError(f"{path}: optimizer state entry {index!r} is not an integer parameter id with a dict "
+                               "of state")
+        state[index] = dict(entry)
+    groups = raw["param_groups"]
+    if not isinstance(groups, list):
+        raise SlimlabError(f"{path}: optimizer 'param_groups' is a {type(groups).__name__}, not a list")
+    for position, group in enumerate(groups):
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list) or \
+                not all(isinstance(index, int) for index in group["params"]):
+            raise SlimlabError(f"{path}: optimizer param group {position} has no 'params' list of parameter ids")
+    return OptimizerState([], state, [dict(group) for group in groups])
 
 
 def attach_parameter_names(names: list[str], model: dict[str, torch.Tensor], optimizer: OptimizerState, path: Path) -> list[str]:
@@ -285,8 +315,9 @@ def _step_from_trainer_state(data: bytes | None) -> int | None:
     if not data:
         return None
     try:
-        return int(json.loads(data).get("global_step"))
-    except (ValueError, TypeError):
+        trainer_state = json.loads(data)
+        return int(trainer_state.get("global_step")) if isinstance(trainer_state, dict) else None
+    except (ValueError, TypeError, OverflowError):  # the step is informative only; a strange file keeps None
         return None
 
 
@@ -314,6 +345,10 @@ def write_checkpoint(state: CheckpointState, out: str | Path, layout: str | None
     never replaces one of ``inputs`` (the files it was decoded from)."""
     out = Path(out)
     layout = layout or state.layout
+    for relative in state.files:  # names come from a file: never let one write outside the output folder
+        if not is_plain_relative(relative):
+            raise SlimlabError(f"{out}: side file name '{relative}' is not a path inside the checkpoint folder; "
+                               "refused")
     dropped = _dropped_by_layout(state, layout)
     if dropped:  # an explicit conversion: done, but never silently
         print(f"note: {out}: a {layout} checkpoint has no place for {dropped} of the {state.layout} checkpoint; "

@@ -24,7 +24,8 @@ def to_json_value(value: Any) -> Any:
     """Python floats are written with repr (exact); float32 scalars are exact as doubles too."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError("only scalar tensors are stored in the header")
+            raise SlimlabError(f"optimizer setting is a tensor of shape {tuple(value.shape)}; only single-value "
+                               "tensors can be stored")
         return {"__tensor__": {"dtype": dtype_name(value.dtype), "value": value.item(), "shape": list(value.shape)}}
     if isinstance(value, tuple):
         return {"__tuple__": [to_json_value(item) for item in value]}

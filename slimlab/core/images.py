@@ -51,10 +51,18 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode to uint8 RGB (H, W, 3); grey and RGBA images are converted (alpha composited on white)."""
+    """Decode to uint8 RGB (H, W, 3); grey and RGBA images are converted (alpha composited on white).
+
+    A grey image of more than 8 bits (16-bit PNG / TIFF: PIL modes I;16, I) keeps the top 8 of the bits it uses:
+    PIL's RGB conversion would clip its values at 255 and turn it almost white, and keeping the top 8 of all 16
+    bits would turn 12-bit camera data, or 8-bit values stored in 16 bits, nearly black."""
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode.startswith("I"):
+                values = np.clip(np.asarray(image, dtype=np.int64), 0, None)
+                grey = (values >> max(0, int(values.max()).bit_length() - 8)).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
             if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
                 image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))

@@ -27,8 +27,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
     On any exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = _make_temporary(path, tempfile.mkstemp)
     try:
         with os.fdopen(handle, mode) as stream:
             yield stream
@@ -68,8 +67,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
     """
     path = Path(path)
     check_output_folder(path, overwrite, inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    temporary = Path(_make_temporary(path, tempfile.mkdtemp))
     try:
         (temporary / OUTPUT_MARKER).write_text("written by slimlab; the folder is replaced when written again\n")
         yield temporary
@@ -83,6 +81,17 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def _make_temporary(path: Path, make):
+    """A temporary sibling of ``path`` made by ``make`` (mkstemp / mkdtemp); a folder that cannot be created or
+    written (read-only, a file in the way) is named in a SlimlabError, before anything is written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise SlimlabError(f"{path}: cannot write here ({error.strerror or error}: {error.filename or path.parent}); "
+                           "nothing was written") from error
 
 
 def check_output_folder(path: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> None:

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from slimlab.ckpt import CheckpointChain, ExcpCodec
 from slimlab.ckpt.training import state_from_objects
 
 
@@ -62,3 +63,12 @@ def trained_states():
         train(model, optimizer, 20, generator)
         states.append(state_from_objects(model, optimizer))
     return states
+
+
+@pytest.fixture
+def chain(tmp_path, trained_states):
+    """The three trained states appended to a chain at steps 1, 2, 3 (a keyframe and two deltas)."""
+    chain = CheckpointChain(tmp_path / "chain", ExcpCodec())
+    for step, state in enumerate(trained_states, start=1):
+        chain.append(state, step)
+    return chain

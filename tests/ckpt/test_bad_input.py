@@ -14,14 +14,6 @@ from slimlab.ckpt.container import MAGIC
 from slimlab.core.errors import SlimlabError
 
 
-@pytest.fixture
-def chain(tmp_path, trained_states):
-    chain = CheckpointChain(tmp_path / "chain", ExcpCodec())
-    for step, state in enumerate(trained_states, start=1):
-        chain.append(state, step)
-    return chain
-
-
 def rewrite_footer(path, change):
     data = path.read_bytes()
     length = struct.unpack_from("<Q", data, len(data) - 48)[0]
@@ -107,7 +99,7 @@ def test_out_of_disk_space_leaves_nothing(tmp_path, trained_states, monkeypatch)
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"this is not a torch file")
-    with pytest.raises(SlimlabError, match=r"junk\.pt: could not be loaded as a torch file"):
+    with pytest.raises(SlimlabError, match=r"junk\.pt: not a readable torch.save file \(not a torch.save file"):
         compress_checkpoint(tmp_path / "junk.pt", tmp_path / "out.excp")
     (tmp_path / "empty").mkdir()
     with pytest.raises(SlimlabError, match=r"empty: no model weights found"):

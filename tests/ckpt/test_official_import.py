@@ -114,7 +114,7 @@ class NotAllowed:
         weights_i=e["gpt_neox.layers.0.attention.dense.weight"]["weights_i"][:8]), "hold 256 4-bit indices"),
     (lambda e: e["gpt_neox.layers.0.attention.dense.weight"].update(weights_c=torch.zeros(14)), "14 entries"),
     (lambda e: e["gpt_neox.layers.0.attention.dense.weight"].update(extra=torch.zeros(1)), "unknown keys ['extra']"),
-    (lambda e: e.update(evil=NotAllowed()), "not a loadable official ExCP file"),
+    (lambda e: e.update(evil=NotAllowed()), "not a readable official ExCP file"),
 ])
 def test_bad_files_name_the_problem_and_write_nothing(tmp_path, damage, message):
     reference = tmp_path / "checkpoint-3"

@@ -76,3 +76,14 @@ def test_builtin_label_task_pairs_label_maps_with_renderings(tmp_path):
     assert {tuple(pixel) for pixel in label_image.reshape(-1, 3)} <= palette  # only exact label colours
     rendering = read_image(root / "train" / "B" / train_a[0])
     assert rendering.shape == (32, 32, 3) and rendering.std() > 5              # textured, not flat
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([[0, 4095]], [[0, 255]]),          # 12-bit data: top 8 of its 12 bits
+    ([[10, 200]], [[10, 200]]),         # 8-bit values stored in 16 bits: kept as they are
+    ([[256, 65535]], [[1, 255]]),       # full 16-bit range: top 8 of 16 bits
+])
+def test_wide_grey_images_keep_the_top_8_of_the_bits_they_use(tmp_path, values, expected):
+    Image.fromarray(np.array(values, dtype=np.uint16)).save(tmp_path / "grey.png")
+    image = read_image(tmp_path / "grey.png")
+    assert image.shape == (1, 2, 3) and (image == np.array(expected, np.uint8)[..., None]).all()

@@ -2,6 +2,7 @@ import os
 import stat
 
 import pytest
+import torch
 
 from slimlab.cli import COMMANDS, main
 from slimlab.core.errors import SlimlabError
@@ -104,3 +105,32 @@ def test_read_json_names_the_file_and_what_it_should_hold(tmp_path):
         read_json(tmp_path / "bad.json", list, "a list")
     with pytest.raises(SlimlabError, match=r"missing.json: cannot read a list \("):
         read_json(tmp_path / "missing.json", list, "a list")
+
+
+def test_an_output_whose_folder_cannot_be_made_is_named(tmp_path):
+    from slimlab.core.io import atomic_directory, atomic_write_bytes
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(SlimlabError, match=r"file/out\.bin: cannot write here \(.*nothing was written"):
+        atomic_write_bytes(tmp_path / "file" / "out.bin", b"data")
+    with pytest.raises(SlimlabError, match=r"file/folder: cannot write here"):
+        with atomic_directory(tmp_path / "file" / "folder"):
+            pass
+    assert (tmp_path / "file").read_text() == "in the way"
+
+
+class Pickled:  # a class torch.load(weights_only=True) refuses to rebuild
+    pass
+
+
+def test_torch_load_failures_say_what_is_wrong_in_one_line(tmp_path):
+    from slimlab.core.torch_files import load_torch_file
+    torch.save({"object": Pickled()}, tmp_path / "pickled.pt")
+    with pytest.raises(SlimlabError, match=r"pickled\.pt: not a readable model \(it holds a pickled Python object "
+                                           r"\(.*Pickled\).*save a state_dict"):
+        load_torch_file(tmp_path / "pickled.pt", "model")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(SlimlabError, match=r"junk\.pt: not a readable model \(not a torch\.save file") as caught:
+        load_torch_file(tmp_path / "junk.pt", "model")
+    assert "weights_only" not in str(caught.value) and "\n" not in str(caught.value)
+    torch.save({"w": torch.arange(3)}, tmp_path / "good.pt", _use_new_zipfile_serialization=False)  # legacy format
+    assert torch.equal(load_torch_file(tmp_path / "good.pt")["w"], torch.arange(3))
