@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from slimlab.core.errors import SlimlabError
+from slimlab.core.torch_files import load_torch_file
 from slimlab.sam.mask_decoder import MaskDecoder, TwoWayTransformer
 from slimlab.sam.model import Sam
 from slimlab.sam.prompt_encoder import PromptEncoder
@@ -73,11 +74,9 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], object]:
     The spec is returned as stored ({} when absent); ``load_model`` checks it only when it needs the name."""
     path = Path(path)
     if not path.is_file():
-        raise SlimlabError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt zip, truncated file, pickled module objects
-        raise SlimlabError(f"{path}: not a readable weights-only torch checkpoint ({error})") from error
+        raise SlimlabError(f"{path}: is a folder, not a checkpoint file" if path.is_dir() else
+                           f"{path}: checkpoint not found")
+    payload = load_torch_file(path, "weights-only torch checkpoint")
     spec: dict = {}
     if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
         spec = payload.get("spec", {}) or {}
@@ -96,14 +95,28 @@ def load_checkpoint(model: Sam, path: str | Path) -> Sam:
     unexpected = sorted(k for k in state if k not in own)
     wrong = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                    for k in state if k in own and state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
+    # integer weights would be cast silently by load_state_dict and give empty masks
+    wrong_dtype = sorted(f"{k}: file {state[k].dtype} vs model {own[k].dtype}" for k in state
+                         if k in own and own[k].is_floating_point() and not state[k].is_floating_point())
+    if missing or unexpected or wrong or wrong_dtype:
         lines = [f"{path}: does not match the '{model.spec.get('name', '?')}' layout"]
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
+        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong),
+                            ("dtype mismatches", wrong_dtype)):
             if keys:
                 lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
         raise SlimlabError("\n".join(lines))
     model.load_state_dict(state, strict=False)
+    check_finite_weights(model, str(path))
     return model
+
+
+def check_finite_weights(model: torch.nn.Module, what: str) -> None:
+    """Refuse weights holding NaN or inf (a diverged run, a damaged file): they give NaN scores and empty masks."""
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise SlimlabError(f"{what}: {len(broken)} tensor(s) hold NaN or inf values: {', '.join(broken[:5])}"
+                           + (" ..." if len(broken) > 5 else ""))
 
 
 def save_model(model: Sam, path: str | Path) -> None:
@@ -125,9 +138,16 @@ def load_model(path: str | Path, name: str | None = None) -> Sam:
             raise SlimlabError(f"{path}: 'spec' should be a dict like {{'name': 'vit_t'}} but is {spec!r:.80}; "
                                "pass the layout name (--model) to load the weights anyway")
         name = spec.get("name") or None
-    if name is None:  # an official file: tell the layouts apart by a key only one of them has
+    guessed = name is None
+    if guessed:  # an official file: tell the layouts apart by a key only one of them has
         name = "vit_b" if "image_encoder.pos_embed" in state else "vit_t"
     if name not in MODEL_SPECS:
         raise SlimlabError(f"{path}: layout '{name}' (from {source}) is not a known SAM model; known: "
                            f"{', '.join(sorted(MODEL_SPECS))}")
-    return load_checkpoint(build_model(name), path)
+    try:
+        return load_checkpoint(build_model(name), path)
+    except SlimlabError as error:
+        if not guessed or "does not match" not in str(error):
+            raise
+        raise SlimlabError(f"{error}\n  the file names no layout, so '{name}' was guessed; pass the layout name "
+                           f"(--model; known: {', '.join(sorted(MODEL_SPECS))})") from error

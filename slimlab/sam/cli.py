@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -23,9 +24,9 @@ def parse_pairs(values: list[str], width: int, what: str) -> np.ndarray:
         except ValueError:
             numbers = []
         if len(numbers) != width:
-            raise SlimlabError(f"{what} '{value}': expected {width} comma-separated numbers")
+            raise SlimlabError(f"{what} '{value.strip()}': expected {width} comma-separated numbers")
         if not all(np.isfinite(numbers)):
-            raise SlimlabError(f"{what} '{value}': every coordinate must be a finite number")
+            raise SlimlabError(f"{what} '{value.strip()}': every coordinate must be a finite number")
         rows.append(numbers)
     return np.array(rows, dtype=np.float32).reshape(-1, width)
 
@@ -38,7 +39,7 @@ def check_segment_flags(args: argparse.Namespace) -> None:
     if args.hierarchical and not args.everything:
         raise SlimlabError("--hierarchical is a variant of --everything; add --everything")
     if args.everything:
-        if args.points or args.box or args.labels is not None:
+        if args.points or args.box is not None or args.labels is not None:
             raise SlimlabError("--everything takes no --points, --labels or --box")
         if args.single_mask:  # the grid's filters choose among SAM's 3 masks per point; one mask would skip that
             raise SlimlabError("--single-mask applies to point / box prompts; everything mode always decodes SAM's "
@@ -57,6 +58,27 @@ def check_segment_flags(args: argparse.Namespace) -> None:
     for key, value in EVERYTHING_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    # predicted IoU is an unclamped regression output (any threshold may make sense); stability is an IoU in [0, 1]
+    if not np.isfinite(args.pred_iou_thresh):
+        raise SlimlabError(f"--pred-iou-thresh {args.pred_iou_thresh}: must be a finite number")
+    if not args.stability_thresh <= 1:  # also refuses NaN
+        raise SlimlabError(f"--stability-thresh {args.stability_thresh}: must be at most 1, or no mask can pass")
+    if not np.isfinite(args.tau):
+        raise SlimlabError(f"--tau {args.tau}: must be a finite logit")
+
+
+class StoreOnce(argparse.Action):
+    """A flag that may be given once: a second --box would otherwise silently replace the first."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            raise SlimlabError(f"{option_string} given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
+def protect_negative_pairs(argv: list[str]) -> list[str]:
+    """argparse reads "-5,10" as an unknown option; a leading space makes it a value (float() ignores it)."""
+    return [f" {item}" if re.fullmatch(r"-[\d.]+(,-?[\d.eE+-]+)+", item) else item for item in argv]
 
 
 def segment_command(argv: list[str]) -> int:
@@ -71,9 +93,10 @@ def segment_command(argv: list[str]) -> int:
     parser.add_argument("image")
     parser.add_argument("--checkpoint", required=True, help="official SAM/TinySAM .pth or one written by slimlab")
     parser.add_argument("--model", help="layout name when the file does not say (vit_b, vit_t, shapes_student, ...)")
-    parser.add_argument("--points", nargs="*", default=[], help="x,y pixel points")
-    parser.add_argument("--labels", nargs="*", type=int, help="1 (foreground) / 0 (background) per point; default 1")
-    parser.add_argument("--box", help="x0,y0,x1,y1")
+    parser.add_argument("--points", nargs="*", action="extend", default=[], help="x,y pixel points")
+    parser.add_argument("--labels", nargs="*", action="extend", type=int,
+                        help="1 (foreground) / 0 (background) per point; default 1")
+    parser.add_argument("--box", action=StoreOnce, help="x0,y0,x1,y1")
     parser.add_argument("--everything", action="store_true", help="segment everything with a point grid")
     parser.add_argument("--hierarchical", action="store_true", help="TinySAM's hierarchical everything mode")
     parser.add_argument("--points-per-side", type=int, help="everything mode: grid points per side (default 32)")
@@ -86,7 +109,7 @@ def segment_command(argv: list[str]) -> int:
                         help="prompt mode: one mask per prompt instead of SAM's 3")
     parser.add_argument("--out", default="runs/sam_segment")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(protect_negative_pairs(argv))
     check_segment_flags(args)
     image = load_image(args.image)
     model = load_model(args.checkpoint, args.model).to(select_device(args.device))
@@ -109,7 +132,7 @@ def segment_command(argv: list[str]) -> int:
             if not np.isin(labels, (0, 1)).all():
                 raise SlimlabError(f"--labels {' '.join(str(int(v)) for v in labels)}: each label is 1 (foreground) "
                                    "or 0 (background)")
-        box = parse_pairs([args.box], 4, "box")[0] if args.box else None
+        box = parse_pairs([args.box], 4, "box")[0] if args.box is not None else None
         predictor = SamPredictor(model)
         predictor.set_image(image)
         masks, scores, _ = predictor.predict(points, labels, box, multimask_output=not args.single_mask)
@@ -131,7 +154,7 @@ def segment_command(argv: list[str]) -> int:
 
 
 def distill_command(argv: list[str]) -> int:
-    from slimlab.sam.build import build_model, load_model, save_model
+    from slimlab.sam.build import build_model, check_finite_weights, load_model, save_model
     from slimlab.sam.data import FolderDataset
     from slimlab.sam.evaluate import prompted_ious
     from slimlab.sam.shapes import ShapesDataset
@@ -156,16 +179,22 @@ def distill_command(argv: list[str]) -> int:
     parser.add_argument("--test-images", type=int, help="ShapesSA test images for the final mIoU (default 50)")
     parser.add_argument("--out", default="runs/sam_distill")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     config = load_config(TrainConfig, args.config, args.overrides)
     for flag, value, ignored_with in (("--teacher-steps", args.teacher_steps, args.teacher and "--teacher"),
                                       ("--train-images", args.train_images, args.images and "--images"),
                                       ("--test-images", args.test_images, args.images and "--images")):
         if value is not None and ignored_with:
             raise SlimlabError(f"{flag} applies to what is built here; with {ignored_with} it would be ignored")
+    if args.annotations and not args.images:
+        raise SlimlabError("--annotations label the images of --images; give the image folder too")
     args.teacher_steps = 300 if args.teacher_steps is None else args.teacher_steps
     args.train_images = 400 if args.train_images is None else args.train_images
     args.test_images = 50 if args.test_images is None else args.test_images
+    for flag, value in (("--teacher-steps", args.teacher_steps), ("--train-images", args.train_images),
+                        ("--test-images", args.test_images)):
+        if value < 1:
+            raise SlimlabError(f"{flag} {value}: must be at least 1")
     check_output_folder(Path(args.out), overwrite=True,
                         inputs=(args.teacher, args.student, args.images, args.annotations, args.config))
     device = select_device(args.device)
@@ -187,6 +216,7 @@ def distill_command(argv: list[str]) -> int:
         teacher_config = TrainConfig(steps=args.teacher_steps, images_per_step=config.images_per_step,
                                      prompts_per_image=config.prompts_per_image, seed=config.seed)
         train_supervised(teacher, dataset, teacher_config, "teacher")
+        check_finite_weights(teacher, "the teacher trained here (training diverged: try a lower lr)")
     if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
             teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
         raise SlimlabError("teacher and student embeddings differ in shape; pick layouts of the same family size")
@@ -201,6 +231,7 @@ def distill_command(argv: list[str]) -> int:
     student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
     cached = teacher_embeddings(teacher, dataset)
     log = distill(teacher, student, dataset, config, cached)
+    check_finite_weights(student, "the distilled student (training diverged: try a lower lr)")
     result = {"config": config_to_dict(config), "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
     if not args.images:
         test = ShapesDataset(args.test_images, "test")

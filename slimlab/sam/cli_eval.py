@@ -55,8 +55,9 @@ def eval_command(argv: list[str]) -> int:
     result = prompted_ious(model, dataset, args.prompt, args.clicks)
     ious = result["iou"]
     if len(ious) == 0:
-        raise SlimlabError(f"{data}: no ground-truth masks to evaluate against (give --annotations, or SA-1B "
-                           "<image>.json files next to the images)")
+        hint = ("the annotated masks are all empty or under 16 pixels at the model's input size"
+                if args.annotations else "give --annotations, or SA-1B <image>.json files next to the images")
+        raise SlimlabError(f"{data}: no ground-truth masks to evaluate against ({hint})")
     by_tag: dict[str, list[float]] = {}
     for iou, tags in zip(ious.tolist(), result["tags"]):
         for tag in tags:

@@ -47,6 +47,9 @@ def rle_counts_from_string(text: str, where: str = "RLE") -> list[int]:
     return counts
 
 
+MAX_POLYGON_COORDINATE = 1e6  # pixels; a polygon may stray a little outside its image, never this far
+
+
 def polygon_points(polygon, where: str) -> np.ndarray:
     """A COCO polygon [x0, y0, x1, y1, ...] -> (N, 2) int32 pixel corners; at least 3 points, all finite."""
     if not isinstance(polygon, (list, tuple)) or \
@@ -58,6 +61,8 @@ def polygon_points(polygon, where: str) -> np.ndarray:
     points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
     if not np.isfinite(points).all():
         raise SlimlabError(f"{where}: polygon has a non-finite coordinate")
+    if np.abs(points).max() > MAX_POLYGON_COORDINATE:  # would overflow int32 and draw garbage
+        raise SlimlabError(f"{where}: polygon coordinate {np.abs(points).max():g} lies far outside any image")
     return points.round().astype(np.int32)
 
 
@@ -92,6 +97,35 @@ def fit_to_square(image: np.ndarray, masks: np.ndarray, size: int) -> tuple[np.n
     return out, out_masks
 
 
+def read_coco_segmentations(path: Path) -> dict[str, list[tuple[object, str]]]:
+    """image file name -> [(segmentation, "file: annotation k (image name)")] of a COCO instances file."""
+    try:
+        coco = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SlimlabError(f"{path}: not a readable JSON file ({error})") from error
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) or \
+            not isinstance(coco.get("annotations"), list):
+        raise SlimlabError(f"{path}: not a COCO instances file (needs 'images' and 'annotations' lists)")
+    names: dict[object, str] = {}
+    for index, image in enumerate(coco["images"]):
+        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
+            raise SlimlabError(f"{path}: images[{index}] needs an 'id' and a 'file_name'")
+        if image["id"] in names:
+            raise SlimlabError(f"{path}: images[{index}]: image id {image['id']!r} appears twice")
+        names[image["id"]] = Path(image["file_name"]).name
+    segmentations: dict[str, list[tuple[object, str]]] = {}
+    for index, annotation in enumerate(coco["annotations"]):
+        if not isinstance(annotation, dict) or "segmentation" not in annotation:
+            raise SlimlabError(f"{path}: annotation {index} has no 'segmentation'")
+        if annotation.get("image_id") not in names:
+            raise SlimlabError(f"{path}: annotation {index}: image_id {annotation.get('image_id')!r} is not the id "
+                               "of any entry of 'images'")
+        name = names[annotation["image_id"]]
+        segmentations.setdefault(name, []).append((annotation["segmentation"], f"{path}: annotation {index} "
+                                                                               f"(image {name})"))
+    return segmentations
+
+
 class FolderDataset:
     """Images of a folder, with masks from ``annotations`` (COCO JSON) or per-image SA-1B JSON when present."""
 
@@ -105,15 +139,11 @@ class FolderDataset:
         # image file name -> [(segmentation, "file: annotation k (image name)")], the label names the source
         self.coco: dict[str, list[tuple[object, str]]] = {}
         if annotations:
-            try:
-                coco = json.loads(Path(annotations).read_text())
-                names = {image["id"]: image["file_name"] for image in coco["images"]}
-                for index, annotation in enumerate(coco["annotations"]):
-                    name = Path(names[annotation["image_id"]]).name
-                    self.coco.setdefault(name, []).append(
-                        (annotation["segmentation"], f"{annotations}: annotation {index} (image {name})"))
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise SlimlabError(f"{annotations}: not a COCO instances file ({error})") from error
+            self.coco = read_coco_segmentations(Path(annotations))
+            on_disk = {path.name for path in self.paths}
+            if self.coco and not on_disk & set(self.coco):
+                raise SlimlabError(f"{annotations}: none of the {len(self.coco)} images it annotates is in {folder} "
+                                   f"(e.g. {next(iter(self.coco))})")
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -3,6 +3,7 @@ full-stage distillation with online hard prompt sampling. Plain loops, read top 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -55,8 +56,14 @@ class TrainConfig:
                 raise SlimlabError(f"{name}={getattr(self, name)}: must be at least 1")
         if self.max_rounds < 0:
             raise SlimlabError(f"max_rounds={self.max_rounds}: must be at least 0")
-        if not self.lr > 0:
-            raise SlimlabError(f"lr={self.lr}: must be positive")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SlimlabError(f"lr={self.lr}: must be a positive finite number")
+        for name in ("weight_decay", "embedding_weight", "token_weight", "output_weight", "gt_loss_weight",
+                     "focal_weight"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise SlimlabError(f"{name}={getattr(self, name)}: must be a finite number >= 0")
+        if not 0 <= self.seed < 2 ** 32:
+            raise SlimlabError(f"seed={self.seed}: must be in [0, 2**32)")
         if self.hard_prompts not in ("gt", "teacher", "off"):
             raise SlimlabError(f"hard_prompts='{self.hard_prompts}': choose gt, teacher or off")
 

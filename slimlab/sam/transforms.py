@@ -76,8 +76,11 @@ def as_rgb_uint8(array: np.ndarray, name: str = "image") -> np.ndarray:
     if min(array.shape[:2]) < MIN_IMAGE_SIDE:
         raise SlimlabError(f"{name}: image is {array.shape[1]}x{array.shape[0]} pixels; "
                            f"at least {MIN_IMAGE_SIDE} pixels per side are needed")
-    if array.dtype == np.uint16:  # 16-bit: keep the top 8 bits
-        array = (array >> 8).astype(np.uint8)
+    if array.dtype == np.uint16:
+        # keep the top 8 of the bits the data uses: 12-bit camera data or 8-bit values stored in 16 bits would
+        # turn (nearly) black if the top 8 of 16 bits were kept
+        shift = max(0, int(array.max()).bit_length() - 8)
+        array = (array >> shift).astype(np.uint8)
     elif array.dtype == bool:
         array = array.astype(np.uint8) * 255
     elif np.issubdtype(array.dtype, np.floating):
@@ -130,7 +133,7 @@ def load_image(path: str | Path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise SlimlabError(f"{path}: image file not found")
+        raise SlimlabError(f"{path}: is a folder, not an image file" if path.is_dir() else f"{path}: image file not found")
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:

@@ -10,23 +10,6 @@ from slimlab.sam.build import build_model, save_model
 from slimlab.sam.mask_utils import rle_to_mask
 
 
-@pytest.fixture
-def checkpoint(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "student.pth"
-    save_model(build_model("shapes_student"), path)
-    return path
-
-
-@pytest.fixture
-def image(tmp_path):
-    path = tmp_path / "image.png"
-    picture = np.full((60, 90, 3), 40, np.uint8)
-    cv2.circle(picture, (45, 30), 15, (200, 50, 50), -1)
-    cv2.imwrite(str(path), picture)
-    return path
-
-
 def test_segment_with_points_writes_pngs_rle_and_overlay(tmp_path, checkpoint, image):
     out = tmp_path / "out"
     code = main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--points", "45,30", "10,10",
