@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from typing import Literal
 
 
@@ -36,23 +37,33 @@ class IREPOConfig:
     batch_size: int = 16                 # pairs per optimizer step (across all processes)
     lr: float = 1e-4
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0               # max gradient norm per step; > 0 (there is no "off" value)
     lora_rank: int = 0                   # > 0 trains a LoRA adapter on q/v projections instead of all weights
     pad_with_eos: bool = False           # allow a tokenizer without pad token by padding with its EOS token
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        # Checked here, before a run writes anything: a bad value otherwise fails deep in torch (AdamW) or, worse,
+        # trains wrongly without an error (grad_clip < 0 flips the gradient, 0 scales it to nothing).
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"'{field.name}' must be a finite number, got {value}")
         positive = {"beta": self.beta, "rounds": self.rounds, "prompts_per_round": self.prompts_per_round,
                     "max_new_tokens": self.max_new_tokens, "max_length": self.max_length, "epochs": self.epochs,
                     "batch_size": self.batch_size, "lr": self.lr, "n_raters": self.n_raters,
-                    "temperature": self.temperature, "rater_temperature": self.rater_temperature}
+                    "temperature": self.temperature, "rater_temperature": self.rater_temperature,
+                    "grad_clip": self.grad_clip}
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"'{name}' must be positive, got {value}")
+        not_negative = {"weight_decay": self.weight_decay, "vote_prior": self.vote_prior,
+                        "rater_bias_std": self.rater_bias_std, "lora_rank": self.lora_rank}
+        for name, value in not_negative.items():
+            if value < 0:
+                raise ValueError(f"'{name}' must be >= 0, got {value}")
         if self.samples_per_prompt < 2:
             raise ValueError(f"'samples_per_prompt' must be at least 2 to form a pair, got {self.samples_per_prompt}")
         if not 0.0 < self.clip_eps < 0.5:
             raise ValueError(f"'clip_eps' must lie in (0, 0.5), got {self.clip_eps}")
-        if self.vote_prior < 0:
-            raise ValueError(f"'vote_prior' must be >= 0, got {self.vote_prior}")

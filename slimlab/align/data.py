@@ -80,6 +80,11 @@ def read_prompts(path: str | Path, tokenizer=None) -> list[str]:
     return prompts
 
 
+# Fields that look like a soft label but are not read: refused, or the pair would train as a hard preference.
+# Other extra columns (id, source, score_chosen, ...) are common in public preference files and are ignored.
+UNREAD_LABEL_FIELDS = ("label", "labels", "preference", "probability", "prob", "p", "soft_label", "margin")
+
+
 def read_pairs(path: str | Path, tokenizer=None, clip_eps: float = 0.02, prior: float = 0.5) -> list[Pair]:
     """Pairs with their soft label from ``preference_logit``, ``p_hat`` or ``votes`` + ``n_votes``.
 
@@ -91,12 +96,17 @@ def read_pairs(path: str | Path, tokenizer=None, clip_eps: float = 0.02, prior: 
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in row]
         if missing:
             raise SlimlabError(f"{where}: missing field(s) {', '.join(missing)}")
+        unread = [key for key in row if key in UNREAD_LABEL_FIELDS]
+        if unread:
+            raise SlimlabError(f"{where}: field(s) {', '.join(unread)} look like a preference label but are not read; "
+                               "give the soft label as preference_logit, p_hat, or votes with n_votes")
         prompt = _text(row["prompt"], tokenizer, where, "prompt")
         chosen, rejected = (_text(row[key], tokenizer, where, key) for key in ("chosen", "rejected"))
         if not prompt.strip():
             raise SlimlabError(f"{where}: empty prompt")
         p_hat = _soft_label(row, where, prior)
-        target = float(row["preference_logit"]) if "preference_logit" in row else float(preference_logit(p_hat, clip_eps))
+        target = _number(row, "preference_logit", where) if "preference_logit" in row else \
+            float(preference_logit(p_hat, clip_eps))
         if not math.isfinite(target):
             source = "preference_logit" if "preference_logit" in row else "the soft label"
             raise SlimlabError(f"{where}: the regression target from {source} must be finite, got {target}")
@@ -104,26 +114,39 @@ def read_pairs(path: str | Path, tokenizer=None, clip_eps: float = 0.02, prior: 
     return pairs
 
 
+def _number(row: dict[str, Any], key: str, where: str) -> float:
+    value = row[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):  # JSON true is not the number 1
+        raise SlimlabError(f"{where}: '{key}' must be a number, got {json.dumps(value)}")
+    return float(value)
+
+
+def _count(row: dict[str, Any], key: str, where: str) -> float:
+    value = _number(row, key, where)
+    if not value.is_integer():  # n_votes 2.9 is not a number of votes, and must not become 2 silently
+        raise SlimlabError(f"{where}: '{key}' must be a whole number of votes, got {row[key]}")
+    return value
+
+
 def _soft_label(row: dict[str, Any], where: str, prior: float) -> float:
-    try:
-        if "preference_logit" in row:
-            return 1.0 / (1.0 + math.exp(-float(row["preference_logit"])))
-        if "p_hat" in row:
-            value = float(row["p_hat"])
-            if not 0.0 <= value <= 1.0:
-                raise SlimlabError(f"{where}: p_hat must lie in [0, 1], got {value}")
-            return value
-        if "votes" in row:
-            if "n_votes" not in row:
-                raise SlimlabError(f"{where}: 'votes' needs 'n_votes' beside it")
-            wins, count = float(row["votes"]), int(row["n_votes"])
-            if not 0 <= wins <= count:
-                raise SlimlabError(f"{where}: votes must lie in [0, n_votes]; got {wins} of {count}")
-            if count + 2 * prior <= 0:
-                raise SlimlabError(f"{where}: no votes (n_votes {count}) and no prior: p_hat would be 0 / 0")
-            return float(vote_probability(wins, count, prior))
-    except (TypeError, ValueError, OverflowError) as error:
-        raise SlimlabError(f"{where}: soft label is not a number ({error})") from error
+    if "preference_logit" in row:
+        logit = _number(row, "preference_logit", where)
+        small = math.exp(-abs(logit))  # sigmoid without overflow for large |logit|; NaN stays NaN
+        return 1.0 / (1.0 + small) if logit >= 0 else small / (1.0 + small)
+    if "p_hat" in row:
+        value = _number(row, "p_hat", where)
+        if not 0.0 <= value <= 1.0:
+            raise SlimlabError(f"{where}: p_hat must lie in [0, 1], got {value}")
+        return value
+    if "votes" in row or "n_votes" in row:
+        if "votes" not in row or "n_votes" not in row:
+            raise SlimlabError(f"{where}: 'votes' and 'n_votes' go together; give both or neither")
+        wins, count = _count(row, "votes", where), _count(row, "n_votes", where)
+        if not 0 <= wins <= count:
+            raise SlimlabError(f"{where}: votes must lie in [0, n_votes]; got {wins} of {count:g}")
+        if count + 2 * prior <= 0:
+            raise SlimlabError(f"{where}: no votes (n_votes {count:g}) and no prior: p_hat would be 0 / 0")
+        return float(vote_probability(wins, count, prior))
     return 1.0
 
 

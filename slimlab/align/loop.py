@@ -24,7 +24,7 @@ from slimlab.align.policy import check_prompt_lengths, load_policy, sample_respo
 from slimlab.align.trainer import map_sharded, reference_logps, train_round
 from slimlab.core.distributed import barrier, init_from_environment, is_main_process, rank
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_directory, refuse_output_over_inputs
+from slimlab.core.io import atomic_directory, check_output_folder
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
 
@@ -114,6 +114,7 @@ def align_policy(model, tokenizer, prompt_pool: Sequence[str], annotator: Annota
 
 def log_round(run: RunDirectory | None, history: list[dict], pairs: list[Pair], responses, round_index: int,
               step: int, seconds: float) -> int:
+    """Log every step and the round summary; ``pairs`` is never empty (callers refuse a round without pairs)."""
     if run is None:
         return step + len(history)
     for row in history:
@@ -150,21 +151,24 @@ def _prepare(cfg: IREPOConfig):
     return model, tokenizer
 
 
-def run_iterate(cfg: IREPOConfig, annotator: Annotator | None = None) -> Path:
+def run_iterate(cfg: IREPOConfig, annotator: Annotator | None = None, overwrite: bool = False) -> Path:
     """Iterative iREPO end to end from a prompt file; returns the saved model folder."""
     if not cfg.prompts:
         raise SlimlabError("iterate needs prompts=<file.jsonl> with a 'prompt' field per line")
-    check_output_folder_for(cfg, cfg.prompts)
+    inputs = _inputs(cfg, cfg.prompts)
+    check_run_folder(cfg, overwrite, inputs)
     model, tokenizer = _prepare(cfg)
     prompts = read_prompts(cfg.prompts, tokenizer)  # inputs are checked before anything is written
     check_prompt_lengths(tokenizer, prompts, cfg.max_new_tokens, cfg.max_length, cfg.prompts)
     if annotator is None:
         annotator = build_annotator(cfg.annotator, LexiconReward(), cfg.n_raters, cfg.rater_bias_std,
                                     cfg.rater_temperature, cfg.vote_prior, cfg.aggregate, cfg.seed)
-    run = RunDirectory(cfg.out_dir, cfg)
-    model = align_policy(model, tokenizer, prompts, annotator, cfg, run)
-    plot_run(run)
-    return save_policy(model, tokenizer, Path(cfg.out_dir), cfg.lora_rank > 0, _inputs(cfg, cfg.prompts))
+    with run_folder(cfg, overwrite, inputs) as folder:
+        run = RunDirectory(folder, cfg)
+        model = align_policy(model, tokenizer, prompts, annotator, cfg, run)
+        plot_run(run)
+        save_policy(model, tokenizer, folder, cfg.lora_rank > 0, inputs)
+    return Path(cfg.out_dir) / "model"
 
 
 def _inputs(cfg: IREPOConfig, data: str) -> tuple:
@@ -172,17 +176,32 @@ def _inputs(cfg: IREPOConfig, data: str) -> tuple:
     return (cfg.policy if Path(cfg.policy).exists() else "", data)
 
 
-def check_output_folder_for(cfg: IREPOConfig, data: str) -> None:
-    """Refuse, before any training, a run whose model/ or adapter/ output would replace what it reads."""
-    for name in ("model", "adapter"):
-        refuse_output_over_inputs(Path(cfg.out_dir) / name, _inputs(cfg, data))
+def check_run_folder(cfg: IREPOConfig, overwrite: bool, inputs: tuple) -> None:
+    """Refuse, on every rank and before the slow part, an out_dir that may not be written (see :func:`run_folder`)."""
+    out = Path(cfg.out_dir)
+    check_output_folder(out, True, inputs)  # over an input, the current folder, or a folder slimlab did not write
+    if out.exists() and not overwrite:
+        raise SlimlabError(f"{out}: already holds a run; pass --overwrite to replace it, or choose another --out")
 
 
-def run_train(cfg: IREPOConfig) -> Path:
+@contextlib.contextmanager
+def run_folder(cfg: IREPOConfig, overwrite: bool, inputs: tuple):
+    """The run folder, built in a temporary sibling that becomes ``cfg.out_dir`` only when the run finishes: a failed
+    run leaves nothing behind, and a rerun (``overwrite``) replaces the old run whole instead of appending to its
+    metrics. Only rank 0 writes; the other ranks get the final path, which they never write to."""
+    if not is_main_process():
+        yield Path(cfg.out_dir)
+        return
+    with atomic_directory(cfg.out_dir, overwrite=overwrite, inputs=inputs) as folder:
+        yield folder
+
+
+def run_train(cfg: IREPOConfig, overwrite: bool = False) -> Path:
     """One round of ``cfg.method`` on a fixed pair file (TRL columns + soft label); returns the model folder."""
     if not cfg.pairs:
         raise SlimlabError("train needs pairs=<file.jsonl> with prompt/chosen/rejected fields")
-    check_output_folder_for(cfg, cfg.pairs)
+    inputs = _inputs(cfg, cfg.pairs)
+    check_run_folder(cfg, overwrite, inputs)
     model, tokenizer = _prepare(cfg)
     pairs = read_pairs(cfg.pairs, tokenizer, cfg.clip_eps, cfg.vote_prior)
     for index, pair in enumerate(pairs):
@@ -191,14 +210,19 @@ def run_train(cfg: IREPOConfig) -> Path:
             raise SlimlabError(f"{cfg.pairs}: pair {index + 1} has about {length} tokens, over max_length {cfg.max_length}")
     if cfg.method in HARD_LABEL_METHODS:
         pairs = [pair for pair in pairs if pair.p_hat != 0.5]
+        if not pairs:
+            raise SlimlabError(f"{cfg.pairs}: every pair is a tie (p_hat 0.5), which method {cfg.method} drops as it "
+                               "has no majority; nothing to train on (method irepo or soft_dpo learns from ties)")
     seed_all(cfg.seed)
     model = attach_lora(model, cfg)
-    run = RunDirectory(cfg.out_dir, cfg)
-    ref_logps = reference_logps(model, tokenizer, pairs, cfg.length_norm)
-    history = train_round(model, tokenizer, pairs, ref_logps, cfg, make_optimizer(model, cfg), 0)
-    log_round(run, history, pairs, [], 0, 0, 0.0)
-    plot_run(run)
-    return save_policy(model, tokenizer, Path(cfg.out_dir), cfg.lora_rank > 0, _inputs(cfg, cfg.pairs))
+    with run_folder(cfg, overwrite, inputs) as folder:
+        run = RunDirectory(folder, cfg)
+        ref_logps = reference_logps(model, tokenizer, pairs, cfg.length_norm)
+        history = train_round(model, tokenizer, pairs, ref_logps, cfg, make_optimizer(model, cfg), 0)
+        log_round(run, history, pairs, [], 0, 0, 0.0)
+        plot_run(run)
+        save_policy(model, tokenizer, folder, cfg.lora_rank > 0, inputs)
+    return Path(cfg.out_dir) / "model"
 
 
 def plot_run(run: RunDirectory) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
@@ -14,7 +15,19 @@ from slimlab.align.tiny_lm import right_pad
 from slimlab.core.errors import SlimlabError
 from slimlab.core.progress import progress
 
+try:
+    from huggingface_hub.errors import StrictDataclassError  # a config.json whose values contradict each other
+except ImportError:  # older huggingface_hub does not validate configs
+    StrictDataclassError = ValueError
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, StrictDataclassError)  # what a bad model folder makes transformers raise
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# What save_pretrained writes: a folder without any of these is not a model, whatever transformers then says.
+MODEL_FILES = {"config.json": ("config.json",),
+               "model weights (model.safetensors or pytorch_model.bin)": (
+                   "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"),
+               "tokenizer (tokenizer.json, tokenizer.model or vocab.json)": (
+                   "tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")}
 transformers_logging.disable_progress_bar()
 
 
@@ -30,11 +43,18 @@ def load_policy(path: str, device: torch.device, pad_with_eos: bool = False, max
         if not Path(path).is_dir():
             raise SlimlabError(f"{path}: model folder not found (give a local transformers model folder)")
         folder, options = path, {}
+        check_model_folder(path)
+    try:  # the model first: the tokenizer also reads config.json, and its error would blame itself
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **options)
+    except SafetensorError as error:
+        files = ", ".join(sorted(item.name for item in Path(folder).glob("*.safetensors")))
+        raise SlimlabError(f"{path}: cannot read the weights in {files}: damaged or incomplete ({error})") from error
+    except LOAD_ERRORS as error:
+        raise SlimlabError(f"{path}: could not load a causal LM ({' '.join(str(error).split())})") from error
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **options)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **options)
-    except (OSError, ValueError) as error:
-        raise SlimlabError(f"{path}: could not load a causal LM and tokenizer ({error})") from error
+    except LOAD_ERRORS as error:
+        raise SlimlabError(f"{path}: could not load the tokenizer ({' '.join(str(error).split())})") from error
     if tokenizer.pad_token_id is None:
         if not pad_with_eos or tokenizer.eos_token_id is None:
             raise SlimlabError(f"{path}: the tokenizer has no pad token; set one and save it, or pass "
@@ -48,6 +68,13 @@ def load_policy(path: str, device: torch.device, pad_with_eos: bool = False, max
                            f"lower max_length (and max_new_tokens)")
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
+
+
+def check_model_folder(path: str) -> None:
+    """Name what a model folder lacks (config, weights, tokenizer) before transformers guesses at it."""
+    missing = [what for what, names in MODEL_FILES.items() if not any((Path(path) / name).is_file() for name in names)]
+    if missing:
+        raise SlimlabError(f"{path}: not a saved transformers model folder: no {'; no '.join(missing)} in it")
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:

@@ -80,3 +80,33 @@ def test_outputs_never_replace_the_files_they_were_made_from(tmp_path, tiny_mode
                  str(tmp_path / "run"), "device=cpu"]) == 2
     assert "would contain the input" in capsys.readouterr().err
     assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_vote_counts_booleans_and_unread_label_fields_are_refused_with_the_line(tmp_path):
+    good = {"prompt": "p", "chosen": "a", "rejected": "b"}
+    cases = [({"votes": 2, "n_votes": 2.9}, r"bad.jsonl:2: 'n_votes' must be a whole number of votes, got 2.9"),
+             ({"votes": 1.5, "n_votes": 3}, r"bad.jsonl:2: 'votes' must be a whole number of votes, got 1.5"),
+             ({"votes": 2}, r"bad.jsonl:2: 'votes' and 'n_votes' go together"),
+             ({"n_votes": 5}, r"bad.jsonl:2: 'votes' and 'n_votes' go together"),
+             ({"preference_logit": True}, r"bad.jsonl:2: 'preference_logit' must be a number, got true"),
+             ({"p_hat": False}, r"bad.jsonl:2: 'p_hat' must be a number, got false"),
+             ({"p_hat": "0.9"}, r"bad.jsonl:2: 'p_hat' must be a number, got \"0.9\""),
+             ({"votes": True, "n_votes": 1}, r"bad.jsonl:2: 'votes' must be a number, got true"),
+             ({"label": 0.2}, r"bad.jsonl:2: field\(s\) label look like a preference label but are not read")]
+    for extra, message in cases:
+        with pytest.raises(SlimlabError, match=message):
+            read_pairs(write(tmp_path / "bad.jsonl", [good, {**good, **extra}]))
+    # other extra columns, common in public preference files, are ignored
+    assert read_pairs(write(tmp_path / "extra.jsonl", [{**good, "id": 7, "score_chosen": 8.5}]))[0].p_hat == 1.0
+    # whole numbers written as floats are counts all the same: (3 + 0.5) / (4 + 1)
+    assert read_pairs(write(tmp_path / "ok.jsonl", [{**good, "votes": 3.0, "n_votes": 4.0}]))[0].p_hat == pytest.approx(0.7)
+
+
+def test_large_preference_logits_of_either_sign_give_p_hat_without_overflow(tmp_path):
+    good = {"prompt": "p", "chosen": "a", "rejected": "b"}
+    pairs = read_pairs(write(tmp_path / "big.jsonl", [{**good, "preference_logit": -1000},
+                                                      {**good, "preference_logit": 1000},
+                                                      {**good, "preference_logit": -2.0}]))
+    # sigmoid(-1000) = e^-1000 / (1 + e^-1000) underflows to 0; sigmoid(1000) rounds to 1; the target is kept as given
+    assert [pair.p_hat for pair in pairs[:2]] == [0.0, 1.0] and [pair.target for pair in pairs[:2]] == [-1000, 1000]
+    assert pairs[2].p_hat == pytest.approx(1 / (1 + math.exp(2.0)))

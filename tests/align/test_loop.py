@@ -106,7 +106,7 @@ def test_tokenizer_without_pad_token_is_refused_unless_eos_padding_is_allowed(ti
 
 
 def test_annotator_returning_nan_or_wrong_shape_stops_the_round(tiny_model_dir, prompt_file, tmp_path, tiny_config):
-    cfg = tiny_config(tiny_model_dir, prompt_file, tmp_path)
+    cfg = tiny_config(tiny_model_dir, prompt_file, tmp_path / "run")
     group = [["a", "b", "c", "d"]]
     with pytest.raises(SlimlabError, match="NaN"):
         annotate_pairs(["p"], group, lambda p, ys: Annotation(torch.full((4, 4), float("nan"))), cfg)
@@ -116,7 +116,7 @@ def test_annotator_returning_nan_or_wrong_shape_stops_the_round(tiny_model_dir, 
         annotate_pairs(["p"], group, lambda p, ys: [0.5], cfg)
     with pytest.raises(SlimlabError, match="NaN"):
         run_iterate(cfg, annotator=lambda p, ys: Annotation(torch.full((4, 4), float("nan"))))
-    assert not (tmp_path / "model").exists()
+    assert list(tmp_path.iterdir()) == []  # no run folder, no temporary one
 
 
 def test_cli_sample_label_train_pipeline(tiny_model_dir, prompt_file, tmp_path):
