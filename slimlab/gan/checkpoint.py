@@ -8,6 +8,7 @@ names the ones that do not fit.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_write_bytes
+from slimlab.core.torch_files import load_torch_file
 from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator
 
 
@@ -33,7 +35,10 @@ def load_generator(path: str | Path, spec: GeneratorSpec | None = None) -> tuple
     if "state_dict" in payload and "spec" in payload:
         if payload.get("kind") != "generator":
             raise SlimlabError(f"{path}: holds a {payload.get('kind')}, not a generator")
-        stored = GeneratorSpec.from_dict(payload["spec"])
+        if not isinstance(payload["spec"], dict):
+            raise SlimlabError(f"{path}: the generator spec is a {type(payload['spec']).__name__}, not a dict")
+        with errors_naming(path):
+            stored = GeneratorSpec.from_dict(payload["spec"])
         spec = spec or stored
         state = payload["state_dict"]
     else:
@@ -41,10 +46,20 @@ def load_generator(path: str | Path, spec: GeneratorSpec | None = None) -> tuple
             raise SlimlabError(f"{path}: a plain state dict; give its architecture (e.g. --kind resnet --ngf 64 "
                                "--n-blocks 9; distill: --teacher-kind resnet --teacher-ngf 64 --teacher-n-blocks 9)")
         state = payload
-    generator = build_generator(spec)
+    with errors_naming(path):
+        generator = build_generator(spec)
     load_checked(generator, state, path)
     generator.eval()
     return generator, spec
+
+
+@contextlib.contextmanager
+def errors_naming(path: str | Path):
+    """Prefix a SlimlabError raised inside with ``path``: the spec's own checks do not know which file it is from."""
+    try:
+        yield
+    except SlimlabError as error:
+        raise SlimlabError(f"{path}: {error}") from error
 
 
 def load_discriminator(path: str | Path) -> PatchDiscriminator:
@@ -84,10 +99,7 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SlimlabError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for truncated or foreign files
-        raise SlimlabError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})") from error
+    payload = load_torch_file(path, "torch checkpoint")
     if not isinstance(payload, dict):
         raise SlimlabError(f"{path}: expected a dict in the checkpoint, found {type(payload).__name__}")
     return payload

@@ -21,7 +21,7 @@ import torch
 from slimlab.core.errors import SlimlabError
 from slimlab.core.image_tasks import LABEL_CLASSES, LABEL_PALETTE
 from slimlab.core.images import list_images, to_uint8
-from slimlab.core.io import atomic_write_text
+from slimlab.core.io import atomic_write_text, refuse_output_over_inputs
 from slimlab.core.runtime import select_device
 
 
@@ -40,22 +40,37 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--fcn", action="store_true", help="label -> image data: FCN-style segmenter scores")
     parser.add_argument("--segmenter-steps", type=int, default=800)
     parser.add_argument("--out", help="write the scores to this JSON file")
+    parser.add_argument("--whole-folder", action="store_true", help="paired DATA without a test/ split: score its "
+                        "pairs (A/ + B/ or A|B images) themselves, knowing they may be training pairs")
     parser.add_argument("--device", default="auto")
     _architecture_flags(parser)
     arguments = parser.parse_args(argv)
     root = resolve_data(arguments.data)
     if not root.is_dir():
         raise SlimlabError(f"{root}: no such data folder")
+    if arguments.out:  # before any work: the scores must not replace a checkpoint or land in the data
+        refuse_output_over_inputs(arguments.out, (arguments.checkpoint, arguments.teacher, root))
     mode = arguments.mode or ("unpaired" if (root / "testA").is_dir() else "paired")
+    if mode == "paired" and not (root / "test").is_dir() and not arguments.whole_folder:
+        # the folder itself is usually what the generator was trained on: scores on it would look too good
+        raise SlimlabError(f"{root}: no test/ split (test/A + test/B); to score the pairs in this folder itself "
+                           "(e.g. a separate test folder, not the training pairs) pass --whole-folder")
     device = select_device(arguments.device)
-    generator, _ = load_generator(arguments.checkpoint, _spec(arguments))
-    inputs, targets = load_test_split(root, mode)                       # (N, 3, H, W) each, in [-1, 1]
-    outputs = generate(generator.to(device), inputs)
-    teacher_outputs = generate(load_generator(arguments.teacher)[0].to(device), inputs) if arguments.teacher else None
+    generator, spec = load_generator(arguments.checkpoint, _spec(arguments))
+    generators = [(arguments.checkpoint, spec)]
+    if arguments.teacher:
+        teacher, teacher_spec = load_generator(arguments.teacher)
+        generators.append((arguments.teacher, teacher_spec))
+    inputs, targets = load_test_split(root, mode, generators=tuple(generators))  # (N, 3, H, W) each, in [-1, 1]
     aligned = mode == "paired" or [f.name for f in list_images(root / "testA")] == [
         f.name for f in list_images(root / "testB")]
     if aligned and len(inputs) < 4:  # KID keeps each output away from its own target: two halves of >= 2 images
         raise SlimlabError(f"{root}: scoring aligned targets needs at least 4 test images, found {len(inputs)}")
+    if aligned and targets.shape != inputs.shape:  # paired folders check this per pair; aligned testA/testB not
+        raise SlimlabError(f"{root}: the test targets are {targets.shape[-1]}x{targets.shape[-2]} pixels but the "
+                           f"inputs {inputs.shape[-1]}x{inputs.shape[-2]}; aligned targets need the inputs' size")
+    outputs = generate(generator.to(device), inputs)
+    teacher_outputs = generate(teacher.to(device), inputs) if arguments.teacher else None
     # aligned targets: PSNR / SSIM too; unaligned domain-B images: distances between distributions only
     scores = quality(outputs, targets, default_features(), teacher_outputs, aligned)
     if arguments.fcn:

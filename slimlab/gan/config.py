@@ -116,7 +116,7 @@ class DistillConfig:
 
 def check_training_fields(cfg) -> None:
     """Ranges both recipes need; each would otherwise fail deep in training (a modulo by zero, a 1x1 InstanceNorm)."""
-    require(cfg, "steps", cfg.steps >= 0, "must be >= 0 (0 writes the networks as they stand, e.g. a resumed state)")
+    require(cfg, "steps", cfg.steps >= 0, "must be >= 0 (0 writes the networks as initialised, e.g. from slice_from)")
     for name in ("batch_size", "log_every", "checkpoint_every"):
         require(cfg, name, getattr(cfg, name) >= 1, "must be >= 1")
     require(cfg, "lr", cfg.lr > 0, "must be > 0")

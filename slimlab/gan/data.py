@@ -130,7 +130,12 @@ def unpaired_folders(root: str | Path, split: str = "train") -> tuple[ImageFolde
 def paired_folder(root: str | Path, split: str = "train") -> PairedImageFolder:
     """``root/<split>`` when it exists (built-in layout), else ``root`` itself."""
     root = Path(root)
-    return PairedImageFolder(root / split if (root / split).is_dir() else root)
+    try:
+        return PairedImageFolder(root / split if (root / split).is_dir() else root)
+    except SlimlabError as error:
+        if (root / f"{split}A").is_dir():  # the CycleGAN layout read as paired (the default mode): say so
+            raise SlimlabError(f"{error}; {root} has {split}A/, the unpaired layout: pass --mode unpaired") from error
+        raise
 
 
 class StepSampler:

@@ -14,21 +14,46 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimlab.core.errors import SlimlabError
 from slimlab.core.image_metrics import RandomConvFeatures, kid_and_fid, psnr, ssim
 from slimlab.core.macs import count_cost
 from slimlab.gan.data import paired_folder, unpaired_folders
 
 
-def load_test_split(root: str | Path, mode: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+def load_test_split(root: str | Path, mode: str, split: str = "test",
+                    generators: tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets), each (N, 3, H, W): paired ``<split>/A``+``<split>/B``; unpaired ``testA`` + hidden
-    ``testB`` (an unpaired training split has no aligned targets)."""
+    ``testB`` (an unpaired training split has no aligned targets). Images of one side must share one size (they
+    are scored as one batch); ``generators``: (checkpoint, GeneratorSpec) pairs whose generators must take that
+    size. Errors name the first file that does not fit."""
     if mode == "paired":
         dataset = paired_folder(root, split)
         pairs = [dataset.example(i) for i in range(len(dataset))]
-        return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
-    domain_a, domain_b = unpaired_folders(root, "test")
-    return (torch.stack([domain_a.example(i) for i in range(len(domain_a))]),
-            torch.stack([domain_b.example(i) for i in range(len(domain_b))]))
+        input_files, target_files = [a for a, _ in dataset.pairs], [b for _, b in dataset.pairs]
+        inputs, targets = [a for a, _ in pairs], [b for _, b in pairs]
+    else:
+        domain_a, domain_b = unpaired_folders(root, "test")
+        input_files, target_files = domain_a.files, domain_b.files
+        inputs = [domain_a.example(i) for i in range(len(domain_a))]
+        targets = [domain_b.example(i) for i in range(len(domain_b))]
+    inputs, targets = stack_one_size(inputs, input_files), stack_one_size(targets, target_files)
+    height, width = inputs.shape[-2:]
+    for checkpoint, spec in generators:
+        if min(height, width) < spec.min_size or height % spec.size_multiple or width % spec.size_multiple:
+            raise SlimlabError(f"{input_files[0]}: {width}x{height} pixels (as every test input); the {spec.kind} "
+                               f"generator {checkpoint} needs sides that are multiples of {spec.size_multiple} and "
+                               f"at least {spec.min_size}, or its outputs would not match the targets")
+    return inputs, targets
+
+
+def stack_one_size(images: list[torch.Tensor], files: list[Path]) -> torch.Tensor:
+    """``torch.stack`` of (3, H, W) images read from ``files``, after checking they all have the first one's size."""
+    height, width = images[0].shape[-2:]
+    for image, file in zip(images, files):
+        if image.shape[-2:] != (height, width):
+            raise SlimlabError(f"{file}: {image.shape[-1]}x{image.shape[-2]} pixels, but {files[0].name} is "
+                               f"{width}x{height}; the test images are scored as one batch and need one size")
+    return torch.stack(images)
 
 
 @torch.no_grad()

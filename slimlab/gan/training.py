@@ -14,6 +14,7 @@ from torch import nn
 from slimlab.core.config import check_same_settings, config_to_dict
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_write_bytes, atomic_write_text
+from slimlab.core.torch_files import load_torch_file
 
 
 def init_weights(network: nn.Module, generator: torch.Generator) -> nn.Module:
@@ -68,10 +69,7 @@ def load_state(path: Path, networks: dict[str, nn.Module], optimizers: dict[str,
                identity: dict, added_fields: dict | None = None) -> int:
     """Restore a state written by ``save_state``; returns the step to continue from. ``added_fields``: config
     fields newer than some stored states, with the value that reproduces how those states were trained."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise SlimlabError(f"{path}: cannot resume, not a readable training state ({error})") from error
+    payload = load_torch_file(path, "training state to resume from")
     check_same_settings(path, {**(added_fields or {}), **(payload.get("identity") or {})}, identity)
     for name, net in networks.items():
         net.load_state_dict(payload["networks"][name])
@@ -87,6 +85,10 @@ def resume_point(cfg, run, networks: dict, optimizers: dict) -> tuple[int, dict]
     if not (cfg.resume and state.exists()):
         return 0, identity
     start = load_state(state, networks, optimizers, identity, added_fields(cfg))
+    if start > cfg.steps:  # training cannot be undone: going on would label the longer run's networks with steps
+        raise SlimlabError(f"{state}: this run was already trained for {start} steps, more than steps={cfg.steps}; "
+                           f"nothing was changed. Pass steps={start} to keep it as it is, more to continue it, or "
+                           "another --out for a new run")
     truncate_metrics(run.metrics_path, start)
     return start, identity
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from slimlab.core.errors import SlimlabError
 from slimlab.core.images import encode_png, list_images, load_image_tensor
-from slimlab.core.io import atomic_directory, atomic_write_bytes
+from slimlab.core.io import atomic_directory, atomic_write_bytes, refuse_output_over_inputs
 from slimlab.gan.checkpoint import load_generator
 from slimlab.gan.networks import GeneratorSpec
 
@@ -63,6 +63,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path, size: int = 256, ops
     random input, checked before the file is put in place."""
     import onnxruntime
 
+    output = Path(output)
+    refuse_output_over_inputs(output, (checkpoint,))
+    opsets = supported_opsets()
+    if opset not in opsets:  # outside them the exporter fails deep in tracing, with a page of traceback
+        raise SlimlabError(f"--opset {opset}: this torch's ONNX exporter supports opsets {opsets[0]} to {opsets[-1]}")
     generator, spec = load_generator(checkpoint, spec)
     generator.eval()
     if size < spec.min_size:  # 0 or negative would reach torch as a raw RuntimeError
@@ -70,8 +75,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path, size: int = 256, ops
     if size % spec.size_multiple:
         raise SlimlabError(f"--size {size} must be a multiple of {spec.size_multiple} for this {spec.kind} generator")
     example = torch.rand(1, spec.input_channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    output = Path(output)
-    with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as folder:
+    try:
+        scratch = tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None)
+    except OSError as error:  # a read-only folder: name the output, not the temporary folder tried in it
+        raise SlimlabError(f"{output}: cannot write here ({error.strerror or error}); nothing was written") from error
+    with scratch as folder:
         temporary = Path(folder) / "model.onnx"
         with warnings.catch_warnings():  # constant-folding and instance-norm tracer notes; the check below
             warnings.simplefilter("ignore", UserWarning)  # and the tests (another input size) cover both
@@ -89,3 +97,12 @@ def export_onnx(checkpoint: str | Path, output: str | Path, size: int = 256, ops
             raise SlimlabError(f"{checkpoint}: ONNX export disagrees with torch by {difference:.2e}; not written")
         atomic_write_bytes(output, temporary.read_bytes())
     return difference
+
+
+def supported_opsets() -> range:
+    """The ONNX opsets the installed torch's exporter accepts (torch 2.x: 7 to 23 or so)."""
+    try:  # private, but the only place torch states its range
+        from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+    except ImportError:  # a torch that moved them: let its exporter judge
+        return range(1, 1000)
+    return range(ONNX_MIN_OPSET, ONNX_MAX_OPSET + 1)

@@ -1,6 +1,10 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from slimlab.gan.checkpoint import save_generator
+from slimlab.gan.networks import GeneratorSpec, build_generator
 
 
 def write_rgb(path, array):
@@ -26,3 +30,12 @@ def unpaired_dir(tmp_path):
         write_rgb(tmp_path / "unpaired" / "trainA" / f"{index}.png", rng.integers(0, 128, (32, 32, 3)))
         write_rgb(tmp_path / "unpaired" / "trainB" / f"{index}.png", rng.integers(128, 256, (32, 32, 3)))
     return tmp_path / "unpaired"
+
+
+@pytest.fixture
+def generator_file(tmp_path):
+    """A small ResNet generator saved as G.pt (seeded)."""
+    spec = GeneratorSpec(ngf=4, n_blocks=1)
+    torch.manual_seed(0)
+    save_generator(tmp_path / "G.pt", build_generator(spec), spec)
+    return tmp_path / "G.pt"

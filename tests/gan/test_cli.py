@@ -10,18 +10,10 @@ from slimlab.cli import main
 from slimlab.core.image_metrics import psnr
 from slimlab.core.image_tasks import LABEL_CLASSES, LABEL_PALETTE, render_labels, voronoi_labels
 from slimlab.core.images import read_image
-from slimlab.gan.checkpoint import load_generator, save_discriminator, save_generator
+from slimlab.gan.checkpoint import load_generator, save_discriminator
 from slimlab.gan.evaluate import generate, load_test_split
 from slimlab.gan.networks import GeneratorSpec, PatchDiscriminator, build_generator
 from tests.gan.conftest import write_rgb
-
-
-@pytest.fixture
-def generator_file(tmp_path):
-    spec = GeneratorSpec(ngf=4, n_blocks=1)
-    torch.manual_seed(0)
-    save_generator(tmp_path / "G.pt", build_generator(spec), spec)
-    return tmp_path / "G.pt"
 
 
 def test_translate_folder_keeps_sizes_and_matches_the_generator(tmp_path, generator_file, capsys):
@@ -115,14 +107,15 @@ def test_distill_takes_a_plain_state_dict_teacher_with_its_architecture(tmp_path
 def test_eval_scores_a_generator_and_writes_json(tmp_path, generator_file, paired_dir, capsys):
     out = tmp_path / "scores.json"
     assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir), "--out", str(out),
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--whole-folder"]) == 0  # paired_dir has no test/ split
     scores = json.loads(out.read_text())["scores"]
     assert scores["images"] == 4 and scores["mode"] == "paired"
     inputs, targets = load_test_split(paired_dir, "paired")
     expected = psnr(generate(load_generator(generator_file)[0], inputs), targets).mean().item()
     assert scores["psnr"] == pytest.approx(expected, rel=1e-5)
     assert {"ssim", "kid", "fid"} <= set(scores) and "fcn_miou" not in scores
-    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir), "--fcn"]) == 2
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir), "--fcn",
+                 "--whole-folder"]) == 2
     assert "--fcn needs train/ and test/ splits" in capsys.readouterr().err
     for split in ("train", "test"):
         for side in ("A", "B"):
@@ -131,7 +124,7 @@ def test_eval_scores_a_generator_and_writes_json(tmp_path, generator_file, paire
     assert "not a label map in the built-in palette" in capsys.readouterr().err
     for side in ("A", "B"):  # three aligned test images cannot fill two disjoint KID halves of two
         (paired_dir / side / "3.png").unlink()
-    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir)]) == 2
+    assert main(["gan", "eval", "--checkpoint", str(generator_file), "--data", str(paired_dir), "--whole-folder"]) == 2
     assert f"{paired_dir}: scoring aligned targets needs at least 4 test images, found 3" in capsys.readouterr().err
 
 

@@ -47,7 +47,7 @@ def test_teacher_architecture_values_are_named(change, message):
 def test_distill_ratio_and_smallest_accepted_sizes():
     with pytest.raises(SlimlabError, match="'ratio' is 1.5; it must be in \\(0, 1\\]"):
         load_config(DistillConfig, data="unused", teacher="G.pt", ratio=1.5)
-    # 0 steps is allowed: it writes the networks as they stand (e.g. a resumed state) without training
+    # 0 steps is allowed: it writes the networks as initialised (e.g. from slice_from) without training
     assert load_config(TeacherConfig, data="unused", steps=0, crop_size=24, load_size=24).crop_size == 24
     # 24 is the smallest crop the PatchGAN takes in training: 24 -> 12 -> 6 -> 3, then the stride-1 conv gives
     # 2x2 (InstanceNorm needs more than one value) and the last conv 1x1; 16 would leave 1x1 before the norm

@@ -227,7 +227,8 @@ def distill(cfg: DistillConfig) -> Path:
     directions = build_directions(cfg, device)
     check_crop_size(cfg, directions[0].student_spec)
     out = Path(cfg.out_dir)
-    refuse_output_over_inputs(out, (cfg.teacher, cfg.teacher_d, cfg.teacher_reverse))  # G.pt / D.pt would replace them
+    # G.pt / D.pt would replace the teacher's files; the run must not write into the data it reads
+    refuse_output_over_inputs(out, (root, cfg.teacher, cfg.teacher_d, cfg.teacher_reverse))
     run = RunDirectory(out)
     networks = {f"S_{d.name}": d.student for d in directions}
     networks.update({f"DS_{d.name}": d.student_d for d in directions if d.student_d is not None})

@@ -126,7 +126,7 @@ def train_teacher(cfg: TeacherConfig) -> Path:
         domain_a, domain_b = unpaired_folders(root, "train")
     networks = build_networks(cfg, device)  # before the run folder exists, so a bad slice_from leaves nothing behind
     out = Path(cfg.out_dir)
-    refuse_output_over_inputs(out, (cfg.slice_from,))
+    refuse_output_over_inputs(out, (root, cfg.slice_from))  # the run must not write into the data it reads
     run = RunDirectory(out)
     optimizers = build_optimizers(cfg, networks)
     start, identity = resume_point(cfg, run, networks, optimizers)
