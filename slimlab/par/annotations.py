@@ -10,6 +10,7 @@
   original release folders ``<subset>/archive/Label.txt`` (``<id> attribute attribute ...`` per line).
 * A toolbox ``dataset.pkl`` (Rethinking_of_PAR): ``image_name``, ``label``, ``attr_name``, ``partition``, ``root``
   and optionally ``label_idx.eval`` -- this also carries the zero-shot-identity (PETAzs / RAPzs) splits.
+Labels must be 0 or 1 (RAP also 2, a pickle also -1, both counted as 0); anything else is an error.
 MATLAB indices are 1-based and are converted. Every structural problem names the file and the field.
 """
 
@@ -57,12 +58,13 @@ def load_annotations(kind: str, path: str | Path, partition: int = 0, images_roo
 
 def load_pa100k(path: Path, partition: int = 0, images_root: str | Path = "") -> AttributeAnnotations:
     file = _find(path, ("annotation.mat", "annotation/annotation.mat"))
+    _single_partition(partition, file, "PA-100K")
     mat = _loadmat(file)
     names = [_text(v) for v in _list(_get(mat, "attributes", file))]
     rows, labels, splits = [], [], []
     for split in ("train", "val", "test"):
         images = [_text(v) for v in _list(_get(mat, f"{split}_images_name", file))]
-        label = _matrix(_get(mat, f"{split}_label", file), f"{file}: '{split}_label'", len(names), len(images))
+        label = _matrix(_get(mat, f"{split}_label", file), f"{file}: '{split}_label'", names, len(images))
         splits.append(np.arange(len(rows), len(rows) + len(images)))
         rows += images
         labels.append(label)
@@ -78,7 +80,7 @@ def load_rap(path: Path, partition: int = 0, images_root: str | Path = "") -> At
     images = [_text(v) for v in _list(_get(rap, "name" if version2 else "imagesname", file))]
     names = [_text(v) for v in _list(_get(rap, "attribute" if version2 else "attribute_eng", file))]
     raw = _get(rap, "data", file) if "data" in rap or version2 else _get(rap, "label", file)
-    labels = _matrix(raw, f"{file}: 'data'", len(names), len(images))
+    labels = _matrix(raw, f"{file}: 'data'", names, len(images), allowed=None)  # unselected columns: any values
     if "selected_attribute" in rap:
         selected = np.asarray(rap["selected_attribute"], dtype=np.int64).ravel() - 1
     else:
@@ -89,12 +91,14 @@ def load_rap(path: Path, partition: int = 0, images_root: str | Path = "") -> At
     train, test = _partition(partitions, partition, file)
     root = _images_root(images_root, file.parent.parent if file.parent.name == "RAP_annotation" else file.parent,
                         ("RAP_dataset",))
-    labels = np.where(labels == 2, 0, labels)[:, selected]  # 2 marks "uncertain" in RAP
+    labels = _check_labels(labels[:, selected], f"{file}: 'data'", [names[i] for i in selected], (0, 1, 2))
+    labels = np.where(labels == 2, 0, labels)  # 2 marks "uncertain" in RAP
     return _annotations(root, images, labels, [names[i] for i in selected], train, test)
 
 
 def load_peta(path: Path, partition: int = 0, images_root: str | Path = "") -> AttributeAnnotations:
     if path.is_dir() and not (path / "PETA.mat").exists():
+        _single_partition(partition, path, "The PETA release layout (Label.txt folders)")
         return load_peta_label_folders(path)
     file = _find(path, ("PETA.mat",))
     peta = _get(_loadmat(file), "peta", file)
@@ -109,7 +113,8 @@ def load_peta(path: Path, partition: int = 0, images_root: str | Path = "") -> A
     evaluated = min(35, len(names))  # the 35 evaluated attributes lead the list
     images = [f"{i + 1:05d}.png" for i in range(data.shape[0])]
     root = _images_root(images_root, file.parent, ("images",))
-    return _annotations(root, images, data[:, 4:4 + evaluated], names[:evaluated], train, test)
+    labels = _matrix(data[:, 4:4 + evaluated], f"{file}: 'data' (attribute columns)", names[:evaluated], len(images))
+    return _annotations(root, images, labels, names[:evaluated], train, test)
 
 
 def load_peta_label_folders(folder: Path, seed: int = 0) -> AttributeAnnotations:
@@ -121,7 +126,14 @@ def load_peta_label_folders(folder: Path, seed: int = 0) -> AttributeAnnotations
     paths, rows = [], []
     for label_file in label_files:
         images = sorted(p for p in label_file.parent.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        for line_number, line in enumerate(label_file.read_text(errors="replace").splitlines(), 1):
+        lines = label_file.read_text(errors="replace").splitlines()
+        # Label.txt also names attributes outside the evaluated 35, but a whole file naming none of them is
+        # misspelt or in another format, and would train on all-zero labels.
+        if not any(token in column for line in lines for token in line.split()[1:]):
+            first = next((line.strip() for line in lines if line.strip()), "")
+            raise SlimlabError(f"{label_file}: no line names any of the {len(column)} evaluated PETA attributes "
+                               f"(e.g. {PETA_EVALUATED_ATTRIBUTES[0]}); first line: '{first}'")
+        for line_number, line in enumerate(lines, 1):
             fields = line.split()
             if not fields:
                 continue
@@ -142,6 +154,8 @@ def load_peta_label_folders(folder: Path, seed: int = 0) -> AttributeAnnotations
 
 
 def load_dataset_pkl(path: Path, partition: int = 0, images_root: str | Path = "") -> AttributeAnnotations:
+    if path.is_dir():
+        raise SlimlabError(f"{path}: is a folder; dataset=pkl needs the dataset .pkl file itself")
     try:
         with open(path, "rb") as stream:
             data = _TolerantUnpickler(stream).load()
@@ -151,8 +165,13 @@ def load_dataset_pkl(path: Path, partition: int = 0, images_root: str | Path = "
         raise SlimlabError(f"{path}: expected a dict-like dataset description, got {type(data).__name__}")
     images = [str(v) for v in _get(data, "image_name", path)]
     names = [str(v) for v in _get(data, "attr_name", path)]
-    labels = _matrix(_get(data, "label", path), f"{path}: 'label'", len(names), len(images))
-    evaluated = (data.get("label_idx") or {}).get("eval")
+    # -1 marks a negative in some toolbox pickles (their trainers map it to 0), so it is accepted as such
+    labels = _matrix(_get(data, "label", path), f"{path}: 'label'", names, len(images), allowed=(-1, 0, 1))
+    label_idx = data.get("label_idx")
+    if label_idx is not None and not isinstance(label_idx, dict):
+        raise SlimlabError(f"{path}: 'label_idx' must be a mapping with an 'eval' list of attribute indices, got a "
+                           f"{type(label_idx).__name__}")
+    evaluated = (label_idx or {}).get("eval")
     if evaluated is not None:
         evaluated = _indices(evaluated, f"{path}: 'label_idx.eval'")
         outside = [int(i) for i in evaluated if not 0 <= i < len(names)]
@@ -161,6 +180,9 @@ def load_dataset_pkl(path: Path, partition: int = 0, images_root: str | Path = "
                                "of 'attr_name'")
         labels, names = labels[:, evaluated], [names[i] for i in evaluated]
     splits = _get(data, "partition", path)
+    if not isinstance(splits, dict):
+        raise SlimlabError(f"{path}: 'partition' must be a mapping with 'trainval' (or 'train') and 'test' index "
+                           f"lists, got a {type(splits).__name__}")
     train_key = "trainval" if "trainval" in splits else "train"
     train, test = (_pick(_get(splits, k, path), partition, f"{path}: partition '{k}'") for k in (train_key, "test"))
     root = Path(images_root) if images_root else Path(str(data.get("root", path.parent)))
@@ -277,11 +299,34 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _matrix(value: Any, where: str, attributes: int, images: int) -> np.ndarray:
+def _single_partition(partition: int, file: Path, dataset: str) -> None:
+    if partition != 0:
+        raise SlimlabError(f"{file}: {dataset} has a single train/test split, so partition={partition} does not "
+                           "apply; leave partition at 0")
+
+
+def _matrix(value: Any, where: str, names: list[str], images: int,
+            allowed: tuple[int, ...] | None = (0, 1)) -> np.ndarray:
+    """(images, attributes) labels, each one of ``allowed`` (unless None)."""
     matrix = np.asarray(value)
+    if images == 0 and matrix.size == 0:
+        return np.zeros((0, len(names)), dtype=np.int64)  # MATLAB files keep no shape for an empty matrix
     if matrix.ndim == 1 and images == 1:
         matrix = matrix[None]
-    if matrix.ndim != 2 or matrix.shape[0] != images or matrix.shape[1] != attributes:
-        raise SlimlabError(f"{where} has shape {matrix.shape} but there are {images} images and {attributes} "
+    if matrix.ndim != 2 or matrix.shape[0] != images or matrix.shape[1] != len(names):
+        raise SlimlabError(f"{where} has shape {matrix.shape} but there are {images} images and {len(names)} "
                            f"attribute names")
+    return matrix if allowed is None else _check_labels(matrix, where, names, allowed)
+
+
+def _check_labels(matrix: np.ndarray, where: str, names: list[str], allowed: tuple[int, ...]) -> np.ndarray:
+    """``matrix`` as int64 if every entry is one of ``allowed``; anything else (NaN, 0.5, a -1 or 2 where it
+    means nothing) is an error naming the entry, never binarised or cast silently."""
+    if matrix.dtype.kind not in "biuf":
+        raise SlimlabError(f"{where} must hold numbers, got {matrix.dtype} values")
+    bad = np.argwhere(~np.isin(matrix, allowed))
+    if len(bad):
+        row, column = bad[0]
+        raise SlimlabError(f"{where}: value {matrix[row, column]} for image {row}, attribute '{names[column]}' "
+                           f"({len(bad)} such entries); labels must be {' or '.join(map(str, allowed))}")
     return matrix.astype(np.int64)

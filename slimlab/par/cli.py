@@ -14,11 +14,15 @@ import torch
 
 from slimlab.core.config import load_config
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_write_text
+from slimlab.core.io import atomic_write_text, refuse_output_over_inputs
 from slimlab.core.runtime import select_device
 from slimlab.par.config import ParTrainConfig
 
 HEADLINE = ("mA", "accuracy", "precision", "recall", "f1")
+# What ``par eval`` may change: which data it reads. The model's fields come from the checkpoint, so an override of
+# one (head=, width=, ...) would be reported as if it had been evaluated.
+EVAL_FIELDS = ("dataset", "data_root", "images_root", "partition", "variant", "train_count", "test_count",
+               "identity_disjoint", "data_seed", "batch_size")
 
 
 def train_command(argv: list[str]) -> int:
@@ -43,16 +47,23 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("--out", help="also write the metrics here as JSON")
     parser.add_argument("--device", default="auto")
     parser.add_argument("overrides", nargs="*", help="dataset fields to change, e.g. variant=independent")
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_intermixed_args(argv)
     from slimlab.par.checkpoint import load_trained_model
     from slimlab.par.data import check_splits, load_attribute_data
     from slimlab.par.evaluate import evaluate_model
 
+    fixed = [key for key in (item.partition("=")[0].strip() for item in arguments.overrides)
+             if key in ParTrainConfig.__dataclass_fields__ and key not in EVAL_FIELDS]
+    if fixed:
+        raise SlimlabError(f"'{fixed[0]}' cannot be changed by par eval: the model and how it was trained come from "
+                           f"{arguments.checkpoint}; eval takes only {', '.join(EVAL_FIELDS)} (and --device)")
     device = select_device(arguments.device)
     model, cfg, names = load_trained_model(arguments.checkpoint, device)
     if arguments.overrides:
         values = {k: v for k, v in cfg.__dict__.items()}
         cfg = load_config(ParTrainConfig, None, arguments.overrides, **values)
+    if arguments.out:
+        refuse_output_over_inputs(arguments.out, [arguments.checkpoint, cfg.data_root, cfg.images_root])
     data = load_attribute_data(cfg)
     check_splits(data, cfg, ("test",))
     if tuple(data.attribute_names) != tuple(names):
@@ -80,6 +91,8 @@ def predict_command(argv: list[str]) -> int:
     from slimlab.par.checkpoint import load_trained_model
     from slimlab.par.data import read_image, to_model_input
 
+    if arguments.json:
+        refuse_output_over_inputs(arguments.json, [arguments.checkpoint, *arguments.images])
     device = select_device(arguments.device)
     model, cfg, names = load_trained_model(arguments.checkpoint, device)
     images = torch.stack([read_image(path, cfg.image_height, cfg.image_width) for path in arguments.images])

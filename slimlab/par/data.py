@@ -13,6 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from slimlab.core.errors import SlimlabError
@@ -108,17 +109,32 @@ def load_attribute_data(cfg: ParTrainConfig) -> AttributeData:
 
 
 def check_splits(data: AttributeData, cfg: ParTrainConfig, splits: Sequence[str] = ("train", "test")) -> None:
-    """Before any training: each split has examples and every image file of it exists (a missing test image
-    would otherwise fail only after the last epoch, an empty test split in ``torch.cat``)."""
+    """Before any training: each split has examples and every image file of it exists and has a readable header
+    (a bad test image would otherwise fail only after the last epoch, an empty test split in ``torch.cat``)."""
     source = cfg.data_root or cfg.dataset
     for split in splits:
         dataset = getattr(data, split)
         if len(dataset) == 0:
-            raise SlimlabError(f"{source}: the {split} split of partition {cfg.partition} has no images")
+            which = f" of partition {cfg.partition}" if cfg.partition else ""
+            raise SlimlabError(f"{source}: the {split} split{which} is empty (no images)")
         for path in getattr(dataset, "paths", ()):  # image-file datasets; the synthetic set is in memory
             if not Path(path).is_file():
                 raise SlimlabError(f"{path}: image of the {split} split not found (set images_root= if the images "
                                    f"are not next to {source})")
+            if not _has_image_header(path):
+                raise SlimlabError(f"{path}: not a readable image (in the {split} split)")
+
+
+def _has_image_header(path: Path) -> bool:
+    """A cheap check: PIL parses only the header. A file of no format PIL knows is decoded by OpenCV, the reader
+    training uses, so formats only OpenCV reads still pass; a file cut short after its header is caught when read."""
+    try:
+        with Image.open(path):
+            return True
+    except UnidentifiedImageError:
+        return cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None
+    except (OSError, SyntaxError, ValueError):  # a known format with a broken header
+        return False
 
 
 def _branch_map(cfg: ParTrainConfig, names: Sequence[str], default: tuple[int, ...]) -> tuple[int, ...]:

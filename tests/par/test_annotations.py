@@ -135,7 +135,12 @@ def test_dataset_pkl_bad_attribute_and_partition_indices_are_named(tmp_path):
                             ({"partition": {"trainval": [np.array([0])], "test": [np.array([5])]}},
                              "bad.pkl: test partition indexes outside the 2 images"),
                             ({"partition": {"trainval": [np.array([0.5])], "test": [np.array([1])]}},
-                             "bad.pkl: train partition: indices must be whole numbers")):
+                             "bad.pkl: train partition: indices must be whole numbers"),
+                            ({"label_idx": [0, 1]}, "bad.pkl: 'label_idx' must be a mapping .* got a list"),
+                            ({"partition": [0, 1]}, "bad.pkl: 'partition' must be a mapping .* got a list"),
+                            ({"label": np.array([[1.0, np.nan], [np.nan, 0.0]])},
+                             r"bad.pkl: 'label': value nan for image 0, attribute 'Hat' \(2 such entries\)"),
+                            ({"label": np.array([[1, 0], [2, 1]])}, "value 2 for image 1, attribute 'Female'")):
         (tmp_path / "bad.pkl").write_bytes(pickle.dumps({**base, **change}))
         with pytest.raises(SlimlabError, match=message):
             load_annotations("pkl", tmp_path / "bad.pkl")
@@ -153,3 +158,43 @@ def test_wrong_attribute_count_and_missing_field_are_named(tmp_path):
         load_annotations("pa100k", tmp_path / "broken.mat")
     with pytest.raises(SlimlabError, match="not found"):
         load_annotations("rap", tmp_path / "nothing_here.mat")
+
+
+def test_dataset_pkl_reads_minus_one_as_negative(tmp_path):
+    (tmp_path / "d.pkl").write_bytes(pickle.dumps(dict(
+        image_name=["1.png", "2.png"], attr_name=["Female", "Hat"], label=np.array([[1, -1], [-1, 1]]),
+        partition={"trainval": [np.array([0])], "test": [np.array([1])]})))
+    assert load_annotations("pkl", tmp_path / "d.pkl").labels.tolist() == [[1, 0], [0, 1]]
+    with pytest.raises(SlimlabError, match="is a folder; dataset=pkl needs the dataset .pkl file itself"):
+        load_annotations("pkl", tmp_path)
+
+
+def test_pa100k_labels_other_than_0_1_and_a_partition_are_refused(tmp_path):
+    write_pa100k(tmp_path, train_label=np.array([[1, 0, -1], [0, 2, 0]]))
+    with pytest.raises(SlimlabError, match=r"'train_label': value -1 for image 0, attribute 'Backpack' "
+                                           r"\(2 such entries\); labels must be 0 or 1"):
+        load_annotations("pa100k", tmp_path)
+    write_pa100k(tmp_path)
+    with pytest.raises(SlimlabError, match="annotation.mat: PA-100K has a single train/test split, so partition=1"):
+        load_annotations("pa100k", tmp_path, partition=1)
+
+
+def test_pa100k_with_an_empty_test_split_loads_it_empty(tmp_path):
+    scipy.io.savemat(tmp_path / "annotation.mat", {
+        "attributes": cell(["Female", "Hat"]), "train_images_name": cell(["1.jpg"]), "train_label": np.array([[1, 0]]),
+        "val_images_name": cell(["2.jpg"]), "val_label": np.array([[0, 1]]),
+        "test_images_name": np.empty((0, 1), dtype=object), "test_label": np.zeros((0, 2))})
+    data = load_annotations("pa100k", tmp_path)  # the empty split is reported by check_splits, naming the split
+    assert data.train_indices.tolist() == [0, 1] and data.test_indices.tolist() == []
+
+
+def test_peta_label_txt_without_any_evaluated_attribute_is_refused(tmp_path):
+    archive = tmp_path / "CUHK" / "archive"
+    archive.mkdir(parents=True)
+    (archive / "0001_a.png").write_bytes(b"")
+    (archive / "Label.txt").write_text("0001 acessoryHat personalMael\n")  # misspelt: would train on all zeros
+    with pytest.raises(SlimlabError, match="Label.txt: no line names any of the 35 evaluated PETA attributes"):
+        load_annotations("peta", tmp_path)
+    (archive / "Label.txt").write_text("0001 accessoryHat\n")
+    with pytest.raises(SlimlabError, match=r"release layout \(Label.txt folders\) has a single train/test split"):
+        load_annotations("peta", tmp_path, partition=2)

@@ -81,13 +81,39 @@ def test_empty_split_or_missing_image_stops_before_training(tmp_path):
                                                   "batch_size=2", "device=cpu", f"out_dir={tmp_path / 'run'}"])
 
     pkl = write_dataset_pkl(tmp_path, test_rows=[])
-    with pytest.raises(SlimlabError, match="dataset.pkl: the test split of partition 0 has no images"):
+    with pytest.raises(SlimlabError, match="dataset.pkl: the test split is empty"):
         train(config(pkl))
     pkl = write_dataset_pkl(tmp_path, test_rows=[2])
+    (tmp_path / "images" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n then no header")  # PNG signature, broken file
+    with pytest.raises(SlimlabError, match=r"images/3.png: not a readable image \(in the test split\)"):
+        train(config(pkl))
     (tmp_path / "images" / "3.png").unlink()
     with pytest.raises(SlimlabError, match="images/3.png: image of the test split not found"):
         train(config(pkl))
     assert not (tmp_path / "run").exists()  # refused before the run folder, so no epoch was trained
+
+
+def test_a_failed_run_leaves_the_run_folder_as_it_was(tmp_path):
+    pkl = write_dataset_pkl(tmp_path, test_rows=[2])
+    settings = ["dataset=pkl", f"data_root={pkl}", "width=4", "branch_dim=8", "epochs=2", "batch_size=2", "device=cpu",
+                f"out_dir={tmp_path / 'run'}"]
+    image = tmp_path / "images" / "1.png"  # a training image
+    good = image.read_bytes()
+    image.write_bytes(good[:len(good) // 2])  # its header reads, its pixels do not: found only in the first epoch
+    with pytest.raises(SlimlabError, match="1.png: not a readable image"):
+        train(load_config(ParTrainConfig, None, settings))
+    assert not (tmp_path / "run").exists()  # the folder this run created is gone
+    image.write_bytes(good)
+    train(load_config(ParTrainConfig, None, settings + ["stop_after_epochs=1"]))
+    before = {name: (tmp_path / "run" / name).read_bytes()
+              for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt")}
+    image.write_bytes(good[:len(good) // 2])
+    with pytest.raises(SlimlabError, match="1.png: not a readable image"):
+        train(load_config(ParTrainConfig, None, settings + ["resume=true"]))
+    # the resumed run had rewritten the config (resume=true), appended nothing yet and kept the epoch-1 checkpoint;
+    # every file is back as the first run left it and nothing new is there
+    assert {path.name for path in (tmp_path / "run").iterdir()} == set(before)
+    assert all((tmp_path / "run" / name).read_bytes() == content for name, content in before.items())
 
 
 def test_cli_train_eval_predict(tmp_path, capsys):
@@ -117,7 +143,64 @@ def test_cli_reports_bad_inputs_by_name(tmp_path, capsys):
     assert cli_main(["par", "train", "--dataset", "peta", "--data-root", str(tmp_path / "missing.mat")]) == 2
     assert "missing.mat: annotation file or folder not found" in capsys.readouterr().err
     assert cli_main(["par", "eval", str(tmp_path / "broken.jpg")]) == 2
-    assert "cannot read checkpoint" in capsys.readouterr().err
+    assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """One tiny trained checkpoint shared by the tests below that only read it."""
+    folder = tmp_path_factory.mktemp("par_checkpoint")
+    train(tiny_config(folder, "epochs=1", "head=global"))
+    return folder / "checkpoint.pt"
+
+
+def test_outputs_never_replace_inputs(checkpoint, tmp_path, capsys):
+    image = tmp_path / "person.png"
+    cv2.imwrite(str(image), make_synthetic_pedestrians(1, 1, seed=9).test_images[0])
+    weights, pixels = checkpoint.read_bytes(), image.read_bytes()
+    for command in (["par", "eval", str(checkpoint), "--device", "cpu", "--out", str(checkpoint)],
+                    ["par", "predict", "--checkpoint", str(checkpoint), str(image), "--json", str(image)],
+                    ["par", "predict", "--checkpoint", str(checkpoint), str(image), "--json", str(checkpoint)]):
+        assert cli_main(command) == 2
+        assert "the output would contain the input" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == weights and image.read_bytes() == pixels
+    pkl = write_dataset_pkl(tmp_path, test_rows=[2])
+    with pytest.raises(SlimlabError, match="images/run: lies inside the input folder"):  # the run in the image folder
+        train(tiny_config(tmp_path / "images" / "run", "dataset=pkl", f"data_root={pkl}",
+                          f"images_root={tmp_path / 'images'}"))
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SlimlabError, match="taken: out_dir exists and is a file, not a folder"):
+        train(tiny_config(tmp_path / "taken"))
+
+
+def test_damaged_checkpoint_contents_are_named(checkpoint, tmp_path, capsys):
+    from slimlab.par.checkpoint import load_trained_model
+
+    stored = torch.load(checkpoint, weights_only=True)
+    first = next(iter(stored["model"]))
+    damages = {"no_branch_map": ({k: v for k, v in stored.items() if k != "attribute_to_branch"},
+                                 "damaged PAR checkpoint, missing 'attribute_to_branch'"),
+               "no_tensor": ({**stored, "model": {k: v for k, v in stored["model"].items() if k != first}},
+                             f"do not fit the model its config describes \\(missing 1 tensor\\(s\\), e.g. {first}\\)"),
+               "wider": ({**stored, "config": {**stored["config"], "width": 8}},
+                         f"wrong shape in .* e.g. {first} \\(4, 3, 3, 3\\) \\(the model has \\(8, 3, 3, 3\\)\\)"),
+               "bad_head": ({**stored, "config": {**stored["config"], "head": "bogus"}},
+                            "its stored config is invalid \\(config 'head' must be one of")}
+    for name, (state, message) in damages.items():
+        torch.save(state, tmp_path / f"{name}.pt")
+        with pytest.raises(SlimlabError, match=f"{name}.pt: .*{message}"):
+            load_trained_model(tmp_path / f"{name}.pt")
+    assert cli_main(["par", "eval", str(tmp_path / "no_tensor.pt"), "--device", "cpu"]) == 2  # no traceback
+    assert "no_tensor.pt: the weights do not fit" in capsys.readouterr().err
+
+
+def test_eval_takes_dataset_fields_anywhere_and_refuses_model_fields(checkpoint, tmp_path, capsys):
+    assert cli_main(["par", "eval", str(checkpoint), "head=branches", "width=64", "--device", "cpu"]) == 2
+    assert "'head' cannot be changed by par eval" in capsys.readouterr().err
+    # a dataset override after an option is read: this one names a 2-attribute dataset, so eval refuses it
+    pkl = write_dataset_pkl(tmp_path, test_rows=[2])
+    assert cli_main(["par", "eval", str(checkpoint), "--device", "cpu", "dataset=pkl", f"data_root={pkl}"]) == 2
+    assert f"trained on {len(ATTRIBUTE_NAMES)} attributes" in capsys.readouterr().err
 
 
 @pytest.mark.distributed
@@ -139,16 +222,17 @@ def test_training_on_a_pa100k_layout_with_image_files(tmp_path):
     from .test_annotations import write_pa100k
 
     images = make_synthetic_pedestrians(5, 1, seed=4).train_images
-    (tmp_path / "data").mkdir()
+    root = tmp_path / "pa100k"
+    (root / "data").mkdir(parents=True)
     for index, image in enumerate(images, 1):
-        cv2.imwrite(str(tmp_path / "data" / f"{index:06d}.jpg"), cv2.resize(image[:, :, ::-1], (48, 96)))
-    write_pa100k(tmp_path)
-    cfg = load_config(ParTrainConfig, None, ["dataset=pa100k", f"data_root={tmp_path}", "width=4", "branch_dim=8",
+        cv2.imwrite(str(root / "data" / f"{index:06d}.jpg"), cv2.resize(image[:, :, ::-1], (48, 96)))
+    write_pa100k(root)
+    cfg = load_config(ParTrainConfig, None, ["dataset=pa100k", f"data_root={root}", "width=4", "branch_dim=8",
                                              "epochs=1", "batch_size=2", "device=cpu", f"out_dir={tmp_path / 'run'}"])
     result = train(cfg)
     assert result["attribute_names"] == ["Female", "Hat", "Backpack"]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["attribute_to_branch"] == [3, 0, 1]  # by name
-    (tmp_path / "data" / "000004.jpg").write_bytes(b"truncated")
+    (root / "data" / "000004.jpg").write_bytes(b"truncated")
     with pytest.raises(SlimlabError, match="000004.jpg: not a readable image"):
         train(cfg)
 

@@ -6,8 +6,10 @@ Shuffling and flips are seeded by (seed, epoch, step), so a resumed run repeats 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -17,18 +19,21 @@ from torch.utils.data import DataLoader, DistributedSampler
 from slimlab.core.config import config_to_dict
 from slimlab.core.distributed import (all_reduce_mean, barrier, init_from_environment, is_distributed,
                                       is_main_process, rank, world_size)
-from slimlab.core.io import atomic_write_text
+from slimlab.core.errors import SlimlabError
+from slimlab.core.io import atomic_write_bytes, atomic_write_text, refuse_output_over_inputs
 from slimlab.core.progress import progress
 from slimlab.core.rundir import RunDirectory
 from slimlab.core.runtime import seed_all, select_device
 from slimlab.par.backbone import load_backbone_weights
-from slimlab.par.checkpoint import check_resumable, load_checkpoint, save_checkpoint
+from slimlab.par.checkpoint import check_resumable, load_checkpoint, load_weights, save_checkpoint
 from slimlab.par.config import ParTrainConfig
 from slimlab.par.data import check_splits, load_attribute_data, to_model_input
 from slimlab.par.evaluate import evaluate_model
 from slimlab.par.losses import attribute_loss, positive_ratio
 from slimlab.par.model import create_model
 from slimlab.par.pooling import base_rates, cooccurrence_matrices, shuffle_cooccurrence
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "result.json", "plots/loss.png")  # what a run writes
 
 
 def main(cfg: ParTrainConfig) -> dict:
@@ -38,9 +43,41 @@ def main(cfg: ParTrainConfig) -> dict:
     seed_all(cfg.seed)
     device = select_device(cfg.device)
     out_dir = Path(cfg.out_dir)
+    refuse_output_over_inputs(out_dir, (cfg.data_root, cfg.images_root, cfg.backbone_weights))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SlimlabError(f"{out_dir}: out_dir exists and is a file, not a folder; choose a folder for the run")
     data = load_attribute_data(cfg)
     check_splits(data, cfg)
+    with undone_on_failure(out_dir) if is_main_process() else contextlib.nullcontext():  # only rank 0 writes
+        return _train(cfg, data, device, out_dir)
 
+
+@contextlib.contextmanager
+def undone_on_failure(out_dir: Path):
+    """A run that fails leaves no partial run behind: a folder it created is removed, and in an existing one (a
+    resume, a rerun) each run file gets its earlier contents back or is removed if it is new. A run stopped on
+    purpose (Ctrl-C, stop_after_epochs) keeps its last epoch checkpoint, each written whole, to resume from."""
+    existed = out_dir.exists()
+    before = {name: (out_dir / name).read_bytes() if (out_dir / name).is_file() else None for name in RUN_FILES}
+    had_plots = (out_dir / "plots").is_dir()
+    try:
+        yield
+    except Exception:
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        for name, content in before.items():
+            if content is not None:
+                atomic_write_bytes(out_dir / name, content)
+            else:
+                (out_dir / name).unlink(missing_ok=True)
+        if not had_plots:
+            with contextlib.suppress(OSError):
+                (out_dir / "plots").rmdir()
+        raise
+
+
+def _train(cfg: ParTrainConfig, data, device: torch.device, out_dir: Path) -> dict:
     model = build_model(cfg, data).to(device)
     if cfg.backbone_weights:
         load_backbone_weights(model.trunk, cfg.backbone_weights)
@@ -56,9 +93,13 @@ def main(cfg: ParTrainConfig) -> dict:
     if cfg.resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         check_resumable(checkpoint_path, state, cfg)  # before load_state_dict, whose error would not say why
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        load_weights(checkpoint_path, model, state["model"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as error:  # torch's types for a state that does not fit
+            raise SlimlabError(f"{checkpoint_path}: damaged PAR checkpoint, its optimizer or schedule state does not "
+                               f"fit this run ({type(error).__name__}: {error})") from error
         start_epoch = state["epoch"]
     run.write_config(cfg)  # after the checks: a refused rerun leaves a finished run's config.yaml alone
     trained = DistributedDataParallel(model) if is_distributed() else model
