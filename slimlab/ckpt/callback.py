@@ -21,7 +21,8 @@ from transformers import TrainerCallback
 from slimlab.ckpt.chain import CheckpointChain, decompress_checkpoint
 from slimlab.ckpt.codec import ExcpCodec
 from slimlab.ckpt.names import PARAM_NAMES_FILE, align_live_names_with_file, names_from_live_objects
-from slimlab.ckpt.state import _read_model_tensors, read_checkpoint
+from slimlab.ckpt.state import read_checkpoint
+from slimlab.ckpt.weight_files import read_model_tensors
 from slimlab.core.io import atomic_write_text
 from slimlab.ckpt.training import rank_folder
 
@@ -46,7 +47,7 @@ class ExcpTrainerCallback(TrainerCallback):
             self.chain = CheckpointChain(rank_folder(root) if _is_sharded(optimizer) else root, self.codec)
         names = None
         if model is not None and optimizer is not None:  # exact names from the live objects, in the file's keys
-            model_tensors, _ = _read_model_tensors(folder)
+            model_tensors, _ = read_model_tensors(folder)
             names = align_live_names_with_file(names_from_live_objects(model, optimizer), model, model_tensors)
             atomic_write_text(folder / PARAM_NAMES_FILE, json.dumps(names))  # the folder stays readable alone
         result = self.chain.append(read_checkpoint(folder, names), state.global_step)

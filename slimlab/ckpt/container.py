@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from slimlab.ckpt.state import is_plain_relative
+from slimlab.ckpt.weight_files import is_plain_relative
 from slimlab.core.errors import SlimlabError
 
 MAGIC = b"SLIMEXCP"
