@@ -67,7 +67,8 @@ def decode_stream(entry: dict[str, Any], stream: str, count: int, where: str) ->
     """One of ``weights`` / ``opt_v`` / ``opt_m`` of an entry -> float32, (count,)."""
     values = entry.get(f"{stream}_i")
     if not isinstance(values, torch.Tensor):
-        raise SlimlabError(f"{where}: missing tensor '{stream}_i'")
+        found = "missing" if values is None else f"a {type(values).__name__}, not a tensor"
+        raise SlimlabError(f"{where}: '{stream}_i' is {found}")
     codebook = entry.get(f"{stream}_c")
     if codebook is None:
         if values.numel() != count:
@@ -81,7 +82,8 @@ def decode_stream(entry: dict[str, Any], stream: str, count: int, where: str) ->
 def load_official(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
-        raise SlimlabError(f"{path}: no such file")
+        raise SlimlabError(f"{path}: is a folder; give the compressed.pt file" if path.is_dir() else
+                           f"{path}: no such file")
     raw = load_torch_file(path, "official ExCP file")
     if not isinstance(raw, dict) or not raw:
         raise SlimlabError(f"{path}: expected a non-empty dict of tensor name -> compressed entry")
@@ -108,9 +110,13 @@ def import_official(compressed: str | Path, reference: str | Path, out: str | Pa
     ids = {name: index for index, name in enumerate(state.optimizer.param_names) if name}
     model = dict(state.model)
     optimizer_state = {index: dict(entry) for index, entry in state.optimizer.state.items()}
-    zeroed = 0
+    zeroed, rebuilt_names = 0, set()
     for name, entry in entries.items():
         where = f"{compressed}: '{name}'"
+        if name in state.aliases:  # a tied name (the official code codes every state_dict name)
+            if state.aliases[name] in entries:
+                continue  # the shared tensor is rebuilt once, from its stored name's entry
+            name, where = state.aliases[name], f"{where} (tied to '{state.aliases[name]}')"
         if name not in model:
             raise SlimlabError(f"{where} is not a tensor of the reference checkpoint {reference}")
         if name not in ids or ids[name] not in optimizer_state:
@@ -127,6 +133,7 @@ def import_official(compressed: str | Path, reference: str | Path, out: str | Pa
         zeroed += int(orphaned.sum())
         first = torch.where(orphaned, torch.zeros(()), first)
         model[name] = (base.to(torch.float32) + residual.reshape(base.shape)).to(base.dtype)
+        rebuilt_names.add(name)
         moments["exp_avg"] = first.reshape(base.shape).to(moments["exp_avg"].dtype)
         moments["exp_avg_sq"] = second.clamp_min(0).reshape(base.shape).to(moments["exp_avg_sq"].dtype)
     files = dict(state.files)
@@ -137,7 +144,7 @@ def import_official(compressed: str | Path, reference: str | Path, out: str | Pa
                               state.aliases, files, state.layout, state.model_file, state.extra,
                               step if step is not None else state.step)
     written = write_checkpoint(rebuilt, out, overwrite=overwrite, inputs=(compressed, reference))
-    return ImportSummary(written, len(entries), len(model) - len(entries), zeroed)
+    return ImportSummary(written, len(rebuilt_names), len(model) - len(rebuilt_names), zeroed)
 
 
 def _set_step(optimizer_state: dict[int, dict[str, Any]], files: dict[str, bytes], step: int) -> None:

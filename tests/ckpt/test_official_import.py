@@ -137,3 +137,21 @@ def test_cli_imports_then_compresses_with_slimlab(tmp_path, capsys):
     assert "2 tensors rebuilt" in capsys.readouterr().out
     assert main(["ckpt", "compress", str(tmp_path / "imported"), "--out", str(tmp_path / "imported.excp"),
                  "--mode", "lossless"]) == 0
+
+
+def test_a_tied_name_is_rebuilt_once_through_the_tensor_it_shares(tmp_path):
+    shared = torch.zeros(2, 2)
+    optimizer = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2, 2),
+                               "exp_avg_sq": torch.ones(2, 2)}},
+                 "param_groups": [{"params": [0], "lr": 0.1}]}
+    torch.save({"model": {"embed.weight": shared, "head.weight": shared}, "optimizer": optimizer,
+                "param_names": ["embed.weight"]}, tmp_path / "reference.pt")
+    entry = {"weights_i": torch.full((2, 2), 0.5), "opt_v_i": torch.zeros(2, 2), "opt_m_i": torch.ones(2, 2)}
+    for names in (["embed.weight", "head.weight"], ["head.weight"]):  # both tied names coded, or only the alias
+        torch.save({name: entry for name in names}, tmp_path / "compressed.pt")
+        summary = import_official(tmp_path / "compressed.pt", tmp_path / "reference.pt", tmp_path / "out.pt",
+                                  overwrite=True)
+        restored = torch.load(tmp_path / "out.pt", weights_only=True)["model"]
+        assert summary.tensors == 1 and summary.copied == 0
+        assert torch.equal(restored["embed.weight"], torch.full((2, 2), 0.5))  # 0 + 0.5 once, not twice
+        assert restored["head.weight"].data_ptr() == restored["embed.weight"].data_ptr()
