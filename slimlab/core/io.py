@@ -100,12 +100,23 @@ def check_output_folder(path: Path, overwrite: bool, inputs: Iterable[str | os.P
     if _inside(Path.cwd().resolve(), path.resolve()):
         raise SlimlabError(f"{path}: is the current folder or one above it; choose a new output folder")
     if not path.exists():
+        _check_writable_parent(path)  # callers check before long work: a read-only place is named now, not after
         return
     if not overwrite:
         raise SlimlabError(f"{path}: already exists; choose another output or remove it first")
     if not path.is_dir() or not (path / OUTPUT_MARKER).is_file():
         raise SlimlabError(f"{path}: exists and was not written by slimlab (no {OUTPUT_MARKER} file in it), so it is "
                            "not replaced; choose another output or remove it first")
+
+
+def _check_writable_parent(path: Path) -> None:
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SlimlabError(f"{path}: cannot be created, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SlimlabError(f"{path}: cannot be created, {ancestor} is not writable")
 
 
 def refuse_output_over_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:

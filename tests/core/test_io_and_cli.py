@@ -112,7 +112,7 @@ def test_an_output_whose_folder_cannot_be_made_is_named(tmp_path):
     (tmp_path / "file").write_text("in the way")
     with pytest.raises(SlimlabError, match=r"file/out\.bin: cannot write here \(.*nothing was written"):
         atomic_write_bytes(tmp_path / "file" / "out.bin", b"data")
-    with pytest.raises(SlimlabError, match=r"file/folder: cannot write here"):
+    with pytest.raises(SlimlabError, match=r"file/folder: cannot be created, .*file is a file"):
         with atomic_directory(tmp_path / "file" / "folder"):
             pass
     assert (tmp_path / "file").read_text() == "in the way"
@@ -134,3 +134,11 @@ def test_torch_load_failures_say_what_is_wrong_in_one_line(tmp_path):
     assert "weights_only" not in str(caught.value) and "\n" not in str(caught.value)
     torch.save({"w": torch.arange(3)}, tmp_path / "good.pt", _use_new_zipfile_serialization=False)  # legacy format
     assert torch.equal(load_torch_file(tmp_path / "good.pt")["w"], torch.arange(3))
+
+
+def test_an_output_folder_under_a_file_is_refused_before_any_work(tmp_path):
+    from slimlab.core.io import check_output_folder
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(SlimlabError, match=r"new/out: cannot be created, .*file is a file"):
+        check_output_folder(tmp_path / "file" / "new" / "out", overwrite=True)
+    check_output_folder(tmp_path / "new" / "deeper" / "out", overwrite=True)  # missing folders are made later
