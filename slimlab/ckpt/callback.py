@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -23,8 +24,8 @@ from slimlab.ckpt.codec import ExcpCodec
 from slimlab.ckpt.names import PARAM_NAMES_FILE, align_live_names_with_file, names_from_live_objects
 from slimlab.ckpt.state import read_checkpoint
 from slimlab.ckpt.weight_files import read_model_tensors
-from slimlab.core.io import atomic_write_text
 from slimlab.ckpt.training import rank_folder
+from slimlab.core.io import atomic_write_text, refuse_output_over_inputs
 
 
 class ExcpTrainerCallback(TrainerCallback):
@@ -50,6 +51,12 @@ class ExcpTrainerCallback(TrainerCallback):
             model_tensors, _ = read_model_tensors(folder)
             names = align_live_names_with_file(names_from_live_objects(model, optimizer), model, model_tensors)
             atomic_write_text(folder / PARAM_NAMES_FILE, json.dumps(names))  # the folder stays readable alone
+        if self.chain.entries and state.global_step <= self.chain.entries[-1]["step"]:
+            # training resumed from an earlier step: the chain's later checkpoints belong to the abandoned run
+            # (the Trainer overwrites checkpoint-<step> folders the same way)
+            dropped = self.chain.rewind(state.global_step - 1)
+            print(f"note: {self.chain.folder}: resumed before step {dropped[0]}; dropped the later steps {dropped}",
+                  file=sys.stderr)
         result = self.chain.append(read_checkpoint(folder, names), state.global_step)
         self.history.append({"step": state.global_step, "raw_bytes": result.raw_bytes,
                              "coded_bytes": result.coded_bytes, "seconds": result.seconds})
@@ -69,7 +76,9 @@ def restore_for_trainer(chain_dir: str | Path, step: int | None, output_dir: str
     chain = CheckpointChain(own if own.is_dir() else chain_dir)
     path = chain.path_for(step)
     chosen = step if step is not None else chain.steps()[-1]
-    return decompress_checkpoint(path, Path(output_dir) / f"checkpoint-{chosen}", layout="hf", overwrite=True)
+    target = Path(output_dir) / f"checkpoint-{chosen}"
+    refuse_output_over_inputs(target, [chain.folder])
+    return decompress_checkpoint(path, target, layout="hf", overwrite=True)
 
 
 def _is_sharded(optimizer) -> bool:

@@ -20,7 +20,7 @@ from slimlab.ckpt.container import ContainerReader
 from slimlab.ckpt.decode import decode_checkpoint, decode_second_moment, decode_weight
 from slimlab.ckpt.state import CheckpointState, read_checkpoint, write_checkpoint
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_write_text, refuse_output_over_inputs
+from slimlab.core.io import atomic_write_bytes, atomic_write_text, refuse_output_over_inputs
 
 INDEX_FILE = "chain.json"
 INDEX_FORMAT, INDEX_VERSION = "slimlab-excp-chain", 1
@@ -46,6 +46,9 @@ def read_index(path: Path) -> list[dict]:
         for field_name, kind in _ENTRY_FIELDS.items():
             if not isinstance(entry, dict) or not isinstance(entry.get(field_name), kind):
                 raise SlimlabError(f"{path}: entry {position} has no {kind.__name__} '{field_name}'")
+        if not entry["file"] or "/" in entry["file"] or "\\" in entry["file"] or entry["file"] in (".", ".."):
+            raise SlimlabError(f"{path}: entry {position}: file '{entry['file']}' is not a file name in the chain "
+                               "folder")
     return entries
 
 
@@ -172,6 +175,8 @@ class CheckpointChain:
 
     def __init__(self, folder: str | Path, codec: ExcpCodec | None = None):
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise SlimlabError(f"{self.folder}: exists and is not a chain folder")
         self.codec = codec or ExcpCodec()
         self.index_path = self.folder / INDEX_FILE
         self.entries: list[dict] = []
@@ -187,13 +192,33 @@ class CheckpointChain:
             raise SlimlabError(f"{self.folder}: the chain is empty (no {INDEX_FILE} entries)")
         if step is None:
             return self.folder / self.entries[-1]["file"]
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise SlimlabError(f"{self.folder}: step {step!r} is not a whole number")
         for entry in self.entries:
             if entry["step"] == step:
                 return self.folder / entry["file"]
         raise SlimlabError(f"{self.folder}: no checkpoint for step {step}; steps: {self.steps()}")
 
+    def matches_disk(self) -> bool:
+        """Whether ``chain.json`` still lists what this object holds (another process or a user may have changed
+        or removed the folder since)."""
+        return (read_index(self.index_path) if self.index_path.exists() else []) == self.entries
+
+    def rewind(self, step: int) -> list[int]:
+        """Drop the entries after ``step`` and their files (a run resumed from ``step`` writes its own future);
+        returns the steps dropped."""
+        dropped = [entry for entry in self.entries if entry["step"] > step]
+        self.entries = [entry for entry in self.entries if entry["step"] <= step]
+        self._last_reconstruction = None
+        self._write_index()
+        for entry in dropped:
+            (self.folder / entry["file"]).unlink(missing_ok=True)
+        return [entry["step"] for entry in dropped]
+
     def append(self, state: CheckpointState, step: int) -> EncodeResult:
         """Compress ``state`` as the next checkpoint of the chain."""
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise SlimlabError(f"{self.folder}: step {step!r} is not a whole number >= 0")
         if self.entries and step <= self.entries[-1]["step"]:
             raise SlimlabError(f"{self.folder}: step {step} is not after the last step {self.entries[-1]['step']}")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -201,6 +226,8 @@ class CheckpointChain:
         if self.entries and self.entries[-1]["depth"] + 1 < self.codec.keyframe_every:
             reference = self._reference()
         out = self.folder / f"step-{step:08d}.excp"
+        if out.exists():  # not in chain.json: someone else's file, never replaced
+            raise SlimlabError(f"{out}: already exists and is not listed in {self.index_path.name}; move it away")
         try:
             result = self.codec.encode(state, out, reference, step)
         finally:
@@ -220,6 +247,7 @@ class CheckpointChain:
         """On an error inside the block, remove the files appended in it and restore ``chain.json`` (or remove
         the folder if the block created it), so a failed run leaves the chain as it found it."""
         created, before = not self.folder.exists(), len(self.entries)
+        index_before = self.index_path.read_bytes() if self.index_path.exists() else None
         try:
             yield self
         except BaseException:
@@ -227,12 +255,13 @@ class CheckpointChain:
                 (self.folder / entry["file"]).unlink(missing_ok=True)
             self.entries = self.entries[:before]
             self._last_reconstruction = None
-            if created:
+            if index_before is None:
                 self.index_path.unlink(missing_ok=True)
+            else:  # byte for byte: not rewritten with this run's codec settings
+                atomic_write_bytes(self.index_path, index_before)
+            if created:
                 with contextlib.suppress(OSError):
                     self.folder.rmdir()
-            elif self.index_path.exists() or before:
-                self._write_index()
             raise
 
     def load(self, step: int | None = None, stats: dict[str, int] | None = None) -> CheckpointState:

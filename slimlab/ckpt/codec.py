@@ -81,7 +81,9 @@ class ExcpCodec:
     def __post_init__(self):
         if self.mode not in MODES:
             raise SlimlabError(f"codec mode '{self.mode}' is not one of {', '.join(MODES)}")
-        if len(self.bits) != 3 or not all(1 <= b <= 8 for b in self.bits):
+        if isinstance(self.bits, int):  # one width for residual, m and v
+            object.__setattr__(self, "bits", (self.bits,) * 3)
+        if len(self.bits) != 3 or not all(isinstance(b, int) and 1 <= b <= 8 for b in self.bits):
             raise SlimlabError(f"bits must be three integers in [1, 8], got {self.bits}")
         if self.v_domain not in ("log", "linear-fp16"):
             raise SlimlabError(f"v_domain '{self.v_domain}' is not 'log' or 'linear-fp16'")
@@ -97,6 +99,10 @@ class ExcpCodec:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise SlimlabError(f"{name} must be a finite number >= 0, got {value}")
+        if self.quantizer not in ("kmeans", "uniform"):
+            raise SlimlabError(f"quantizer '{self.quantizer}' is not 'kmeans' or 'uniform'")
+        if not 1 <= self.zstd_level <= 22:
+            raise SlimlabError(f"zstd_level must be in [1, 22], got {self.zstd_level}")
         if self.keyframe_every < 1:
             raise SlimlabError("keyframe_every must be at least 1")
 

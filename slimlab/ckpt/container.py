@@ -83,6 +83,8 @@ class ContainerReader:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():  # a folder or a FIFO (which would block the open)
+            raise SlimlabError(f"{self.path}: not a regular file")
         try:
             self.file = open(self.path, "rb")
         except OSError as error:

@@ -48,9 +48,14 @@ def save_compressed(model: torch.nn.Module, optimizer: torch.optim.Optimizer | N
                     step: int, codec: ExcpCodec | None = None, **shards) -> EncodeResult:
     """Append this rank's checkpoint at ``step`` to the chain in ``chain_dir`` (keyframes every K)."""
     codec = codec or ExcpCodec()
+    if not isinstance(codec, ExcpCodec):
+        raise SlimlabError(f"codec must be an ExcpCodec (e.g. ExcpCodec(mode='{codec}')), got {type(codec).__name__}")
+    if not isinstance(model, torch.nn.Module):
+        raise SlimlabError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     folder = rank_folder(chain_dir)
     key = (folder.resolve(), codec)
-    if key not in _OPEN_CHAINS:  # keep the chain object: it holds the last reconstruction as the next reference
+    # keep the chain object (it holds the last reconstruction as the next reference) while the folder is unchanged
+    if key not in _OPEN_CHAINS or not _OPEN_CHAINS[key].matches_disk():
         _OPEN_CHAINS[key] = CheckpointChain(folder, codec)
     return _OPEN_CHAINS[key].append(state_from_objects(model, optimizer, **shards), step)
 

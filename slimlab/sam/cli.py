@@ -77,8 +77,9 @@ class StoreOnce(argparse.Action):
 
 
 def protect_negative_pairs(argv: list[str]) -> list[str]:
-    """argparse reads "-5,10" as an unknown option; a leading space makes it a value (float() ignores it)."""
-    return [f" {item}" if re.fullmatch(r"-[\d.]+(,-?[\d.eE+-]+)+", item) else item for item in argv]
+    """argparse reads "-5,10" or "-1e1" as an unknown option; a leading space makes it a value (float() ignores
+    it)."""
+    return [f" {item}" if re.fullmatch(r"-\.?\d.*", item) else item for item in argv]  # no option starts "-<digit>"
 
 
 def segment_command(argv: list[str]) -> int:

@@ -132,7 +132,8 @@ class FolderDataset:
     def __init__(self, folder: str | Path, size: int, annotations: str | Path | None = None) -> None:
         self.folder, self.size = Path(folder), size
         if not self.folder.is_dir():
-            raise SlimlabError(f"{folder}: image folder not found")
+            raise SlimlabError(f"{folder}: is a file; give the folder of images" if self.folder.exists() else
+                               f"{folder}: image folder not found")
         self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise SlimlabError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -2,11 +2,13 @@
 
 import json
 
+import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Trainer, TrainingArguments
 
 from slimlab.ckpt import CheckpointChain
 from slimlab.ckpt.callback import ExcpTrainerCallback, restore_for_trainer
+from slimlab.core.errors import SlimlabError
 
 
 class TokenDataset(torch.utils.data.Dataset):
@@ -44,9 +46,15 @@ def test_callback_compresses_each_save_and_resume_works(tmp_path):
 
     folder = restore_for_trainer(tmp_path / "chain", 4, tmp_path / "resume")
     assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 4
-    resumed = make_trainer(tmp_path / "resume", 6)
+    first_ids = [entry["id"] for entry in CheckpointChain(tmp_path / "chain").entries]
+    resumed = make_trainer(tmp_path / "resume", 6, [ExcpTrainerCallback(tmp_path / "chain")])
     resumed.train(resume_from_checkpoint=str(folder))
     assert resumed.state.global_step == 6
+    # the resumed run saves step 6 again: the abandoned run's step 6 is replaced, steps 2 and 4 stay as they were
+    after = CheckpointChain(tmp_path / "chain").entries
+    assert [e["step"] for e in after] == [2, 4, 6] and [e["id"] for e in after[:2]] == first_ids[:2]
+    with pytest.raises(SlimlabError, match="lies inside the input folder"):
+        restore_for_trainer(tmp_path / "chain", 4, tmp_path / "chain")
     losses = [row["loss"] for row in resumed.state.log_history if "loss" in row]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     original = [row["loss"] for row in trainer.state.log_history if "loss" in row and row["step"] > 4]

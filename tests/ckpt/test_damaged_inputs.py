@@ -2,6 +2,7 @@
 exits non-zero through the CLI, and writes nothing outside or beside what existed before."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -98,3 +99,64 @@ def test_a_failed_chain_run_leaves_the_chain_as_it_was(tmp_path, capsys):
     assert sorted(path.name for path in out.iterdir()) == ["chain.json", "step-00000010.excp"]
     assert main(["ckpt", "chain", str(tmp_path / "step20.pt"), "--out", str(tmp_path)]) == 2  # would hold an input
     assert "would contain the input" in capsys.readouterr().err
+
+
+def test_a_failed_chain_run_restores_chain_json_byte_for_byte_and_spares_other_files(tmp_path):
+    torch.save({"model": {"w": torch.ones(6)}, "step": 10}, tmp_path / "step10.pt")
+    (tmp_path / "broken.pt").write_bytes(b"not a torch file")
+    out = tmp_path / "chain"
+    out.mkdir()  # an existing, empty folder: a failed run leaves it empty
+    assert main(["ckpt", "chain", str(tmp_path / "step10.pt"), str(tmp_path / "broken.pt"), "--out", str(out)]) == 2
+    assert list(out.iterdir()) == []
+    assert main(["ckpt", "chain", str(tmp_path / "step10.pt"), "--out", str(out)]) == 0
+    index = (out / "chain.json").read_bytes()
+    assert main(["ckpt", "chain", str(tmp_path / "broken.pt"), "--out", str(out), "--bits", "3"]) == 2
+    assert (out / "chain.json").read_bytes() == index  # not rewritten with the failed run's settings
+    (out / "step-00000020.excp").write_bytes(b"a file of the user's")
+    torch.save({"model": {"w": torch.ones(6)}, "step": 20}, tmp_path / "step20.pt")
+    assert main(["ckpt", "chain", str(tmp_path / "step20.pt"), "--out", str(out)]) == 2
+    assert (out / "step-00000020.excp").read_bytes() == b"a file of the user's"
+
+
+def test_save_compressed_follows_the_folder_on_disk_and_checks_its_arguments(tmp_path):
+    import shutil
+
+    from slimlab.ckpt import load_compressed, save_compressed
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    save_compressed(model, optimizer, tmp_path / "c", 1)
+    save_compressed(model, optimizer, tmp_path / "c", 2)
+    shutil.rmtree(tmp_path / "c")  # removed behind the open chain's back: the next save starts a new chain
+    save_compressed(model, optimizer, tmp_path / "c", 3)
+    assert load_compressed(model, optimizer, tmp_path / "c") == 3
+    for step, message in ((1.5, "step 1.5 is not a whole number"), (-3, "step -3 is not a whole number"),
+                          (True, "step True is not a whole number")):
+        with pytest.raises(SlimlabError, match=message):
+            save_compressed(model, optimizer, tmp_path / "d", step)
+    with pytest.raises(SlimlabError, match="codec must be an ExcpCodec"):
+        save_compressed(model, optimizer, tmp_path / "d", 1, codec="excp")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SlimlabError, match="file: exists and is not a chain folder"):
+        save_compressed(model, optimizer, tmp_path / "file", 1)
+    with pytest.raises(SlimlabError, match="step '1' is not a whole number"):
+        load_compressed(model, optimizer, tmp_path / "c", step="1")
+    assert ExcpCodec(bits=3).bits == (3, 3, 3)
+    for setting, message in (({"quantizer": "x"}, "quantizer 'x'"), ({"zstd_level": 99}, "zstd_level must be")):
+        with pytest.raises(SlimlabError, match=message):
+            ExcpCodec(**setting)
+
+
+def test_chain_index_entries_must_name_files_of_the_chain_folder(chain, capsys):
+    import json
+    index = json.loads((chain.folder / "chain.json").read_text())
+    index["entries"][0]["file"] = "../../../etc/passwd"
+    (chain.folder / "chain.json").write_text(json.dumps(index))
+    assert main(["ckpt", "info", str(chain.folder)]) == 2
+    captured = capsys.readouterr()
+    assert "is not a file name in the chain folder" in captured.err and captured.out == ""
+    fifo = chain.folder / "fifo.excp"
+    os.mkfifo(fifo)
+    assert main(["ckpt", "info", str(fifo)]) == 2  # refused, not blocked on the open
+    assert "not a regular file" in capsys.readouterr().err

@@ -120,3 +120,12 @@ def test_sixteen_bit_images_keep_the_top_8_of_the_bits_they_use(low, high):
     grey[8:] = high
     shift = 4 if high == 4095 else 0
     assert sorted(np.unique(as_rgb_uint8(grey)).tolist()) == [low >> shift, high >> shift]
+
+
+def test_negative_numbers_in_any_notation_are_values_not_options(tmp_path, checkpoint, image, capsys):
+    for flags in (["--points", "-1e1,2e1"], ["--points", "-.5,3"], ["--box", "-1e1,0,10,10"]):
+        assert segment(image, checkpoint, tmp_path / "out", *flags) == 2
+        error = capsys.readouterr().err
+        assert "lies outside" in error or "box inside the 90x60 image" in error  # read as numbers, then checked
+    assert segment(image, checkpoint, tmp_path / "out", "--everything", "--points-per-side", "4", "--hierarchical",
+                   "--tau", "-1e9") == 0
