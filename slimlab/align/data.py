@@ -82,6 +82,7 @@ def read_prompts(path: str | Path, tokenizer=None) -> list[str]:
 
 # Fields that look like a soft label but are not read: refused, or the pair would train as a hard preference.
 # Other extra columns (id, source, score_chosen, ...) are common in public preference files and are ignored.
+LABEL_FIELDS = ("preference_logit", "p_hat", "votes", "n_votes")
 UNREAD_LABEL_FIELDS = ("label", "labels", "preference", "probability", "prob", "p", "soft_label", "margin")
 
 
@@ -96,7 +97,8 @@ def read_pairs(path: str | Path, tokenizer=None, clip_eps: float = 0.02, prior: 
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in row]
         if missing:
             raise SlimlabError(f"{where}: missing field(s) {', '.join(missing)}")
-        unread = [key for key in row if key in UNREAD_LABEL_FIELDS]
+        unread = [key for key in row if key.lower() in UNREAD_LABEL_FIELDS or
+                  (key.lower() in LABEL_FIELDS and key not in LABEL_FIELDS)]  # "Label", "P_hat": not read either
         if unread:
             raise SlimlabError(f"{where}: field(s) {', '.join(unread)} look like a preference label but are not read; "
                                "give the soft label as preference_logit, p_hat, or votes with n_votes")
@@ -105,6 +107,12 @@ def read_pairs(path: str | Path, tokenizer=None, clip_eps: float = 0.02, prior: 
         if not prompt.strip():
             raise SlimlabError(f"{where}: empty prompt")
         p_hat = _soft_label(row, where, prior)
+        if "preference_logit" in row and "p_hat" in row:  # as written by `align label`; the logit wins, so check them
+            written = _number(row, "p_hat", where)
+            # the logit is of p_hat clipped towards 0.5, so its sigmoid lies between 0.5 and p_hat
+            if not min(written, 0.5) - 1e-6 <= p_hat <= max(written, 0.5) + 1e-6:
+                raise SlimlabError(f"{where}: preference_logit {row['preference_logit']} (p {p_hat:.3f}) contradicts "
+                                   f"p_hat {written}; give one soft label")
         target = _number(row, "preference_logit", where) if "preference_logit" in row else \
             float(preference_logit(p_hat, clip_eps))
         if not math.isfinite(target):

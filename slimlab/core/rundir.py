@@ -41,6 +41,14 @@ class RunDirectory:
         with open(self.metrics_path, "a") as stream:
             stream.write(json.dumps(row) + "\n")
 
+    def truncate(self, key: str, first_value: float) -> None:
+        """Drop logged rows whose ``key`` is ``first_value`` or later (rows without it stay): a resumed run logs
+        them again, and a run started afresh (``first_value`` 0) begins with an empty log."""
+        if not self.writer or not self.metrics_path.exists():
+            return
+        kept = [row for row in self.read_metrics() if row.get(key, -math.inf) < first_value]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
+
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []

@@ -51,10 +51,13 @@ def eval_command(argv: list[str]) -> int:
     if arguments.out:  # before any work: the scores must not replace a checkpoint or land in the data
         refuse_output_over_inputs(arguments.out, (arguments.checkpoint, arguments.teacher, root))
     mode = arguments.mode or ("unpaired" if (root / "testA").is_dir() else "paired")
+    if arguments.whole_folder and mode != "paired":
+        raise SlimlabError("--whole-folder applies to paired data; unpaired data is scored on testA/ + testB/")
     if mode == "paired" and not (root / "test").is_dir() and not arguments.whole_folder:
         # the folder itself is usually what the generator was trained on: scores on it would look too good
-        raise SlimlabError(f"{root}: no test/ split (test/A + test/B); to score the pairs in this folder itself "
-                           "(e.g. a separate test folder, not the training pairs) pass --whole-folder")
+        only_train = " (the pairs here are under train/: training pairs)" if (root / "train").is_dir() else ""
+        raise SlimlabError(f"{root}: no test/ split (test/A + test/B){only_train}; to score the pairs in this folder "
+                           "itself (e.g. a separate test folder, not the training pairs) pass --whole-folder")
     device = select_device(arguments.device)
     generator, spec = load_generator(arguments.checkpoint, _spec(arguments))
     generators = [(arguments.checkpoint, spec)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import random
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from torch import nn
 
 from slimlab.core.config import check_same_settings, config_to_dict
 from slimlab.core.errors import SlimlabError
-from slimlab.core.io import atomic_write_bytes, atomic_write_text
+from slimlab.core.io import atomic_write_bytes
 from slimlab.core.torch_files import load_torch_file
 
 
@@ -83,13 +82,14 @@ def resume_point(cfg, run, networks: dict, optimizers: dict) -> tuple[int, dict]
     identity = run_identity(cfg)
     state = Path(cfg.out_dir) / "state.pt"
     if not (cfg.resume and state.exists()):
+        run.truncate("step", 0)  # a run started afresh in a used folder does not append to the old log
         return 0, identity
     start = load_state(state, networks, optimizers, identity, added_fields(cfg))
     if start > cfg.steps:  # training cannot be undone: going on would label the longer run's networks with steps
         raise SlimlabError(f"{state}: this run was already trained for {start} steps, more than steps={cfg.steps}; "
                            f"nothing was changed. Pass steps={start} to keep it as it is, more to continue it, or "
                            "another --out for a new run")
-    truncate_metrics(run.metrics_path, start)
+    run.truncate("step", start)
     return start, identity
 
 
@@ -117,15 +117,6 @@ def finished_run(cfg) -> bool:
         return False
     stored = {**added_fields(cfg), **(payload.get("identity") or {})}
     return payload.get("step") == cfg.steps and stored == run_identity(cfg)
-
-
-def truncate_metrics(metrics_path: Path, first_step: int) -> None:
-    """Drop logged rows at or after ``first_step``: a resumed run logs them again."""
-    if not metrics_path.exists():
-        return
-    rows = [line for line in metrics_path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", -1) < first_step]
-    atomic_write_text(metrics_path, "".join(row + "\n" for row in rows))
 
 
 def all_finite(values: dict[str, float], where: str) -> None:

@@ -49,7 +49,7 @@ def eval_command(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="dataset fields to change, e.g. variant=independent")
     arguments = parser.parse_intermixed_args(argv)
     from slimlab.par.checkpoint import load_trained_model
-    from slimlab.par.data import check_splits, load_attribute_data
+    from slimlab.par.data import check_splits, image_folders, load_attribute_data
     from slimlab.par.evaluate import evaluate_model
 
     fixed = [key for key in (item.partition("=")[0].strip() for item in arguments.overrides)
@@ -65,6 +65,10 @@ def eval_command(argv: list[str]) -> int:
     if arguments.out:
         refuse_output_over_inputs(arguments.out, [arguments.checkpoint, cfg.data_root, cfg.images_root])
     data = load_attribute_data(cfg)
+    if arguments.out:
+        refuse_output_over_inputs(arguments.out, image_folders(data))
+        if Path(arguments.out).is_dir():
+            raise SlimlabError(f"{arguments.out}: is a folder; --out is the JSON file to write")
     check_splits(data, cfg, ("test",))
     if tuple(data.attribute_names) != tuple(names):
         raise SlimlabError(f"{arguments.checkpoint}: trained on {len(names)} attributes ({', '.join(names[:4])}, ...) "
@@ -93,6 +97,8 @@ def predict_command(argv: list[str]) -> int:
 
     if arguments.json:
         refuse_output_over_inputs(arguments.json, [arguments.checkpoint, *arguments.images])
+        if Path(arguments.json).is_dir():
+            raise SlimlabError(f"{arguments.json}: is a folder; --json is the file to write")
     device = select_device(arguments.device)
     model, cfg, names = load_trained_model(arguments.checkpoint, device)
     images = torch.stack([read_image(path, cfg.image_height, cfg.image_width) for path in arguments.images])

@@ -108,6 +108,11 @@ def load_attribute_data(cfg: ParTrainConfig) -> AttributeData:
                          labels[annotations.train_indices])
 
 
+def image_folders(data: AttributeData) -> set[Path]:
+    """The folders the splits' image files sit in (an output may not go there: it is the dataset)."""
+    return {Path(path).parent for split in (data.train, data.test) for path in getattr(split, "paths", ())}
+
+
 def check_splits(data: AttributeData, cfg: ParTrainConfig, splits: Sequence[str] = ("train", "test")) -> None:
     """Before any training: each split has examples and every image file of it exists and has a readable header
     (a bad test image would otherwise fail only after the last epoch, an empty test split in ``torch.cat``)."""

@@ -92,7 +92,11 @@ def test_vote_counts_booleans_and_unread_label_fields_are_refused_with_the_line(
              ({"p_hat": False}, r"bad.jsonl:2: 'p_hat' must be a number, got false"),
              ({"p_hat": "0.9"}, r"bad.jsonl:2: 'p_hat' must be a number, got \"0.9\""),
              ({"votes": True, "n_votes": 1}, r"bad.jsonl:2: 'votes' must be a number, got true"),
-             ({"label": 0.2}, r"bad.jsonl:2: field\(s\) label look like a preference label but are not read")]
+             ({"label": 0.2}, r"bad.jsonl:2: field\(s\) label look like a preference label but are not read"),
+             ({"Label": 0}, r"bad.jsonl:2: field\(s\) Label look like a preference label"),
+             ({"P_hat": 0.3}, r"bad.jsonl:2: field\(s\) P_hat look like a preference label"),
+             ({"p_hat": 0.1, "preference_logit": 5.0}, r"bad.jsonl:2: preference_logit 5.0 \(p 0.993\) contradicts "
+                                                        "p_hat 0.1")]
     for extra, message in cases:
         with pytest.raises(SlimlabError, match=message):
             read_pairs(write(tmp_path / "bad.jsonl", [good, {**good, **extra}]))

@@ -142,3 +142,15 @@ def test_an_output_folder_under_a_file_is_refused_before_any_work(tmp_path):
     with pytest.raises(SlimlabError, match=r"new/out: cannot be created, .*file is a file"):
         check_output_folder(tmp_path / "file" / "new" / "out", overwrite=True)
     check_output_folder(tmp_path / "new" / "deeper" / "out", overwrite=True)  # missing folders are made later
+
+
+def test_run_directory_truncate_drops_rows_from_a_value_on(tmp_path):
+    from slimlab.core.rundir import RunDirectory
+    run = RunDirectory(tmp_path)
+    for step in (0, 1, 2, 3):
+        run.log(step=step, loss=float(step))
+    run.log(note="no step")  # rows without the key stay
+    run.truncate("step", 2)
+    assert [row.get("step") for row in run.read_metrics()] == [0, 1, None]
+    run.truncate("step", 0)
+    assert run.read_metrics() == [{"note": "no step"}]

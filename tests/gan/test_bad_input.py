@@ -68,6 +68,8 @@ def test_eval_without_a_test_split_needs_whole_folder(tmp_path, generator_file, 
     assert f"{paired_dir}: no test/ split (test/A + test/B)" in capsys.readouterr().err
     assert main([*command, "--whole-folder"]) == 0
     assert "images               4" in capsys.readouterr().out  # the four pairs of the folder itself
+    assert main([*command, "--whole-folder", "--mode", "unpaired"]) == 2
+    assert "--whole-folder applies to paired data" in capsys.readouterr().err
 
 
 def test_export_onnx_names_a_bad_opset_and_an_unwritable_output(tmp_path, generator_file, capsys):

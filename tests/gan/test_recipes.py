@@ -91,6 +91,9 @@ def test_resume_reproduces_the_logged_losses(tmp_path, paired_dir, monkeypatch):
     straight, _ = load_generator(tmp_path / "straight" / "G.pt")
     resumed, _ = load_generator(tmp_path / "resumed" / "G.pt")
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    train_teacher(load_config(TeacherConfig, out_dir=str(tmp_path / "resumed"), **{**common, "resume": False}))
+    fresh = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert fresh == rows[0]  # started afresh: the old log is replaced, not appended to
 
 
 def test_slice_from_starts_g_from_the_wider_generators_leading_filters(tmp_path, paired_dir):

@@ -1,5 +1,6 @@
 """Training recipe, resume, CLI commands and 2-process data-parallel training, all on a tiny synthetic set."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -234,7 +235,7 @@ def test_training_on_a_pa100k_layout_with_image_files(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["attribute_to_branch"] == [3, 0, 1]  # by name
     (root / "data" / "000004.jpg").write_bytes(b"truncated")
     with pytest.raises(SlimlabError, match="000004.jpg: not a readable image"):
-        train(cfg)
+        train(dataclasses.replace(cfg, out_dir=str(tmp_path / "run2")))
 
 
 def test_checkpoint_from_before_the_mixing_option_loads_as_linear_and_resumes_only_as_such(tmp_path):
@@ -251,3 +252,27 @@ def test_checkpoint_from_before_the_mixing_option_loads_as_linear_and_resumes_on
         train(tiny_config(tmp_path, "epochs=2", "resume=true"))
     train(tiny_config(tmp_path, "epochs=2", "resume=true", "combine=linear"))
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+
+
+def test_a_used_run_folder_needs_resume_and_resume_drops_rows_past_the_checkpoint(tmp_path):
+    train(tiny_config(tmp_path, "epochs=2", "stop_after_epochs=1"))
+    with pytest.raises(SlimlabError, match="already holds a run .*pass resume=true"):
+        train(tiny_config(tmp_path, "epochs=2"))
+    with open(tmp_path / "metrics.jsonl", "a") as stream:  # an epoch logged, then interrupted before its checkpoint
+        stream.write(json.dumps({"epoch": 2, "loss": 99.0}) + "\n")
+    train(tiny_config(tmp_path, "epochs=2", "resume=true"))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows if "loss" in row] == [1, 2] and 99.0 not in [row.get("loss") for row in rows]
+
+
+def test_runs_stay_out_of_the_image_folder_and_a_failed_run_removes_the_folders_it_made(tmp_path):
+    pkl = write_dataset_pkl(tmp_path, test_rows=[2])
+    settings = ["dataset=pkl", f"data_root={pkl}", "width=4", "branch_dim=8", "epochs=1", "batch_size=2",
+                "device=cpu"]
+    with pytest.raises(SlimlabError, match="lies inside the input folder"):
+        train(load_config(ParTrainConfig, None, settings + [f"out_dir={tmp_path / 'images' / 'run'}"]))
+    image = tmp_path / "images" / "1.png"
+    image.write_bytes(image.read_bytes()[:200])  # header readable, pixels not: fails inside the first epoch
+    with pytest.raises(SlimlabError, match="1.png: not a readable image"):
+        train(load_config(ParTrainConfig, None, settings + [f"out_dir={tmp_path / 'nest' / 'a' / 'run'}"]))
+    assert not (tmp_path / "nest").exists()

@@ -27,7 +27,7 @@ from slimlab.core.runtime import seed_all, select_device
 from slimlab.par.backbone import load_backbone_weights
 from slimlab.par.checkpoint import check_resumable, load_checkpoint, load_weights, save_checkpoint
 from slimlab.par.config import ParTrainConfig
-from slimlab.par.data import check_splits, load_attribute_data, to_model_input
+from slimlab.par.data import check_splits, image_folders, load_attribute_data, to_model_input
 from slimlab.par.evaluate import evaluate_model
 from slimlab.par.losses import attribute_loss, positive_ratio
 from slimlab.par.model import create_model
@@ -46,7 +46,11 @@ def main(cfg: ParTrainConfig) -> dict:
     refuse_output_over_inputs(out_dir, (cfg.data_root, cfg.images_root, cfg.backbone_weights))
     if out_dir.exists() and not out_dir.is_dir():
         raise SlimlabError(f"{out_dir}: out_dir exists and is a file, not a folder; choose a folder for the run")
+    if (out_dir / "checkpoint.pt").exists() and not cfg.resume:
+        raise SlimlabError(f"{out_dir}: already holds a run (checkpoint.pt); pass resume=true to continue it, or "
+                           "choose another out_dir")
     data = load_attribute_data(cfg)
+    refuse_output_over_inputs(out_dir, image_folders(data))
     check_splits(data, cfg)
     with undone_on_failure(out_dir) if is_main_process() else contextlib.nullcontext():  # only rank 0 writes
         return _train(cfg, data, device, out_dir)
@@ -57,6 +61,9 @@ def undone_on_failure(out_dir: Path):
     """A run that fails leaves no partial run behind: a folder it created is removed, and in an existing one (a
     resume, a rerun) each run file gets its earlier contents back or is removed if it is new. A run stopped on
     purpose (Ctrl-C, stop_after_epochs) keeps its last epoch checkpoint, each written whole, to resume from."""
+    created = out_dir.absolute()  # the outermost folder this run creates (parents included) goes if it fails
+    while not created.parent.exists():
+        created = created.parent
     existed = out_dir.exists()
     before = {name: (out_dir / name).read_bytes() if (out_dir / name).is_file() else None for name in RUN_FILES}
     had_plots = (out_dir / "plots").is_dir()
@@ -64,7 +71,7 @@ def undone_on_failure(out_dir: Path):
         yield
     except Exception:
         if not existed:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
             raise
         for name, content in before.items():
             if content is not None:
@@ -101,6 +108,7 @@ def _train(cfg: ParTrainConfig, data, device: torch.device, out_dir: Path) -> di
             raise SlimlabError(f"{checkpoint_path}: damaged PAR checkpoint, its optimizer or schedule state does not "
                                f"fit this run ({type(error).__name__}: {error})") from error
         start_epoch = state["epoch"]
+        run.truncate("epoch", start_epoch + 1)  # rows logged after the last checkpoint (an interrupted epoch)
     run.write_config(cfg)  # after the checks: a refused rerun leaves a finished run's config.yaml alone
     trained = DistributedDataParallel(model) if is_distributed() else model
 
