@@ -4,6 +4,7 @@ compressed (ExCP and lossless), resume training from a compressed checkpoint and
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def run_demo(out_dir: Path, quick: bool) -> str:
     train_tokens, eval_tokens = byte_tokens(text[:split]), byte_tokens(text[split:])
     checkpoints, every = (6, 5) if quick else (10, 20)
     codecs = {"excp": ExcpCodec(), "lossless": ExcpCodec(mode="lossless")}
+    for name in [*codecs, "resume"]:  # this demo's own chains from an earlier demo: a chain only grows, so start anew
+        shutil.rmtree(out_dir / f"chain-{name}", ignore_errors=True)
     losses = {"uncompressed": [], "resumed from ExCP": []}
     sizes = {name: [] for name in codecs}
     raw_bytes = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ def run_demo(out_dir: Path, quick: bool) -> str:
         ["train_count=2000", "test_count=1000", "epochs=8", "width=16", "learning_rate=0.002"]
     rows = ["| head | mA | accuracy | precision | recall | F1 | weak-attribute mA |", "|---|---|---|---|---|---|---|"]
     for head in ("global", "aap"):
+        shutil.rmtree(out_dir / head, ignore_errors=True)  # this demo's own run from an earlier demo: trained anew
         cfg = load_config(ParTrainConfig, None, size + [f"head={head}", f"out_dir={out_dir / head}"])
         result = train(cfg)
         rows.append(f"| {'weighted-BCE baseline (global head)' if head == 'global' else 'attribute aware pooling'} | "
