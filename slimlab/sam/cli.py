@@ -210,17 +210,16 @@ def distill_command(argv: list[str]) -> int:
         ShapesDataset(args.train_images)
     if args.images and not args.teacher and not any(len(dataset[i].masks) for i in range(len(dataset))):
         raise SlimlabError(f"{args.images}: images without masks need a trained --teacher to label them")
-    if args.teacher:
-        teacher = load_model(args.teacher).to(device)
-    else:
-        teacher = build_model("shapes_teacher").to(device)
+    teacher = (load_model(args.teacher) if args.teacher else build_model("shapes_teacher")).to(device)
+    if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
+            teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
+        # checked before the teacher is trained here, not after
+        raise SlimlabError("teacher and student embeddings differ in shape; pick layouts of the same family size")
+    if not args.teacher:
         teacher_config = TrainConfig(steps=args.teacher_steps, images_per_step=config.images_per_step,
                                      prompts_per_image=config.prompts_per_image, seed=config.seed)
         train_supervised(teacher, dataset, teacher_config, "teacher")
         check_finite_weights(teacher, "the teacher trained here (training diverged: try a lower lr)")
-    if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
-            teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
-        raise SlimlabError("teacher and student embeddings differ in shape; pick layouts of the same family size")
     if any(len(dataset[i].masks) == 0 for i in range(len(dataset))):
         # images without masks: the teacher's confident masks stand in for the ground truth
         dataset = TeacherLabeledDataset(dataset, teacher)

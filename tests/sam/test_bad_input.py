@@ -129,3 +129,14 @@ def test_negative_numbers_in_any_notation_are_values_not_options(tmp_path, check
         assert "lies outside" in error or "box inside the 90x60 image" in error  # read as numbers, then checked
     assert segment(image, checkpoint, tmp_path / "out", "--everything", "--points-per-side", "4", "--hierarchical",
                    "--tau", "-1e9") == 0
+
+
+def test_distill_refuses_a_student_of_another_size_before_training_the_teacher(tmp_path, capsys, monkeypatch):
+    import slimlab.sam.train as train_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the teacher was trained before the layouts were compared")
+    monkeypatch.setattr(train_module, "train_supervised", no_training)
+    assert main(["sam", "distill", "steps=1", "--student", "vit_t", "--train-images", "2", "--test-images", "1",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "teacher and student embeddings differ" in capsys.readouterr().err
