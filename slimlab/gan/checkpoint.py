@@ -71,7 +71,10 @@ def load_discriminator(path: str | Path) -> PatchDiscriminator:
         spec, state = payload["spec"], payload["state_dict"]
     else:
         spec, state = plain_discriminator_spec(payload, path), payload
-    discriminator = PatchDiscriminator(**spec)
+    try:
+        discriminator = PatchDiscriminator(**spec)
+    except TypeError as error:  # unknown or missing spec fields
+        raise SlimlabError(f"{path}: discriminator spec {spec!r:.120} does not fit PatchDiscriminator ({error})") from error
     load_checked(discriminator, state, path)
     return discriminator
 

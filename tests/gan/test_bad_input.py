@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from slimlab.cli import main
-from slimlab.core.images import read_image
-from slimlab.core.images import load_image_tensor
-from slimlab.gan.checkpoint import save_discriminator
+from slimlab.core.errors import SlimlabError
+from slimlab.core.images import load_image_tensor, read_image
+from slimlab.gan.checkpoint import load_discriminator, save_discriminator
 from slimlab.gan.networks import PatchDiscriminator
 from tests.gan.conftest import write_rgb
 
@@ -133,3 +133,9 @@ def test_unpaired_folder_in_paired_mode_hints_at_the_mode(tmp_path, unpaired_dir
     error = capsys.readouterr().err
     assert "no image files" in error and "has trainA/, the unpaired layout: pass --mode unpaired" in error
     assert not (tmp_path / "run").exists()
+
+
+def test_a_discriminator_spec_with_unknown_fields_names_the_file(tmp_path):
+    torch.save({"kind": "discriminator", "spec": {"ndf": 4, "bogus": 1}, "state_dict": {}}, tmp_path / "D.pt")
+    with pytest.raises(SlimlabError, match=r"D\.pt: discriminator spec .*bogus.* does not fit PatchDiscriminator"):
+        load_discriminator(tmp_path / "D.pt")
