@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from slimlab.core.errors import SlimlabError
+from slimlab.core.torch_files import load_torch_file
 
 
 class BasicBlock(nn.Module):
@@ -81,14 +82,14 @@ def load_backbone_weights(trunk: nn.Module, path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise SlimlabError(f"{path}: backbone weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file gets one clear message
-        raise SlimlabError(f"{path}: cannot read backbone weights ({error})") from error
+        except Exception as error:  # safetensors raises its own types for a truncated or foreign file
+            raise SlimlabError(f"{path}: cannot read backbone weights ({error})") from error
+    else:
+        state = load_torch_file(path, "backbone weights file")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):

@@ -86,9 +86,11 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], object]:
     return payload, spec
 
 
-def load_checkpoint(model: Sam, path: str | Path) -> Sam:
-    """Strictly load a checkpoint; list missing / unexpected / wrong-shape keys in the error."""
-    state, _ = read_state_dict(path)
+def load_checkpoint(model: Sam, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> Sam:
+    """Strictly load a checkpoint; list missing / unexpected / wrong-shape keys in the error. ``state``: the file's
+    tensors when the caller has already read them (the file is then not read again)."""
+    if state is None:
+        state, _ = read_state_dict(path)
     own = model.state_dict()
     # BatchNorm counters are optional in official files (PyTorch tolerates their absence).
     missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
@@ -145,7 +147,7 @@ def load_model(path: str | Path, name: str | None = None) -> Sam:
         raise SlimlabError(f"{path}: layout '{name}' (from {source}) is not a known SAM model; known: "
                            f"{', '.join(sorted(MODEL_SPECS))}")
     try:
-        return load_checkpoint(build_model(name), path)
+        return load_checkpoint(build_model(name), path, state)
     except SlimlabError as error:
         if not guessed or "does not match" not in str(error):
             raise

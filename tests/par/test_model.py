@@ -60,7 +60,7 @@ def test_backbone_weights_load_by_path_and_mismatches_are_named(tmp_path):
     with pytest.raises(SlimlabError, match="stem.0.weight' has shape"):
         load_backbone_weights(target.trunk, tmp_path / "wide.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(SlimlabError, match="junk.pt: cannot read"):
+    with pytest.raises(SlimlabError, match=r"junk\.pt: not a readable backbone weights file \(not a torch.save file"):
         load_backbone_weights(target.trunk, tmp_path / "junk.pt")
 
 
