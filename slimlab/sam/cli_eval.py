@@ -19,7 +19,7 @@ DEFAULT_TEST_IMAGES = 50  # as `slimlab sam distill --test-images`, so the two c
 
 def eval_command(argv: list[str]) -> int:
     from slimlab.sam.build import load_model
-    from slimlab.sam.data import FolderDataset
+    from slimlab.sam.data import MIN_MASK_PIXELS, FolderDataset
     from slimlab.sam.evaluate import prompted_ious
     from slimlab.sam.shapes import ShapesDataset
 
@@ -55,7 +55,7 @@ def eval_command(argv: list[str]) -> int:
     result = prompted_ious(model, dataset, args.prompt, args.clicks)
     ious = result["iou"]
     if len(ious) == 0:
-        hint = ("the annotated masks are all empty or under 16 pixels at the model's input size"
+        hint = (f"the annotated masks are all empty or under {MIN_MASK_PIXELS} pixels at the model's input size"
                 if args.annotations else "give --annotations, or SA-1B <image>.json files next to the images")
         raise SlimlabError(f"{data}: no ground-truth masks to evaluate against ({hint})")
     by_tag: dict[str, list[float]] = {}
@@ -66,5 +66,7 @@ def eval_command(argv: list[str]) -> int:
                "images": len(dataset), "instances": int(len(ious)), "prompt": args.prompt, "clicks": args.clicks,
                "miou": float(np.mean(ious)),
                "miou_by_tag": {tag: float(np.mean(values)) for tag, values in sorted(by_tag.items())}}
+    if args.images:  # annotated masks too small to prompt at the model's input size are not scored; say how many
+        summary[f"instances_skipped_under_{MIN_MASK_PIXELS}_pixels"] = sum(dataset.skipped_small_masks.values())
     print(json.dumps(summary, indent=1))
     return 0

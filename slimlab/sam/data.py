@@ -47,6 +47,7 @@ def rle_counts_from_string(text: str, where: str = "RLE") -> list[int]:
     return counts
 
 
+MIN_MASK_PIXELS = 16  # at the model's input size; a smaller mask has no stable centre point or box to prompt
 MAX_POLYGON_COORDINATE = 1e6  # pixels; a polygon may stray a little outside its image, never this far
 
 
@@ -139,6 +140,8 @@ class FolderDataset:
             raise SlimlabError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         # image file name -> [(segmentation, "file: annotation k (image name)")], the label names the source
         self.coco: dict[str, list[tuple[object, str]]] = {}
+        # image index -> annotated masks under MIN_MASK_PIXELS after the resize, left out of every sample
+        self.skipped_small_masks: dict[int, int] = {}
         if annotations:
             self.coco = read_coco_segmentations(Path(annotations))
             on_disk = {path.name for path in self.paths}
@@ -165,5 +168,7 @@ class FolderDataset:
         masks = np.array([segmentation_to_mask(s, height, width, where) for s, where in segmentations or []],
                          dtype=bool).reshape(-1, height, width)
         image, masks = fit_to_square(image, masks, self.size)
-        masks = masks[masks.reshape(len(masks), -1).sum(1) >= 16] if len(masks) else masks
+        kept = masks.sum(axis=(1, 2)) >= MIN_MASK_PIXELS  # (K,)
+        self.skipped_small_masks[index] = int((~kept).sum())
+        masks = masks[kept]
         return ShapesSample(image, masks, ["unknown"] * len(masks), [set() for _ in masks])

@@ -228,15 +228,25 @@ def test_eval_on_a_coco_folder_by_hand(tmp_path, capsys):
     coco = {"images": [{"id": 1, "file_name": "a.png"}],
             "annotations": [{"image_id": 1, "segmentation": [[32, 32, 63, 32, 63, 63, 32, 63]]},  # 32 x 32
                             {"image_id": 1, "segmentation": {"size": [128, 128],  # columns 100..109
-                                                             "counts": [128 * 100, 128 * 10, 128 * 18]}}]}
+                                                             "counts": [128 * 100, 128 * 10, 128 * 18]}},
+                            {"image_id": 1, "segmentation": [[2, 2, 5, 2, 5, 5, 2, 5]]}]}  # 4 x 4 = 16 pixels
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     path = tmp_path / "whole.pth"
     save_model(always_everything(build_model("shapes_student")), path)
     assert main(["sam", "eval", "--checkpoint", str(path), "--images", str(folder), "--annotations",
                  str(tmp_path / "coco.json"), "--prompt", "box"]) == 0
     report = json.loads(capsys.readouterr().out)
-    # whole-image predictions: IoU 1024 / 16384 = 0.0625 and 1280 / 16384 = 0.078125
+    # whole-image predictions: IoU = mask area / 128^2
+    # IoU 1024 / 16384 = 0.0625, 1280 / 16384 = 0.078125 and 16 / 16384
+    assert report["instances"] == 3 and report["miou"] == pytest.approx((1024 + 1280 + 16) / 16384 / 3)
+    assert report["instances_skipped_under_16_pixels"] == 0
+    coco["annotations"][2]["segmentation"] = [[2, 2, 4, 2, 4, 5, 2, 5]]  # 3 x 4 = 12 pixels: skipped
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    assert main(["sam", "eval", "--checkpoint", str(path), "--images", str(folder), "--annotations",
+                 str(tmp_path / "coco.json"), "--prompt", "box"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["instances"] == 2 and report["miou"] == pytest.approx((0.0625 + 0.078125) / 2)
+    assert report["instances_skipped_under_16_pixels"] == 1
     assert main(["sam", "eval", "--checkpoint", str(path), "--images", str(folder)]) == 2  # no masks
     assert "no ground-truth masks" in capsys.readouterr().err
     assert main(["sam", "eval", "--checkpoint", str(path), "--annotations", str(tmp_path / "coco.json")]) == 2
