@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from slimlab.ckpt import float_fields
+from slimlab.ckpt.codec_inputs import MOMENT_KEYS, adam_moments, check_finite, optimizer_tensor_bytes
 from slimlab.ckpt.container import ContainerWriter
 from slimlab.ckpt.delta_v import merge_log_second_moment, parent_log_second_moment
 from slimlab.ckpt.lossless import encode_lossless
@@ -37,7 +38,6 @@ from slimlab.core.masked import scatter, select
 
 MODES = ("excp", "excp-ref", "lossless")
 SCORES = ("excp", "adam")
-MOMENT_KEYS = ("exp_avg", "exp_avg_sq")
 
 
 class Reference(Protocol):
@@ -139,10 +139,10 @@ class ExcpCodec:
                 where = f"{source or out_path}: tensor '{name}'"
                 base = self._base_for(name, tensor, reference, where)
                 index = index_of.get(name)
-                entry = _adam_moments(optimizer, index, tensor, where)
+                entry = adam_moments(optimizer, index, tensor, where)
                 has_moments = entry is not None
                 if has_moments and self.mode != "lossless" and not (self.mode == "excp-ref" and keyframe):
-                    _check_finite(tensor, entry, keyframe, where)  # what is about to be coded lossily
+                    check_finite(tensor, entry, keyframe, where)  # what is about to be coded lossily
                 if self.mode == "lossless" or keyframe or not has_moments:
                     tensors[name] = self._lossless(writer, tensor, base, "w")
                     reconstructed[name] = tensor.detach().clone()  # the input may be a live parameter
@@ -203,7 +203,7 @@ class ExcpCodec:
         histogram = ScoreHistogram()
         for name, tensor in state.model.items():
             where = f"{source}: tensor '{name}'"
-            entry = _adam_moments(state.optimizer, index_of.get(name), tensor, where)
+            entry = adam_moments(state.optimizer, index_of.get(name), tensor, where)
             if entry is None:
                 continue  # coded losslessly, outside the budget
             residual, _ = self._residual(tensor, self._base_for(name, tensor, reference, where))
@@ -336,50 +336,6 @@ class ExcpCodec:
             raise SlimlabError(f"{where}: optimizer param_groups: {error}") from error
         return {"param_groups": groups, "param_names": optimizer.param_names,
                 "state": state_header}
-
-
-def optimizer_tensor_bytes(optimizer) -> int:
-    """Bytes of every optimizer tensor as stored uncompressed (the weights are counted while encoding)."""
-    return sum(value.numel() * value.element_size() for entry in optimizer.state.values()
-               for value in entry.values() if isinstance(value, torch.Tensor))
-
-
-def _adam_moments(optimizer, index: int | None, tensor: torch.Tensor, where: str) -> dict[str, Any] | None:
-    """The optimizer entry of a parameter when it holds both Adam moments (shapes checked), else None."""
-    entry = optimizer.state.get(index) if optimizer is not None and index is not None else None
-    if entry is None or not all(isinstance(entry.get(k), torch.Tensor) for k in MOMENT_KEYS):
-        return None
-    _check_moment_shapes(entry, tensor, where)
-    return entry
-
-
-def _check_finite(tensor: torch.Tensor, entry: dict[str, Any], keyframe: bool, where: str) -> None:
-    """Lossy coding thresholds, clusters and takes logs of these values: NaN or inf would be dropped silently
-    or break the codebook, so such a checkpoint is refused (lossless mode stores any bit pattern).
-
-    A float64 sum of narrower floats is finite exactly when every value is (it cannot overflow), and costs one
-    reduction pass instead of isfinite's bool tensor plus a second pass."""
-    checked = {"exp_avg": entry["exp_avg"], "exp_avg_sq": entry["exp_avg_sq"]}
-    if not keyframe:
-        checked["weight"] = tensor
-    for key, values in checked.items():
-        if not values.is_floating_point():
-            continue
-        finite = bool(torch.isfinite(values).all()) if values.dtype == torch.float64 else \
-            math.isfinite(float(values.sum(dtype=torch.float64)))
-        if not finite:
-            raise SlimlabError(f"{where}: {key} holds NaN or inf values; lossy coding needs finite values "
-                               f"(compress this checkpoint with --mode lossless)")
-        if key == "exp_avg_sq" and values.numel() and float(values.min()) < 0:
-            raise SlimlabError(f"{where}: exp_avg_sq holds negative values, which Adam never writes; the optimizer "
-                               f"state is damaged (compress it with --mode lossless to keep it as it is)")
-
-
-def _check_moment_shapes(entry, tensor, where) -> None:
-    for key in MOMENT_KEYS:
-        if entry[key].numel() != tensor.numel():
-            raise SlimlabError(f"{where}: optimizer '{key}' has shape {tuple(entry[key].shape)} but the weight has "
-                               f"{tuple(tensor.shape)}; the parameter names do not match the optimizer")
 
 
 def float32_list(values: torch.Tensor) -> list[float]:
