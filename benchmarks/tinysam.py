@@ -342,7 +342,8 @@ def full_size_summary(full_size: dict) -> dict:
 
 
 def bound_summary(profile: dict, call_bound: dict) -> dict:
-    return {"int8_speedup_ceiling_matmul_gemm": profile["ceiling_matmul_gemm"],
+    return {"int8_speedup_ceiling_weight_products": profile["ceiling_weight_products"],
+            "int8_speedup_ceiling_matmul_gemm": profile["ceiling_matmul_gemm"],
             "int8_speedup_ceiling_matmul_gemm_conv": profile["ceiling_matmul_gemm_conv"],
             "hierarchical_call_reduction_ceiling": call_bound["max_call_reduction"]}
 
