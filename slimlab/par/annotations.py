@@ -19,11 +19,12 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from slimlab.core.errors import SlimlabError
+from slimlab.par.annotation_fields import (ToolboxUnpickler, as_list, as_text, check_labels, find_file, get_field,
+                                          label_matrix, load_mat, pick_partition, whole_indices)
 
 PETA_EVALUATED_ATTRIBUTES = (
     "accessoryHat", "accessoryMuffler", "accessoryNothing", "accessorySunglasses", "hairLong", "upperBodyCasual",
@@ -57,14 +58,14 @@ def load_annotations(kind: str, path: str | Path, partition: int = 0, images_roo
 
 
 def load_pa100k(path: Path, partition: int = 0, images_root: str | Path = "") -> AttributeAnnotations:
-    file = _find(path, ("annotation.mat", "annotation/annotation.mat"))
+    file = find_file(path, ("annotation.mat", "annotation/annotation.mat"))
     _single_partition(partition, file, "PA-100K")
-    mat = _loadmat(file)
-    names = [_text(v) for v in _list(_get(mat, "attributes", file))]
+    mat = load_mat(file)
+    names = [as_text(v) for v in as_list(get_field(mat, "attributes", file))]
     rows, labels, splits = [], [], []
     for split in ("train", "val", "test"):
-        images = [_text(v) for v in _list(_get(mat, f"{split}_images_name", file))]
-        label = _matrix(_get(mat, f"{split}_label", file), f"{file}: '{split}_label'", names, len(images))
+        images = [as_text(v) for v in as_list(get_field(mat, f"{split}_images_name", file))]
+        label = label_matrix(get_field(mat, f"{split}_label", file), f"{file}: '{split}_label'", names, len(images))
         splits.append(np.arange(len(rows), len(rows) + len(images)))
         rows += images
         labels.append(label)
@@ -74,24 +75,24 @@ def load_pa100k(path: Path, partition: int = 0, images_root: str | Path = "") ->
 
 
 def load_rap(path: Path, partition: int = 0, images_root: str | Path = "") -> AttributeAnnotations:
-    file = _find(path, ("RAP_annotation.mat", "RAP_annotation/RAP_annotation.mat"))
-    rap = _get(_loadmat(file), "RAP_annotation", file)
+    file = find_file(path, ("RAP_annotation.mat", "RAP_annotation/RAP_annotation.mat"))
+    rap = get_field(load_mat(file), "RAP_annotation", file)
     version2 = "name" in rap
-    images = [_text(v) for v in _list(_get(rap, "name" if version2 else "imagesname", file))]
-    names = [_text(v) for v in _list(_get(rap, "attribute" if version2 else "attribute_eng", file))]
-    raw = _get(rap, "data", file) if "data" in rap or version2 else _get(rap, "label", file)
-    labels = _matrix(raw, f"{file}: 'data'", names, len(images), allowed=None)  # unselected columns: any values
+    images = [as_text(v) for v in as_list(get_field(rap, "name" if version2 else "imagesname", file))]
+    names = [as_text(v) for v in as_list(get_field(rap, "attribute" if version2 else "attribute_eng", file))]
+    raw = get_field(rap, "data", file) if "data" in rap or version2 else get_field(rap, "label", file)
+    labels = label_matrix(raw, f"{file}: 'data'", names, len(images), allowed=None)  # unselected columns: any values
     if "selected_attribute" in rap:
         selected = np.asarray(rap["selected_attribute"], dtype=np.int64).ravel() - 1
     else:
         selected = np.arange(min(51, len(names)))  # RAP v1: the 51 evaluated attributes come first
     if selected.min(initial=0) < 0 or selected.max(initial=0) >= len(names):
         raise SlimlabError(f"{file}: 'selected_attribute' indexes outside the {len(names)} attributes")
-    partitions = _list(_get(rap, "partition_attribute" if version2 else "partion", file))
+    partitions = as_list(get_field(rap, "partition_attribute" if version2 else "partion", file))
     train, test = _partition(partitions, partition, file)
     root = _images_root(images_root, file.parent.parent if file.parent.name == "RAP_annotation" else file.parent,
                         ("RAP_dataset",))
-    labels = _check_labels(labels[:, selected], f"{file}: 'data'", [names[i] for i in selected], (0, 1, 2))
+    labels = check_labels(labels[:, selected], f"{file}: 'data'", [names[i] for i in selected], (0, 1, 2))
     labels = np.where(labels == 2, 0, labels)  # 2 marks "uncertain" in RAP
     return _annotations(root, images, labels, [names[i] for i in selected], train, test)
 
@@ -100,20 +101,20 @@ def load_peta(path: Path, partition: int = 0, images_root: str | Path = "") -> A
     if path.is_dir() and not (path / "PETA.mat").exists():
         _single_partition(partition, path, "The PETA release layout (Label.txt folders)")
         return load_peta_label_folders(path)
-    file = _find(path, ("PETA.mat",))
-    peta = _get(_loadmat(file), "peta", file)
-    data = np.asarray(_get(peta, "data", file))
-    names = [_text(v) for v in _list(_get(peta, "attribute", file))]
+    file = find_file(path, ("PETA.mat",))
+    peta = get_field(load_mat(file), "peta", file)
+    data = np.asarray(get_field(peta, "data", file))
+    names = [as_text(v) for v in as_list(get_field(peta, "attribute", file))]
     if data.ndim != 2 or data.shape[1] != len(names) + 4:
         raise SlimlabError(f"{file}: 'data' must have 4 id columns + {len(names)} attribute columns, got shape {data.shape}")
     key = next((k for k in peta if "parti" in k), None)
     if key is None:
         raise SlimlabError(f"{file}: struct 'peta' has no partition field (fields: {', '.join(peta)})")
-    train, test = _partition(_list(peta[key]), partition, file)
+    train, test = _partition(as_list(peta[key]), partition, file)
     evaluated = min(35, len(names))  # the 35 evaluated attributes lead the list
     images = [f"{i + 1:05d}.png" for i in range(data.shape[0])]
     root = _images_root(images_root, file.parent, ("images",))
-    labels = _matrix(data[:, 4:4 + evaluated], f"{file}: 'data' (attribute columns)", names[:evaluated], len(images))
+    labels = label_matrix(data[:, 4:4 + evaluated], f"{file}: 'data' (attribute columns)", names[:evaluated], len(images))
     return _annotations(root, images, labels, names[:evaluated], train, test)
 
 
@@ -158,73 +159,37 @@ def load_dataset_pkl(path: Path, partition: int = 0, images_root: str | Path = "
         raise SlimlabError(f"{path}: is a folder; dataset=pkl needs the dataset .pkl file itself")
     try:
         with open(path, "rb") as stream:
-            data = _TolerantUnpickler(stream).load()
+            data = ToolboxUnpickler(stream).load()
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
         raise SlimlabError(f"{path}: not a readable dataset pickle ({error})") from error
     if not isinstance(data, dict):
         raise SlimlabError(f"{path}: expected a dict-like dataset description, got {type(data).__name__}")
-    images = [str(v) for v in _get(data, "image_name", path)]
-    names = [str(v) for v in _get(data, "attr_name", path)]
+    images = [str(v) for v in get_field(data, "image_name", path)]
+    names = [str(v) for v in get_field(data, "attr_name", path)]
     # -1 marks a negative in some toolbox pickles (their trainers map it to 0), so it is accepted as such
-    labels = _matrix(_get(data, "label", path), f"{path}: 'label'", names, len(images), allowed=(-1, 0, 1))
+    labels = label_matrix(get_field(data, "label", path), f"{path}: 'label'", names, len(images), allowed=(-1, 0, 1))
     label_idx = data.get("label_idx")
     if label_idx is not None and not isinstance(label_idx, dict):
         raise SlimlabError(f"{path}: 'label_idx' must be a mapping with an 'eval' list of attribute indices, got a "
                            f"{type(label_idx).__name__}")
     evaluated = (label_idx or {}).get("eval")
     if evaluated is not None:
-        evaluated = _indices(evaluated, f"{path}: 'label_idx.eval'")
+        evaluated = whole_indices(evaluated, f"{path}: 'label_idx.eval'")
         outside = [int(i) for i in evaluated if not 0 <= i < len(names)]
         if outside:
             raise SlimlabError(f"{path}: 'label_idx.eval' index {outside[0]} is outside the {len(names)} attributes "
                                "of 'attr_name'")
         labels, names = labels[:, evaluated], [names[i] for i in evaluated]
-    splits = _get(data, "partition", path)
+    splits = get_field(data, "partition", path)
     if not isinstance(splits, dict):
         raise SlimlabError(f"{path}: 'partition' must be a mapping with 'trainval' (or 'train') and 'test' index "
                            f"lists, got a {type(splits).__name__}")
     train_key = "trainval" if "trainval" in splits else "train"
-    train, test = (_pick(_get(splits, k, path), partition, f"{path}: partition '{k}'") for k in (train_key, "test"))
+    train, test = (pick_partition(get_field(splits, k, path), partition, f"{path}: partition '{k}'")
+                   for k in (train_key, "test"))
     root = Path(images_root) if images_root else Path(str(data.get("root", path.parent)))
-    return _annotations(root, images, labels, names, _indices(train, f"{path}: train partition"),
-                        _indices(test, f"{path}: test partition"), f"{path}: ")
-
-
-def _indices(values: Any, where: str) -> np.ndarray:
-    """Whole-number indices as int64; fractions (a float column read by mistake) are an error, not truncated."""
-    array = np.asarray(values).ravel()
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        if not (np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array))):
-            raise SlimlabError(f"{where}: indices must be whole numbers, got {array[:3].tolist()}")
-    return array.astype(np.int64)
-
-
-# Exactly the callables a dataset pickle of the PAR toolboxes needs (arrays, dtypes, scalars, containers); a whole
-# module is never allowed, since e.g. builtins.exec or numpy's file readers would run whatever the file says.
-_PICKLE_ALLOWED = {
-    **{(core + suffix, name): None for core in ("numpy.core", "numpy._core")
-       for suffix, name in ((".multiarray", "_reconstruct"), (".multiarray", "scalar"), (".numeric", "_frombuffer"))},
-    ("numpy", "ndarray"): None, ("numpy", "dtype"): None,
-    ("collections", "OrderedDict"): None, ("copyreg", "_reconstructor"): None, ("_codecs", "encode"): None,
-    **{("builtins", name): None for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex",
-                                             "bool", "str", "bytes", "bytearray", "object")},
-}
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-    """Reads toolbox pickles without their dependencies: EasyDict becomes a plain dict; only data types load."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module.startswith("easydict"):
-            return _PlainDict
-        if (module, name) in _PICKLE_ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only arrays and plain containers are read)")
-
-
-class _PlainDict(dict):
-    def __setstate__(self, state: Any) -> None:
-        pass  # EasyDict stores its items both as keys and attributes; the keys are enough
+    return _annotations(root, images, labels, names, whole_indices(train, f"{path}: train partition"),
+                        whole_indices(test, f"{path}: test partition"), f"{path}: ")
 
 
 def _annotations(root: Path, images: list[str], labels: np.ndarray, names: list[str], train: np.ndarray,
@@ -238,7 +203,7 @@ def _annotations(root: Path, images: list[str], labels: np.ndarray, names: list[
 
 def _partition(partitions: list, index: int, file: Path) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) 0-based from a MATLAB partition struct; train includes val when there is one."""
-    entry = _pick(partitions, index, f"{file}: partition")
+    entry = pick_partition(partitions, index, f"{file}: partition")
     if not isinstance(entry, dict):
         raise SlimlabError(f"{file}: partition {index} is not a struct with train / test indices")
     keys = list(entry)
@@ -248,85 +213,13 @@ def _partition(partitions: list, index: int, file: Path) -> tuple[np.ndarray, np
     return np.sort(np.concatenate([ones(k) for k in train_keys])), ones(test_keys[0])
 
 
-def _pick(value: Any, index: int, where: str) -> Any:
-    items = value if isinstance(value, list) and value and not np.isscalar(value[0]) else [value]
-    if isinstance(value, np.ndarray) and value.dtype == object:
-        items = list(value.ravel())
-    if not 0 <= index < len(items):
-        raise SlimlabError(f"{where}: has {len(items)} partition(s), asked for number {index}")
-    return np.asarray(items[index]) if not isinstance(items[index], dict) else items[index]
-
-
-def _loadmat(file: Path) -> dict:
-    import scipy.io
-    try:
-        return scipy.io.loadmat(str(file), simplify_cells=True)
-    except Exception as error:  # scipy raises several types for a damaged file
-        raise SlimlabError(f"{file}: cannot read as a MATLAB .mat file ({error})") from error
-
-
-def _find(path: Path, names: tuple[str, ...]) -> Path:
-    if path.is_file():
-        return path
-    for name in names:
-        if (path / name).is_file():
-            return path / name
-    raise SlimlabError(f"{path}: none of {', '.join(names)} found in this folder")
-
-
 def _images_root(explicit: str | Path, base: Path, candidates: tuple[str, ...]) -> Path:
     if explicit:
         return Path(explicit)
     return next((base / c for c in candidates if (base / c).is_dir()), base / candidates[0])
 
 
-def _get(container: Any, key: str, file: Path) -> Any:
-    if not isinstance(container, dict) or key not in container:
-        known = ", ".join(k for k in container if not k.startswith("__")) if isinstance(container, dict) else "none"
-        raise SlimlabError(f"{file}: missing field '{key}' (found: {known})")
-    return container[key]
-
-
-def _list(value: Any) -> list:
-    if isinstance(value, np.ndarray):
-        return list(value.ravel()) if value.dtype == object or value.dtype.kind in "US" else list(value.reshape(-1))
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _text(value: Any) -> str:
-    while isinstance(value, (np.ndarray, list)) and not isinstance(value, str) and len(value) == 1:
-        value = value[0]
-    return str(value)
-
-
 def _single_partition(partition: int, file: Path, dataset: str) -> None:
     if partition != 0:
         raise SlimlabError(f"{file}: {dataset} has a single train/test split, so partition={partition} does not "
                            "apply; leave partition at 0")
-
-
-def _matrix(value: Any, where: str, names: list[str], images: int,
-            allowed: tuple[int, ...] | None = (0, 1)) -> np.ndarray:
-    """(images, attributes) labels, each one of ``allowed`` (unless None)."""
-    matrix = np.asarray(value)
-    if images == 0 and matrix.size == 0:
-        return np.zeros((0, len(names)), dtype=np.int64)  # MATLAB files keep no shape for an empty matrix
-    if matrix.ndim == 1 and images == 1:
-        matrix = matrix[None]
-    if matrix.ndim != 2 or matrix.shape[0] != images or matrix.shape[1] != len(names):
-        raise SlimlabError(f"{where} has shape {matrix.shape} but there are {images} images and {len(names)} "
-                           f"attribute names")
-    return matrix if allowed is None else _check_labels(matrix, where, names, allowed)
-
-
-def _check_labels(matrix: np.ndarray, where: str, names: list[str], allowed: tuple[int, ...]) -> np.ndarray:
-    """``matrix`` as int64 if every entry is one of ``allowed``; anything else (NaN, 0.5, a -1 or 2 where it
-    means nothing) is an error naming the entry, never binarised or cast silently."""
-    if matrix.dtype.kind not in "biuf":
-        raise SlimlabError(f"{where} must hold numbers, got {matrix.dtype} values")
-    bad = np.argwhere(~np.isin(matrix, allowed))
-    if len(bad):
-        row, column = bad[0]
-        raise SlimlabError(f"{where}: value {matrix[row, column]} for image {row}, attribute '{names[column]}' "
-                           f"({len(bad)} such entries); labels must be {' or '.join(map(str, allowed))}")
-    return matrix.astype(np.int64)
