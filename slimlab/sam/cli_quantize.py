@@ -54,7 +54,8 @@ def check_quantize_flags(args: argparse.Namespace) -> None:
 
 def quantize_command(argv: list[str]) -> int:
     from slimlab.sam.build import load_model
-    from slimlab.sam.quantize import calibrate, save_scale_table
+    from slimlab.sam.quantize import calibrate
+    from slimlab.sam.scale_tables import save_scale_table
 
     parser = argparse.ArgumentParser(prog="slimlab sam quantize", description="post-training W8A8 (or WnAn) "
                                      "fake quantization with calibrated scales; saves float weights + a JSON scale "

@@ -66,7 +66,8 @@ def mask_iou(reference: torch.Tensor, output: torch.Tensor) -> float:
 def test_quantize_writes_a_table_that_reloads_the_calibrated_model(tmp_path, checkpoint, twin_flags):
     from slimlab.sam.build import load_model
     from slimlab.sam.cli_quantize import calibration_batch
-    from slimlab.sam.quantize import calibrate, load_scale_table
+    from slimlab.sam.quantize import calibrate
+    from slimlab.sam.scale_tables import load_scale_table
     out = tmp_path / "q"
     assert main(["sam", "quantize", "--checkpoint", str(checkpoint), "--method", "minmax",
                  "--calibration-images", "2", *twin_flags, "--out", str(out)]) == 0

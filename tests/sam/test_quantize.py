@@ -5,15 +5,13 @@ from slimlab.core.errors import SlimlabError
 from slimlab.sam.build import build_model
 from slimlab.sam.quantize import (
     ActivationQuantizer,
-    apply_scale_table,
     calibrate,
     dynamic_int8,
     fake_quantize,
-    load_scale_table,
     prepare,
     quantization_error,
-    save_scale_table,
 )
+from slimlab.sam.scale_tables import apply_scale_table, load_scale_table, save_scale_table
 
 
 def test_uniform_quantizer_error_bounds():
