@@ -45,6 +45,7 @@ SETTINGS = {
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
               "seeds": [0], "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
 }
+ONNX_INT8_WEIGHTS = "per-channel"  # what slimlab.sam.onnx_runtime.quantize_onnx_int8 writes; recorded per run
 FULL_SIZE_REPEATS = 10  # timed calls per float / int8 pair at full size (about 0.3-1 s per call on one thread)
 
 
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
               "scene_text_sanity": scene_text,
               "everything": everything_rows, "quantization": quant_rows, "full_size_int8": full_size,
               "int8_profile": profile, "hierarchical_bound": call_bound, "figures": figures,
+              "onnx_int8_weights": ONNX_INT8_WEIGHTS,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}
     atomic_write_text(out_dir / "tinysam.json", json.dumps(result, indent=1))
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, figures))
@@ -362,6 +364,7 @@ def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
     result["int8_profile"] = int8_speedup_ceiling("shapes_student", runs)
     result["hierarchical_bound"] = hierarchical_call_bound(everything_samples)
     result["full_size_int8"] = full_size_int8_latency(*((1, 0) if quick else (FULL_SIZE_REPEATS, 2)))
+    result["full_size_int8"]["onnx_int8_weights"] = ONNX_INT8_WEIGHTS
     result["summary"].update(bound_summary(result["int8_profile"], result["hierarchical_bound"]))
     result["summary"].update(full_size_summary(result["full_size_int8"]))
     result["bounds_command"] = "python benchmarks/tinysam.py --bounds-only"

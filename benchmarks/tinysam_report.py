@@ -182,7 +182,12 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               "onnxruntime int8 graphs with the same graphs in float, so the speed-up is the int8 kernels' own (these "
               "two rows are timed alternately, 300 calls each after warm-up: medians); "
               f"against the PyTorch float model it is {s['int8_cpu_speedup_vs_pytorch_float']:.2f}x "
-              f"(torch.ao: {s['int8_cpu_speedup_torch_ao']:.2f}x). Convolutions stay float in both.", "",
+              f"(torch.ao: {s['int8_cpu_speedup_torch_ao']:.2f}x). Convolutions stay float in both."
+              + ("" if result.get("onnx_int8_weights") == "per-channel" else
+                 " This run's onnxruntime int8 row above was measured with one int8 scale per weight matrix, the "
+                 "default then" + (" (the full-size rows below use per-channel scales)."
+                                   if result["full_size_int8"].get("onnx_int8_weights") == "per-channel" else ".")),
+              "",
               *full_size_caption(full),
               table([{"part": f"{part_name}, {runtime}", "f": full[f"{part}_ms_{prefix}float32"],
                       "q": full[f"{part}_ms_{prefix}int8"], "x": full[f"{'ort_' if prefix else ''}{part}_speedup"]}
