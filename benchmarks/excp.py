@@ -66,7 +66,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 16; quick 4)")
     parser.add_argument("--resume-every", type=int, default=5, help="protocol (a): resume every N-th checkpoint")
     parser.add_argument("--resume-arms", default="all",
-                        help="comma-separated arms resumed under protocol (a) (default: all of "
+                        help="comma-separated arms resumed under protocol (a), e.g. 'excp alpha 5e-3,excp adam keep 0.1, 3-bit' (default: all of "
                              "RESUME_ARMS; excp and excp-ref are always resumed)")
     parser.add_argument("--protocol-b", action="store_true", help="also resume from every checkpoint (excp only)")
     parser.add_argument("--slow-deltas", type=int, default=None,
@@ -93,8 +93,13 @@ def resume_arms_from(text: str) -> tuple[str, ...]:
     (the report's targets compare those two)."""
     if text == "all":
         return RESUME_ARMS
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in RESUME_ARMS]
+    names, pending = [], ""
+    for piece in text.split(","):  # some arm names hold a comma ("excp adam keep 0.1, 3-bit")
+        pending = f"{pending},{piece}" if pending else piece.strip()
+        if pending in RESUME_ARMS:
+            names.append(pending)
+            pending = ""
+    unknown = [pending] if pending else []
     if unknown:
         raise SystemExit(f"--resume-arms: unknown arm(s) {unknown}; choose from {list(RESUME_ARMS)}")
     chosen = set(names) | {"excp", "excp-ref"}
