@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -259,7 +260,7 @@ def rewrite_report(path: Path, args) -> None:
                                 if key in TrainSettings.__dataclass_fields__})
     args.threads, args.resume_every = saved["threads"], saved["resume_every"]
     args.protocol_b = any(resume["resume_every"] == 1 for resume in runs[0]["resumes"])
-    command = document["command"].split("benchmarks/excp.py", 1)[1].split()
+    command = shlex.split(document["command"].split("benchmarks/excp.py", 1)[1])
     write_report(Path(args.out or path.parent), runs, settings, args, document["elapsed_s"], command,
                  machine_info=document["machine"], cpu_seconds=document.get("cpu_s"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import math
 import statistics
 from dataclasses import asdict
@@ -111,7 +112,10 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
     resumes = aggregate_resumes(runs)
     parameter_count = runs[0]["parameter_count"]
     kept = [a for i, a in enumerate(argv) if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
-    command = "nice -n 10 python benchmarks/excp.py" + (" " + " ".join(kept) if kept else "")  # --out: not a setting
+    command = "nice -n 10 python benchmarks/excp.py" + (" " + shlex.join(kept) if kept else "")  # --out: not a setting
+    docs = SMOLLM2_REPORT.parent
+    if out.resolve().parent == docs and not args.quick:  # a report beside the main one: say where it goes
+        command += f" --out docs/benchmarks/{out.resolve().name}"
     info = machine_info or machine()
     excp, reference, lossless, zstd3 = arms["excp"], arms["excp-ref"], arms["lossless"], arms["zstd-3"]
     resume_a = next(r for r in resumes if r["arm"] == "excp" and r["resume_every"] == args.resume_every)
