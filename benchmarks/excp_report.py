@@ -30,7 +30,8 @@ RESUME_ARMS = ("excp", "excp-ref", "excp delta-v", "excp alpha 5e-4", "excp alph
                "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit", "excp adam keep 0.12, 3-bit",
                "excp adam keep 0.1, 3-bit")
 FULL_SCALE_FOLDER = "excp_2000_steps"  # benchmarks/excp.py --steps 2000 --checkpoint-every 100 --out docs/benchmarks/<this>
-SMOLLM2_REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "excp_smollm2.md"
+DOCS_FOLDER = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+SMOLLM2_REPORT = DOCS_FOLDER / "excp_smollm2.md"
 
 
 def _relative_link(target: Path, out: Path) -> str:
@@ -113,8 +114,7 @@ def write_report(out: Path, runs: list[dict], settings, args, elapsed: float, ar
     parameter_count = runs[0]["parameter_count"]
     kept = [a for i, a in enumerate(argv) if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
     command = "nice -n 10 python benchmarks/excp.py" + (" " + shlex.join(kept) if kept else "")  # --out: not a setting
-    docs = SMOLLM2_REPORT.parent
-    if out.resolve().parent == docs and not args.quick:  # a report beside the main one: say where it goes
+    if out.resolve().parent == DOCS_FOLDER and not args.quick:  # a report beside the main one: say where it goes
         command += f" --out docs/benchmarks/{out.resolve().name}"
     info = machine_info or machine()
     excp, reference, lossless, zstd3 = arms["excp"], arms["excp-ref"], arms["lossless"], arms["zstd-3"]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from slimlab.core.errors import SlimlabError
 from slimlab.core.progress import progress
+from slimlab.sam.data import MIN_MASK_PIXELS
 from slimlab.sam.losses import (
     binary_iou,
     dice_loss,
@@ -246,7 +247,8 @@ class TeacherLabeledDataset:
     """Images without ground truth: the teacher's confident masks become the targets (pseudo-GT).
 
     For each image, ``points`` random single-point prompts are decoded by the teacher (multimask, best predicted
-    IoU); masks with predicted IoU above ``min_iou`` and at least 16 pixels are kept. Computed once per image.
+    IoU); masks with predicted IoU above ``min_iou`` and at least
+    MIN_MASK_PIXELS pixels are kept. Computed once per image.
     """
 
     def __init__(self, dataset, teacher: Sam, points: int = 16, min_iou: float = 0.7, seed: int = 0) -> None:
@@ -272,7 +274,7 @@ class TeacherLabeledDataset:
             best = iou.argmax(dim=1)
             rows = torch.arange(self.points)
             masks = upsample(logits[rows, best], size) > 0
-            keep = (iou[rows, best] > self.min_iou) & (masks.flatten(1).sum(1) >= 16)
+            keep = (iou[rows, best] > self.min_iou) & (masks.flatten(1).sum(1) >= MIN_MASK_PIXELS)
             sample = type(sample)(sample.image, masks[keep].cpu().numpy(), ["teacher"] * int(keep.sum()),
                                   [set() for _ in range(int(keep.sum()))])
         self.cache[index] = sample
