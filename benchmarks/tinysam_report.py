@@ -96,6 +96,39 @@ def profile_paragraph(profile: dict | None) -> list[str]:
                "The bound leaves room for the 1.5x target; the measured gap is the int8 kernels' own."), ""]
 
 
+def variants_verdict(rows: list[dict]) -> str:
+    shipped = rows[0]
+    best = max(rows, key=lambda row: row["speedup"])
+    if best is shipped:
+        return ("The shipped scheme is the fastest here: static quantization and integer convolutions add quantize / "
+                "dequantize steps around each operator, and on this CPU those cost more than the integer kernels "
+                "save.")
+    return (f"Here `{best['scheme']}` is faster than the shipped scheme ({best['speedup']:.2f}x vs "
+            f"{shipped['speedup']:.2f}x over float).")
+
+
+def full_size_int8_paragraphs(profile: dict | None, variants: dict | None) -> list[str]:
+    """The full-size encoder + decoder's Amdahl bound and the int8 schemes tried on the full-size encoder."""
+    lines = []
+    if profile:
+        lines += [f"At full size the float graphs (image encoder + one-prompt decoder) spend {100 * profile['weight_product_share']:.0f}% of their node time "
+                  f"(one thread, mean of {profile['runs']} calls: {profile['node_ms_per_call']:.0f} ms) in the "
+                  f"products with a weight and {100 * profile['conv_share']:.0f}% in convolutions: int8 weight "
+                  f"products can make them at most **{profile['ceiling_weight_products']:.2f}x** faster "
+                  f"({profile['ceiling_matmul_gemm']:.2f}x with attention's activation products, "
+                  f"{profile['ceiling_matmul_gemm_conv']:.2f}x with convolutions as well).", ""]
+    if variants:
+        lines += [f"Int8 schemes tried on the full-size image encoder (onnxruntime, {variants['threads']} thread(s), "
+                  f"each timed alternately with the float graph, {variants['repeats']} calls each after "
+                  f"{variants['warmup']} warm-up calls, medians; `benchmarks/tinysam_int8_variants.py` says what each "
+                  "scheme quantizes):", "",
+                  table(variants["rows"], [("scheme", "scheme", ""), ("float32 ms", "float32_ms", "{:.0f}"),
+                                           ("int8 ms", "encoder_ms", "{:.0f}"), ("speed-up", "speedup", "{:.2f}x")]),
+                  "",
+                  variants_verdict(variants["rows"]), ""]
+    return lines
+
+
 def call_bound_paragraph(bound: dict | None) -> list[str]:
     if not bound:
         return []
@@ -138,8 +171,9 @@ def render_markdown(result: dict, figures: list[str]) -> str:
         "## Targets", "", "| claim | measured | target | holds |", "|---|---|---|---|"]
     parts += [f"| {a} | {b} | {c} | {'yes' if ok else 'no'} |" for a, b, c, ok in targets]
     if result.get("bounds_command"):
-        parts += ["", f"The 'at most' bounds were added later with `{result['bounds_command']}` (no training; the "
-                  "full command above computes them too)."]
+        parts += ["", f"The 'at most' bounds, the full-size int8 rows and the int8 schemes were measured again "
+                  f"afterwards with `{result['bounds_command']}` (no training; the full command above measures them "
+                  "too)."]
     parts += ["", "## Teacher vs students (same step budget for every student: settings `student_steps`)", "",
               table(result["prompted"], [("model", "model", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
                                          ("mIoU box", "miou_box", "{:.3f}"), ("mIoU 3 clicks", "miou_3_clicks", "{:.3f}"),
@@ -195,6 +229,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                      for part, part_name in (("encoder", "image encoder 1024 px"), ("decoder", "mask decoder 16 prompts"))],
                     [("part", "part", ""), ("float32 ms", "f", "{:.0f}"), ("int8 ms", "q", "{:.0f}"),
                      ("speed-up", "x", "{:.2f}x")]), "",
+              *full_size_int8_paragraphs(result.get("full_size_int8_profile"), result.get("int8_variants")),
               *profile_paragraph(result.get("int8_profile")),
               "## Limits of this run", "",
               *limits_of_scale(result),
@@ -203,7 +238,8 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               "tested but not run here (`arms_teacher_prompt`); the KL grid search covers the decoder only.",
               "- torch.ao's int8 path quantizes Linear layers only; at this model size the per-call overhead of "
               "dynamic quantization eats its gain. Neither int8 path quantizes convolutions (TinyViT's stem and "
-              "MBConv stages).",
+              "MBConv stages)" + ("; onnxruntime's integer convolutions were slower than float ones here (int8 "
+                                  "schemes table)." if result.get("int8_variants") else "."),
               "", "## Figures", ""]
     parts += [f"![{name}]({name})" for name in figures]
     parts += ["", "`tinysam_point_prompts.png`: image, teacher, distilled student (one centre point per instance, "
