@@ -5,7 +5,7 @@ trained on ground truth, then TinyViT students with the same step budget: GT onl
 random prompts, and full-stage distillation with TinySAM's hard prompt sampling + hard mask weighting.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
-    python benchmarks/tinysam.py            # default run (about 55 min on 2 cores: 3 seeds per student arm)
+    python benchmarks/tinysam.py            # default run (about 70 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
 """
 
@@ -36,8 +36,7 @@ from slimlab.sam.train import TrainConfig, distill, teacher_embeddings, train_su
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinysam_bounds import hierarchical_call_bound, int8_speedup_ceiling  # noqa: E402
-from tinysam_int8_variants import int8_variant_latency  # noqa: E402
-from tinysam_quant import full_size_int8_latency, quantization_rows  # noqa: E402
+from tinysam_quant import ONNX_INT8_WEIGHTS, full_size_int8_measurements, full_size_summary, quantization_rows  # noqa: E402,E501
 from tinysam_report import render_markdown  # noqa: E402
 
 SETTINGS = {
@@ -46,10 +45,6 @@ SETTINGS = {
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
               "seeds": [0], "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
 }
-ONNX_INT8_WEIGHTS = "per-channel"  # what slimlab.sam.onnx_runtime.quantize_onnx_int8 writes; recorded per run
-FULL_SIZE_REPEATS = 10  # timed calls per float / int8 pair at full size (about 0.3-1 s per call on one thread)
-FULL_SIZE_PROFILE_RUNS = 5  # profiled calls of the full-size float graphs (about 1.5 s each on one thread)
-INT8_VARIANT_REPEATS = 20  # timed calls per int8 scheme of the full-size encoder, in rotation
 
 
 def skimage_samples(size: int) -> list[ShapesSample]:
@@ -291,10 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ort_float_row = rows_by_variant["float32 (onnxruntime)"]
     int8_row = rows_by_variant["real int8 (onnxruntime dynamic MatMul)"]
     print("== full-size int8 latency", flush=True)
-    full_size = full_size_int8_latency(*((1, 0) if args.quick else (FULL_SIZE_REPEATS, 2)))
+    full_size = full_size_int8_measurements(args.quick)
     profile = int8_speedup_ceiling("shapes_student", 5 if args.quick else 50)
-    full_size_profile = int8_speedup_ceiling("vit_t", 1 if args.quick else FULL_SIZE_PROFILE_RUNS)
-    int8_variants = int8_variant_latency(*((1, 0) if args.quick else (INT8_VARIANT_REPEATS, 2)))
     call_bound = hierarchical_call_bound(everything_samples)
     w8_row = quant_rows[1]
 
@@ -325,14 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         "int8_miou_drop": float_row["miou_point"] - int8_row["miou_point"],
         "int8_miou_drop_torch_ao": float_row["miou_point"] - torch_int8_row["miou_point"],
         "w8a8_fake_miou_drop": float_row["miou_point"] - w8_row["miou_point"],
-        **full_size_summary(full_size, full_size_profile, int8_variants),
+        **full_size_summary(full_size),
         **bound_summary(profile, call_bound),
     }
     result = {"summary": summary, "settings": settings, "machine": describe_machine(), "command": command,
               "seconds": time.perf_counter() - started, "prompted": rows, "skimage_sanity": skimage_rows,
               "scene_text_sanity": scene_text,
-              "everything": everything_rows, "quantization": quant_rows, "full_size_int8": full_size,
-              "int8_profile": profile, "full_size_int8_profile": full_size_profile, "int8_variants": int8_variants,
+              "everything": everything_rows, "quantization": quant_rows, **full_size,
+              "int8_profile": profile,
               "hierarchical_bound": call_bound, "figures": figures,
               "onnx_int8_weights": ONNX_INT8_WEIGHTS,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}
@@ -340,17 +333,6 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, figures))
     print(json.dumps(summary, indent=1))
     return 0
-
-
-def full_size_summary(full_size: dict, profile: dict, variants: dict) -> dict:
-    best = max(variants["rows"], key=lambda row: row["speedup"])
-    return {"int8_speedup_ceiling_full_size_weight_products": profile["ceiling_weight_products"],
-            "int8_cpu_speedup_full_size_encoder_best_scheme": best["speedup"],
-            "int8_full_size_encoder_best_scheme": best["scheme"],
-            "int8_cpu_speedup_full_size_encoder": full_size["ort_encoder_speedup"],
-            "int8_cpu_speedup_full_size_decoder": full_size["ort_decoder_speedup"],
-            "int8_cpu_speedup_full_size_encoder_torch_ao": full_size["encoder_speedup"],
-            "int8_cpu_speedup_full_size_decoder_torch_ao": full_size["decoder_speedup"]}
 
 
 def bound_summary(profile: dict, call_bound: dict) -> dict:
@@ -373,13 +355,9 @@ def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
     everything_samples = [samples[i] for i in range(settings["everything_images"])] + skimage_samples(size)[:1]
     result["int8_profile"] = int8_speedup_ceiling("shapes_student", runs)
     result["hierarchical_bound"] = hierarchical_call_bound(everything_samples)
-    result["full_size_int8"] = full_size_int8_latency(*((1, 0) if quick else (FULL_SIZE_REPEATS, 2)))
-    result["full_size_int8"]["onnx_int8_weights"] = ONNX_INT8_WEIGHTS
-    result["full_size_int8_profile"] = int8_speedup_ceiling("vit_t", 1 if quick else FULL_SIZE_PROFILE_RUNS)
-    result["int8_variants"] = int8_variant_latency(*((1, 0) if quick else (INT8_VARIANT_REPEATS, 2)))
+    result.update(full_size_int8_measurements(quick))
     result["summary"].update(bound_summary(result["int8_profile"], result["hierarchical_bound"]))
-    result["summary"].update(full_size_summary(result["full_size_int8"], result["full_size_int8_profile"],
-                                               result["int8_variants"]))
+    result["summary"].update(full_size_summary(result))
     result["bounds_command"] = "python benchmarks/tinysam.py --bounds-only"
     atomic_write_text(path, json.dumps(result, indent=1))
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))

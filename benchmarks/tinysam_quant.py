@@ -13,6 +13,13 @@ from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import center_points, median_latency, prompted_ious
 from slimlab.sam.onnx_runtime import OnnxRuntimeSam
 from slimlab.sam.quantize import calibrate, dynamic_int8
+from tinysam_bounds import int8_speedup_ceiling
+from tinysam_int8_variants import int8_variant_latency
+
+ONNX_INT8_WEIGHTS = "per-channel"  # what slimlab.sam.onnx_runtime.quantize_onnx_int8 writes; recorded per run
+FULL_SIZE_REPEATS = 10  # timed calls per float / int8 pair at full size (about 0.3-1 s per call on one thread)
+FULL_SIZE_PROFILE_RUNS = 5  # profiled calls of the full-size float graphs (about 1.5 s each on one thread)
+INT8_VARIANT_REPEATS = 20  # timed calls per int8 scheme of the full-size encoder, each alternating with float
 
 
 def quantization_rows(model, test, calibration, candidates: int) -> list[dict]:
@@ -107,3 +114,27 @@ def full_size_int8_latency(repeats: int, warmup: int) -> dict:
             for part in ("encoder", "decoder"):
                 out[f"{prefix}{part}_speedup"] = out[f"{part}_ms_{prefix}float32"] / out[f"{part}_ms_{prefix}int8"]
     return out
+
+
+def full_size_int8_measurements(quick: bool) -> dict:
+    """The full-size layout's float / int8 latency (torch.ao and onnxruntime), its operator-time bound and the
+    onnxruntime int8 schemes on its encoder, under the result keys the report reads."""
+    full_size = full_size_int8_latency(*((1, 0) if quick else (FULL_SIZE_REPEATS, 2)))
+    full_size["onnx_int8_weights"] = ONNX_INT8_WEIGHTS
+    return {"full_size_int8": full_size,
+            "full_size_int8_profile": int8_speedup_ceiling("vit_t", 1 if quick else FULL_SIZE_PROFILE_RUNS),
+            "int8_variants": int8_variant_latency(*((1, 0) if quick else (INT8_VARIANT_REPEATS, 2)))}
+
+
+def full_size_summary(measurements: dict) -> dict:
+    """Summary keys from ``full_size_int8_measurements``' result."""
+    full_size, variants = measurements["full_size_int8"], measurements["int8_variants"]
+    best = max(variants["rows"], key=lambda row: row["speedup"])
+    return {"int8_speedup_ceiling_full_size_weight_products":
+            measurements["full_size_int8_profile"]["ceiling_weight_products"],
+            "int8_cpu_speedup_full_size_encoder_best_scheme": best["speedup"],
+            "int8_full_size_encoder_best_scheme": best["scheme"],
+            "int8_cpu_speedup_full_size_encoder": full_size["ort_encoder_speedup"],
+            "int8_cpu_speedup_full_size_decoder": full_size["ort_decoder_speedup"],
+            "int8_cpu_speedup_full_size_encoder_torch_ao": full_size["encoder_speedup"],
+            "int8_cpu_speedup_full_size_decoder_torch_ao": full_size["decoder_speedup"]}
