@@ -24,6 +24,7 @@ import torch
 
 from slimlab.sam.build import build_model
 from slimlab.sam.onnx_export import export_onnx
+from slimlab.sam.onnx_runtime import quantize_onnx_int8
 
 CALIBRATION_IMAGES = 4  # random images: the calibrated ranges set the scales, not the speed
 
@@ -40,7 +41,8 @@ def rotated_latency_ms(functions: dict, repeats: int, warmup: int) -> dict[str, 
     return {name: 1000 * float(np.median(bucket)) for name, bucket in times.items()}
 
 
-def quantized_graphs(float_path: Path, folder: Path, side: int) -> dict[str, Path]:
+def quantized_graphs(float_paths: dict[str, Path], folder: Path, side: int) -> dict[str, Path]:
+    """Encoder graphs per int8 scheme; the shipped one comes from ``quantize_onnx_int8`` itself."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -54,20 +56,23 @@ def quantized_graphs(float_path: Path, folder: Path, side: int) -> dict[str, Pat
         def get_next(self):
             return next(self.feeds, None)
 
+    float_path = Path(float_paths["encoder"])
     folded = folder / "encoder_folded.onnx"
     quant_pre_process(str(float_path), str(folded))
-    paths = {name: folder / f"encoder_{index}.onnx" for index, name in enumerate(
-        ("dynamic MatMul / Gemm (shipped)", "dynamic MatMul / Gemm + Conv", "static Conv + dynamic MatMul / Gemm",
-         "static QDQ, every operator"))}
-    names = list(paths)
+    shipped, with_conv, static_conv, static_all = (
+        "dynamic MatMul / Gemm (shipped)", "dynamic MatMul / Gemm + Conv", "static Conv + dynamic MatMul / Gemm",
+        "static QDQ, every operator")
+    paths = {shipped: quantize_onnx_int8(float_paths, folder / "shipped")["encoder"]}
+    for index, name in enumerate((with_conv, static_conv, static_all)):
+        paths[name] = folder / f"encoder_{index}.onnx"
     dynamic = {"weight_type": QuantType.QInt8, "per_channel": True}
-    quantize_dynamic(str(float_path), str(paths[names[0]]), op_types_to_quantize=["MatMul", "Gemm"], **dynamic)
-    quantize_dynamic(str(folded), str(paths[names[1]]), op_types_to_quantize=["MatMul", "Gemm", "Conv"], **dynamic)
-    static_conv = folder / "encoder_static_conv.onnx"
-    quantize_static(str(folded), str(static_conv), RandomImages(), quant_format=QuantFormat.QOperator,
+    quantize_dynamic(str(folded), str(paths[with_conv]), op_types_to_quantize=["MatMul", "Gemm", "Conv"], **dynamic)
+    convolutions_only = folder / "encoder_static_conv.onnx"
+    quantize_static(str(folded), str(convolutions_only), RandomImages(), quant_format=QuantFormat.QOperator,
                     per_channel=True, op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.MinMax)
-    quantize_dynamic(str(static_conv), str(paths[names[2]]), op_types_to_quantize=["MatMul", "Gemm"], **dynamic)
-    quantize_static(str(folded), str(paths[names[3]]), RandomImages(), quant_format=QuantFormat.QDQ,
+    quantize_dynamic(str(convolutions_only), str(paths[static_conv]), op_types_to_quantize=["MatMul", "Gemm"],
+                     **dynamic)
+    quantize_static(str(folded), str(paths[static_all]), RandomImages(), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     return paths
@@ -86,8 +91,8 @@ def int8_variant_latency(repeats: int, warmup: int, threads: int | None = None) 
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     feeds = {"image": np.random.default_rng(1).standard_normal((1, 3, side, side)).astype(np.float32)}
     with tempfile.TemporaryDirectory(prefix="tinysam-int8-variants-") as scratch:
-        float_path = Path(export_onnx(model, scratch)["encoder"])
-        paths = {"float32": float_path, **quantized_graphs(float_path, Path(scratch), side)}
+        float_paths = export_onnx(model, scratch)
+        paths = {"float32": float_paths["encoder"], **quantized_graphs(float_paths, Path(scratch), side)}
         sessions = {name: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                     for name, path in paths.items()}
         run = {name: (lambda session=session: session.run(None, feeds)) for name, session in sessions.items()}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 from slimlab.sam.build import build_model
@@ -14,7 +13,7 @@ from slimlab.sam.evaluate import center_points, median_latency, prompted_ious
 from slimlab.sam.onnx_runtime import OnnxRuntimeSam
 from slimlab.sam.quantize import calibrate, dynamic_int8
 from tinysam_bounds import int8_speedup_ceiling
-from tinysam_int8_variants import int8_variant_latency
+from tinysam_int8_variants import int8_variant_latency, rotated_latency_ms
 
 ONNX_INT8_WEIGHTS = "per-channel"  # what slimlab.sam.onnx_runtime.quantize_onnx_int8 writes; recorded per run
 FULL_SIZE_REPEATS = 10  # timed calls per float / int8 pair at full size (about 0.3-1 s per call on one thread)
@@ -81,15 +80,9 @@ def quantization_rows(model, test, calibration, candidates: int) -> list[dict]:
 
 def paired_latency_ms(first, second, repeats: int = 300, warmup: int = 20) -> tuple[float, float]:
     """Median milliseconds of two callables timed in alternation after warm-up."""
-    times = ([], [])
-    for index in range(warmup + repeats):
-        for function, bucket in zip((first, second), times):
-            started = time.perf_counter()
-            with torch.no_grad():
-                function()
-            if index >= warmup:
-                bucket.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times[0])), 1000 * float(np.median(times[1]))
+    with torch.no_grad():
+        times = rotated_latency_ms({"first": first, "second": second}, repeats, warmup)
+    return times["first"], times["second"]
 
 
 def full_size_int8_latency(repeats: int, warmup: int) -> dict:
