@@ -7,6 +7,8 @@ Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
     python benchmarks/tinysam.py            # default run (about 70 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
+    python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
+    python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (12 min)
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import count_macs, median_latency, prompted_ious
 from slimlab.sam.everything import MaskGenerator
-from slimlab.sam.mask_utils import mask_iou, overlay
+from slimlab.sam.mask_utils import overlay
 from slimlab.sam.shapes import ShapesDataset, ShapesSample
 from slimlab.sam.train import TrainConfig, distill, teacher_embeddings, train_supervised
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinysam_bounds import hierarchical_call_bound, int8_speedup_ceiling  # noqa: E402
+from tinysam_everything import EVERYTHING_FILTERS, everything_arms, everything_summary  # noqa: E402
 from tinysam_quant import ONNX_INT8_WEIGHTS, full_size_int8_measurements, full_size_summary, quantization_rows  # noqa: E402,E501
 from tinysam_report import render_markdown  # noqa: E402
 
@@ -139,29 +142,6 @@ def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
     return merged
 
 
-def everything_row(model, samples, name: str, **options) -> dict:
-    generator = MaskGenerator(model, **options)
-    prompts, times, recalls50, recalls75, best_ious, masks_out = 0, [], [], [], [], 0
-    for sample in samples:
-        records = generator.generate(sample.image)  # warm-up and the output we score
-        prompts += generator.stats.decoder_prompts
-        times.append(median_latency(lambda: generator.generate(sample.image), repeats=3, warmup=0))
-        masks_out += len(records)
-        gt = torch.from_numpy(sample.masks)
-        if records:
-            predicted = torch.from_numpy(np.array([r["segmentation"] for r in records]))
-            best = mask_iou(gt, predicted).max(dim=1).values
-        else:
-            best = torch.zeros(len(gt))
-        best_ious += best.tolist()
-        recalls50.append(float((best >= 0.5).float().mean()))
-        recalls75.append(float((best >= 0.75).float().mean()))
-    return {"mode": name, "decoder_prompts_per_image": prompts / len(samples),
-            "seconds_per_image": float(np.mean(times)), "masks_per_image": masks_out / len(samples),
-            "recall_50": float(np.mean(recalls50)), "recall_75": float(np.mean(recalls75)),
-            "miou": float(np.mean(best_ious)), "options": {k: v for k, v in options.items()}}
-
-
 def save_overlays(models: dict, sample: ShapesSample, everything: dict, out_dir: Path) -> list[str]:
     """One PNG per model: point-prompt masks of every instance; plus everything-mode overlays."""
     from slimlab.sam.evaluate import center_points, predict_masks
@@ -200,12 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bounds-only", action="store_true",
                         help="re-measure what needs no trained model (int8 and hierarchical-mode bounds, full-size int8 "
                              "latency) into an existing tinysam.json and rewrite the report")
+    parser.add_argument("--everything-only", action="store_true",
+                        help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
+                             "arms into an existing tinysam.json, then rewrite the report")
     args = parser.parse_args(argv)
     if args.scene_text and not Path(args.scene_text).is_dir():  # before the hour of training, not after
         parser.error(f"--scene-text {args.scene_text}: no such folder")
     torch.set_num_threads(args.threads)
     if args.bounds_only:
         return update_bounds(Path(args.out), 5 if args.quick else 50, args.quick)
+    if args.everything_only:
+        return update_everything(Path(args.out))
     settings = dict(SETTINGS["quick" if args.quick else "default"])
     if args.teacher_steps:
         settings["teacher_steps"] = args.teacher_steps
@@ -266,15 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("== everything mode", flush=True)
     everything_samples = [test[i] for i in range(settings["everything_images"])] + sanity[:1]
-    common = {"points_per_side": 16, "points_per_batch": 64, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.8}
-    everything_rows = [everything_row(teacher, everything_samples, "grid 16x16", **common),
-                       everything_row(teacher, everything_samples, "hierarchical 4x4 -> 16x16, tau 8.5",
-                                      hierarchical=True, high_score_thresh=8.5, **common),
-                       everything_row(teacher, everything_samples, "hierarchical 4x4 -> 16x16, tau 2.0",
-                                      hierarchical=True, high_score_thresh=2.0, **common),
-                       everything_row(teacher, everything_samples, "grid 8x8", **{**common, "points_per_side": 8})]
-    grid_row = everything_rows[0]
-    hierarchical_row = min(everything_rows[1:3], key=lambda r: r["decoder_prompts_per_image"])
+    everything_rows = everything_arms(teacher, everything_samples)
+    common = EVERYTHING_FILTERS
 
     print("== quantization", flush=True)
     calibration = ShapesDataset(settings["calibration_images"], "calib")
@@ -308,9 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "student_teacher_miou_ratio_per_seed": [row["miou_point"] / max(teacher_row["miou_point"], 1e-9)
                                                 for row in best_row["per_seed"]],
         "student_macs_ratio": best_row["macs"] / teacher_row["macs"],
-        "hierarchical_decoder_call_reduction": grid_row["decoder_prompts_per_image"] /
-        max(hierarchical_row["decoder_prompts_per_image"], 1e-9),
-        "hierarchical_miou_drop": grid_row["miou"] - hierarchical_row["miou"],
+        **everything_summary(everything_rows),
         # int8 speed-up within one runtime (onnxruntime float graph -> the same graph with int8 MatMuls)
         "int8_cpu_speedup": ort_float_row["latency_ms"] / int8_row["latency_ms"],
         "int8_cpu_speedup_vs_pytorch_float": float_row["latency_ms"] / int8_row["latency_ms"],
@@ -363,6 +339,35 @@ def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
     print(json.dumps({k: result[k] for k in ("int8_profile", "hierarchical_bound", "full_size_int8",
                                              "full_size_int8_profile", "int8_variants")}, indent=1))
+    return 0
+
+
+def update_everything(out_dir: Path) -> int:
+    """Retrain the teacher exactly as the full run does (seed, data, steps) and re-measure the everything-mode arms
+    into an existing report; refuses when the teacher does not reproduce the stored one-point mIoU."""
+    path = out_dir / "tinysam.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
+    result = json.loads(path.read_text())
+    settings = result["settings"]
+    seed_all(0)
+    train, test = ShapesDataset(settings["train_images"]), ShapesDataset(settings["test_images"], "test")
+    print("== teacher", flush=True)
+    teacher = build_model("shapes_teacher")
+    train_supervised(teacher, train, TrainConfig(steps=settings["teacher_steps"], lr=1e-3), "teacher")
+    stored = next(row for row in result["prompted"] if row["model"] == "teacher (ViT)")["miou_point"]
+    measured = float(prompted_ious(teacher, test, "point")["iou"].mean())
+    if abs(measured - stored) > 1e-6:
+        raise SystemExit(f"{path}: the retrained teacher's one-point mIoU is {measured:.6f}, the stored run's "
+                         f"{stored:.6f}; re-run the full benchmark instead")
+    print("== everything mode", flush=True)
+    samples = [test[i] for i in range(settings["everything_images"])] + skimage_samples(teacher.image_size)[:1]
+    result["everything"] = everything_arms(teacher, samples)
+    result["summary"].update(everything_summary(result["everything"]))
+    result["everything_command"] = "python benchmarks/tinysam.py --everything-only"
+    atomic_write_text(path, json.dumps(result, indent=1))
+    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
+    print(json.dumps(everything_summary(result["everything"]), indent=1))
     return 0
 
 
