@@ -252,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     print("== everything mode", flush=True)
     everything_samples = [test[i] for i in range(settings["everything_images"])] + sanity[:1]
     everything_rows = everything_arms(teacher, everything_samples)
-    common = EVERYTHING_FILTERS
 
     print("== quantization", flush=True)
     calibration = ShapesDataset(settings["calibration_images"], "calib")
@@ -271,12 +270,12 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = save_overlays({"teacher": teacher, "student": students[best_name]}, test[0],
                             {"grid": (everything_samples[0].image, [r["segmentation"] for r in MaskGenerator(
-                                teacher, **common).generate(everything_samples[0].image)]),
+                                teacher, **EVERYTHING_FILTERS).generate(everything_samples[0].image)]),
                              "hierarchical": (everything_samples[0].image, [r["segmentation"] for r in MaskGenerator(
-                                 teacher, hierarchical=True, high_score_thresh=2.0, **common).generate(
+                                 teacher, hierarchical=True, high_score_thresh=2.0, **EVERYTHING_FILTERS).generate(
                                  everything_samples[0].image)]),
                              "coins": (sanity[0].image, [r["segmentation"] for r in MaskGenerator(
-                                 teacher, **common).generate(sanity[0].image)])}, out_dir)
+                                 teacher, **EVERYTHING_FILTERS).generate(sanity[0].image)])}, out_dir)
     bar_plot({r["model"].replace("student: ", ""): r["miou_point"] for r in rows}, out_dir / "tinysam_miou.png",
              "ShapesSA test mIoU, one centre point", "mIoU")
     figures.append("tinysam_miou.png")
