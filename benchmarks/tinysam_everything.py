@@ -20,10 +20,12 @@ DENSITIES = {16: (8.5, 2.0), 32: (4.6, 7.0, 8.5, 10.0)}
 
 def everything_row(model, samples, name: str, **options) -> dict:
     generator = MaskGenerator(model, **options)
-    prompts, times, recalls50, recalls75, best_ious, masks_out = 0, [], [], [], [], 0
+    prompts, batches, skipped, times, recalls50, recalls75, best_ious, masks_out = 0, 0, 0, [], [], [], [], 0
     for sample in samples:
         records = generator.generate(sample.image)  # warm-up and the output we score
         prompts += generator.stats.decoder_prompts
+        batches += generator.stats.decoder_batches
+        skipped += generator.stats.skipped_points  # dense points covered by round 1 (hierarchical only)
         times.append(median_latency(lambda: generator.generate(sample.image), repeats=3, warmup=0))
         masks_out += len(records)
         gt = torch.from_numpy(sample.masks)
@@ -36,6 +38,7 @@ def everything_row(model, samples, name: str, **options) -> dict:
         recalls50.append(float((best >= 0.5).float().mean()))
         recalls75.append(float((best >= 0.75).float().mean()))
     return {"mode": name, "decoder_prompts_per_image": prompts / len(samples),
+            "decoder_batches_per_image": batches / len(samples), "skipped_points_per_image": skipped / len(samples),
             "seconds_per_image": float(np.mean(times)), "masks_per_image": masks_out / len(samples),
             "recall_50": float(np.mean(recalls50)), "recall_75": float(np.mean(recalls75)),
             "miou": float(np.mean(best_ious)), "options": {k: v for k, v in options.items()}}

@@ -205,6 +205,8 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               "## Everything mode (teacher; ShapesSA test images + coins)", "",
               table(result["everything"], [("mode", "mode", ""), ("decoder prompts / image",
                                                                    "decoder_prompts_per_image", "{:.1f}"),
+                                           ("decoder batches / image", "decoder_batches_per_image", "{:.1f}"),
+                                           ("dense points skipped / image", "skipped_points_per_image", "{:.1f}"),
                                            ("s / image", "seconds_per_image", "{:.3f}"),
                                            ("masks / image", "masks_per_image", "{:.1f}"),
                                            ("GT recall @0.5", "recall_50", "{:.3f}"),
