@@ -300,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": time.perf_counter() - started, "prompted": rows, "skimage_sanity": skimage_rows,
               "scene_text_sanity": scene_text,
               "everything": everything_rows, "quantization": quant_rows, **full_size,
-              "int8_profile": profile,
-              "hierarchical_bound": call_bound, "figures": figures,
+              "int8_profile": profile, "hierarchical_bound": call_bound, "figures": figures,
               "onnx_int8_weights": ONNX_INT8_WEIGHTS,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}
     atomic_write_text(out_dir / "tinysam.json", json.dumps(result, indent=1))
@@ -362,11 +361,12 @@ def update_everything(out_dir: Path) -> int:
     print("== everything mode", flush=True)
     samples = [test[i] for i in range(settings["everything_images"])] + skimage_samples(teacher.image_size)[:1]
     result["everything"] = everything_arms(teacher, samples)
-    result["summary"].update(everything_summary(result["everything"]))
+    summary = everything_summary(result["everything"])
+    result["summary"].update(summary)
     result["everything_command"] = "python benchmarks/tinysam.py --everything-only"
     atomic_write_text(path, json.dumps(result, indent=1))
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
-    print(json.dumps(everything_summary(result["everything"]), indent=1))
+    print(json.dumps(summary, indent=1))
     return 0
 
 

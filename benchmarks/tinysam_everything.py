@@ -41,7 +41,7 @@ def everything_row(model, samples, name: str, **options) -> dict:
             "decoder_batches_per_image": batches / len(samples), "skipped_points_per_image": skipped / len(samples),
             "seconds_per_image": float(np.mean(times)), "masks_per_image": masks_out / len(samples),
             "recall_50": float(np.mean(recalls50)), "recall_75": float(np.mean(recalls75)),
-            "miou": float(np.mean(best_ious)), "options": {k: v for k, v in options.items()}}
+            "miou": float(np.mean(best_ious)), "options": dict(options)}
 
 
 def everything_arms(model, samples) -> list[dict]:
@@ -61,9 +61,9 @@ def everything_summary(rows: list[dict]) -> dict:
     of the same density; the 16x16 figures keep the target keys, the 32x32 ones get a ``_32`` suffix."""
     summary = {}
     for side, suffix in ((16, ""), (32, "_32")):
-        grid = next(row for row in rows if row["mode"] == f"grid {side}x{side}")
-        arms = [row for row in rows if row["mode"].startswith("hierarchical") and row["mode"].split(", ")[0]
-                .endswith(f"-> {side}x{side}")]
+        same_density = [row for row in rows if row["options"]["points_per_side"] == side]
+        grid = next(row for row in same_density if not row["options"].get("hierarchical"))
+        arms = [row for row in same_density if row["options"].get("hierarchical")]
         if not arms:
             continue
         best = min(arms, key=lambda row: row["decoder_prompts_per_image"])

@@ -247,8 +247,8 @@ class TeacherLabeledDataset:
     """Images without ground truth: the teacher's confident masks become the targets (pseudo-GT).
 
     For each image, ``points`` random single-point prompts are decoded by the teacher (multimask, best predicted
-    IoU); masks with predicted IoU above ``min_iou`` and at least
-    MIN_MASK_PIXELS pixels are kept. Computed once per image.
+    IoU); masks with predicted IoU above ``min_iou`` and at least ``MIN_MASK_PIXELS`` pixels are kept. Computed
+    once per image.
     """
 
     def __init__(self, dataset, teacher: Sam, points: int = 16, min_iou: float = 0.7, seed: int = 0) -> None:
