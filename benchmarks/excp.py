@@ -52,6 +52,12 @@ CODEC_ARMS = {  # name -> (family, codec)
     "excp adam keep 0.15, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.15, bits=(3, 3, 3))),
     "excp adam keep 0.12, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.12, bits=(3, 3, 3))),
     "excp adam keep 0.1, 3-bit": ("lossy", ExcpCodec(score="adam", keep_fraction=0.1, bits=(3, 3, 3))),
+    # --score curvature: the same budget ranked by |dW| * v^(1/4) (Adam's own curvature sqrt(v)); beta 3 keeps
+    # fewer moments, which the resumed runs showed to matter far less than the weights.
+    "excp curvature keep 0.15, 3-bit, beta 3": ("lossy", ExcpCodec(score="curvature", keep_fraction=0.15,
+                                                                   bits=(3, 3, 3), beta=3.0)),
+    "excp curvature keep 0.12, 3-bit, beta 3": ("lossy", ExcpCodec(score="curvature", keep_fraction=0.12,
+                                                                   bits=(3, 3, 3), beta=3.0)),
 }
 JUMP_WINDOW = 50   # steps after a resume over which the training-loss jump is measured
 

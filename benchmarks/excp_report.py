@@ -20,15 +20,17 @@ NAIVE_ARM = "naive top-k, int8 moments"
 ARM_ORDER = ["zstd-3", "zstd-19", "xz", "residual + xz", "lossless", "excp-ref", "excp", "excp no residual",
              "excp no momentum shrinking", "excp uniform quantizer", "excp linear-fp16 v", "excp delta-v", "excp alpha 5e-4", "excp alpha 1.5e-3",
              "excp alpha 5e-3", "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit",
-             "excp adam keep 0.12, 3-bit", "excp adam keep 0.1, 3-bit", NAIVE_ARM]
+             "excp adam keep 0.12, 3-bit", "excp adam keep 0.1, 3-bit", "excp curvature keep 0.15, 3-bit, beta 3",
+             "excp curvature keep 0.12, 3-bit, beta 3", NAIVE_ARM]
 
 
 # Arms whose decoded checkpoints are also trained from (protocol a): the default, the official semantics, delta-v
-# (v's precision acts only through the resumed optimizer), and the stronger-shrinking and adam-score settings,
-# which trace the ratio-vs-resumed-loss frontier.
+# (v's precision acts only through the resumed optimizer), and the stronger-shrinking, adam- and curvature-score
+# settings, which trace the ratio-vs-resumed-loss frontier.
 RESUME_ARMS = ("excp", "excp-ref", "excp delta-v", "excp alpha 5e-4", "excp alpha 1.5e-3", "excp alpha 5e-3",
                "excp adam keep 0.2, 3-bit", "excp adam keep 0.15, 3-bit", "excp adam keep 0.12, 3-bit",
-               "excp adam keep 0.1, 3-bit")
+               "excp adam keep 0.1, 3-bit", "excp curvature keep 0.15, 3-bit, beta 3",
+               "excp curvature keep 0.12, 3-bit, beta 3")
 FULL_SCALE_FOLDER = "excp_2000_steps"  # benchmarks/excp.py --steps 2000 --checkpoint-every 100 --out docs/benchmarks/<this>
 DOCS_FOLDER = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 SMOLLM2_REPORT = DOCS_FOLDER / "excp_smollm2.md"
@@ -233,7 +235,7 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
         "large v) r_w is far below the clamp, so most residual entries are kept. The default alpha was "
         "chosen for large models whose second moments are much smaller; on this model it shrinks little.",
     ]
-    for name in [name for name in arms if name.startswith(("excp alpha", "excp adam"))]:
+    for name in [name for name in arms if name.startswith(("excp alpha", "excp adam", "excp curvature"))]:
         if name in arms and arms[name]["decoded_last_eval_loss"] is not None:
             arm = arms[name]
             lines.append(f"- `{name}`: {arm['ratio']:.1f}x ({arm['bits_per_param']:.3f} bits/param); the decoded "
@@ -287,6 +289,16 @@ def _findings(arms: dict, resumes: list[dict], baseline_eval: float) -> list[str
                      f"final decode (delta before the last decode: {recovered(adam)}; alpha arms {recovered(alpha)}). "
                      "A likely cause, not isolated by this run: the adam budget drops small residual entries in every "
                      "tensor, where the alpha threshold drops them mostly in tensors with small v.")
+    curvature = [r for r in resumes if r["arm"].startswith("excp curvature") and r["arm"] in arms
+                 and r["resume_every"] != 1]
+    if curvature and adam:
+        def frontier_text(group):
+            return ", ".join(f"{r['arm'].removeprefix('excp ')} {arms[r['arm']]['ratio']:.1f}x -> "
+                             f"{r['final_loss_delta_nats']:+.4f}" for r in group)
+        lines.append("- `--score curvature` (|dW| * v^(1/4)) against `--score adam` (|dW| * sqrt(v)), resumed final "
+                     f"loss at each ratio: {frontier_text(curvature)}; {frontier_text(adam)}. The adam score "
+                     "weights entries by v, Adam's gradient scale squared; the curvature score by sqrt(v), the "
+                     "curvature under which Adam's step is a Newton step.")
     lossless = arms["lossless"]
     streams = lossless["bits_per_param_by_stream"]
     if streams:
@@ -381,7 +393,12 @@ def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds, out: Pa
               "`alpha` arms raise the weight-shrinking strength over the default 5e-5. The `adam` arms (`--score adam`) "
               "replace the per-tensor threshold by one budget over the whole checkpoint: they keep the given fraction "
               "of all residual entries with the largest |dW| * sqrt(v) (dropping entry i costs about v_i dW_i^2 under "
-              "a quadratic model with v as diagonal Fisher), with 3-bit indices.", "",
+              "a quadratic model with v as diagonal Fisher), with 3-bit indices. The `curvature` arms "
+              "(`--score curvature`) rank by |dW| * v^(1/4) instead: Adam's step -lr m / sqrt(v) is a Newton step "
+              "for the diagonal curvature sqrt(v) / lr, under which dropping entry i costs about sqrt(v_i) dW_i^2; "
+              "with `--beta 3` they keep fewer moments. Support masks of 2-D tensors are coded given their rows' "
+              "and columns' keep rates where that is smaller than order-0 coding (the adam and curvature scores "
+              "have such structure; the default score's masks do not).", "",
               "### Bits per parameter by stream (delta checkpoints)", "",
               "| arm | w | mask | m | v | footer | other |", "|---|---|---|---|---|---|---|"]
     for name, arm in arms.items():

@@ -25,11 +25,11 @@ def _codec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, default=2.0, help="momentum kept where |m| > beta*mean|m| (default 2)")
     parser.add_argument("--bits", type=int, default=4, help="index bits for residual, m and v (default 4)")
     parser.add_argument("--v-domain", default="log", choices=["log", "linear-fp16"])
-    parser.add_argument("--score", default="excp", choices=["excp", "adam"],
-                        help="excp: the paper's per-tensor threshold (default); adam: keep the top --keep-fraction "
-                             "of |dW|*sqrt(v) over the whole checkpoint")
+    parser.add_argument("--score", default="excp", choices=["excp", "adam", "curvature"],
+                        help="excp: the paper's per-tensor threshold (default); adam / curvature: keep the top "
+                             "--keep-fraction of |dW|*sqrt(v) / |dW|*v^(1/4) over the whole checkpoint")
     parser.add_argument("--keep-fraction", type=float, default=0.1,
-                        help="budget of --score adam: fraction of residual entries kept (default 0.1)")
+                        help="budget of --score adam / curvature: fraction of residual entries kept (default 0.1)")
     parser.add_argument("--delta-v", action="store_true",
                         help="code log(v) against the parent's decoded v where the parent kept one (ablation)")
     parser.add_argument("--keyframe-every", type=int, default=10, help="chain: a keyframe every K checkpoints")

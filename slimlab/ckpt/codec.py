@@ -3,7 +3,8 @@
 Modes
 * ``excp`` (default): residual against the *reconstructed* reference, weight-momentum joint shrinking,
   k-means on the kept values (log domain for v, fp32 codebooks), the support coded once (mask M_w over N
-  positions, M_o as a sub-mask over M_w), rANS for every index stream. Keyframes store weights losslessly.
+  positions, order-0 or given its rows' and columns' keep rates, whichever is smaller; M_o as a sub-mask over
+  M_w), rANS for every index stream. Keyframes store weights losslessly.
 * ``excp-ref``: the official code's semantics: dense 4-bit index arrays (0 = exact zero), fp16
   codebooks, v in the linear domain, xz (LZMA) over the nibble arrays, raw keyframe; the in-run baseline.
 * ``lossless``: every tensor bit-exact (float fields: weights as ordered-integer deltas against the reference,
@@ -27,17 +28,18 @@ from slimlab.ckpt.container import ContainerWriter
 from slimlab.ckpt.delta_v import merge_log_second_moment, parent_log_second_moment
 from slimlab.ckpt.lossless import encode_lossless
 from slimlab.ckpt.reference_format import fp16_quantize, pack_xz
-from slimlab.ckpt.shrink import (ScoreHistogram, ShrinkSettings, adam_scores, adam_support, momentum_mask,
+from slimlab.ckpt.shrink import (SCORE_POWERS, ScoreHistogram, ShrinkSettings, adam_scores, adam_support, momentum_mask,
                                  quantize_values, weight_support)
 from slimlab.ckpt.state import CheckpointState
 from slimlab.ckpt.values import dtype_name, is_header_scalar, to_json_value
 from slimlab.core.entropy import encode_mask, encode_symbols
+from slimlab.core.mask_coding import encode_row_column_mask, matrix_shape, order0_cost_bits, row_column_cost_bits
 from slimlab.core.errors import SlimlabError
 from slimlab.core.io import atomic_open
 from slimlab.core.masked import scatter, select
 
 MODES = ("excp", "excp-ref", "lossless")
-SCORES = ("excp", "adam")
+SCORES = ("excp", "adam", "curvature")
 
 
 class Reference(Protocol):
@@ -72,8 +74,9 @@ class ExcpCodec:
     quantizer: str = "kmeans"                  # or "uniform" (ablation)
     residual: bool = True                      # False codes weights directly (ablation)
     momentum_shrinking: bool = True            # False keeps moments wherever the residual is kept (ablation)
-    score: str = "excp"                        # "adam": keep the top keep_fraction of |dW| * sqrt(v), whole checkpoint
-    keep_fraction: float = 0.1                 # budget of the "adam" score (fraction of all residual entries)
+    score: str = "excp"                        # "adam" / "curvature": keep the top keep_fraction of |dW| * sqrt(v)
+                                               # / |dW| * v^(1/4) over the whole checkpoint
+    keep_fraction: float = 0.1                 # budget of those scores (fraction of all residual entries)
     delta_v: bool = False                      # code log(v_t) - log(v_hat_{t-1}) where the parent kept v (ablation)
     zstd_level: int = 3
     keyframe_every: int = 10
@@ -89,8 +92,8 @@ class ExcpCodec:
             raise SlimlabError(f"v_domain '{self.v_domain}' is not 'log' or 'linear-fp16'")
         if self.score not in SCORES:
             raise SlimlabError(f"score '{self.score}' is not one of {', '.join(SCORES)}")
-        if self.score == "adam" and self.mode != "excp":
-            raise SlimlabError(f"score 'adam' applies to mode 'excp' only, not '{self.mode}'")
+        if self.score in SCORE_POWERS and self.mode != "excp":
+            raise SlimlabError(f"score '{self.score}' applies to mode 'excp' only, not '{self.mode}'")
         if self.delta_v and (self.mode != "excp" or self.v_domain != "log"):
             raise SlimlabError("delta_v applies to mode 'excp' with v_domain 'log' only")
         if not 0 < self.keep_fraction <= 1:
@@ -129,7 +132,7 @@ class ExcpCodec:
         second_moments: dict[str, torch.Tensor] = {}
         raw_bytes = optimizer_tensor_bytes(optimizer) if optimizer else 0
         threshold = None
-        if self.mode == "excp" and self.score == "adam" and not keyframe:
+        if self.mode == "excp" and self.score in SCORE_POWERS and not keyframe:
             threshold = self._adam_threshold(state, reference, index_of, source or str(out_path))
         with atomic_open(out_path) as stream:
             writer = ContainerWriter(stream)
@@ -199,7 +202,7 @@ class ExcpCodec:
         return tensor.detach().reshape(-1).float() - base_flat, base_flat  # (N,), (N,)
 
     def _adam_threshold(self, state, reference, index_of, source) -> float:
-        """First pass of score 'adam': one threshold on |dW| * sqrt(v) over every delta-coded tensor."""
+        """First pass of scores 'adam' / 'curvature': one threshold on |dW| * v^power over every delta-coded tensor."""
         histogram = ScoreHistogram()
         for name, tensor in state.model.items():
             where = f"{source}: tensor '{name}'"
@@ -207,7 +210,7 @@ class ExcpCodec:
             if entry is None:
                 continue  # coded losslessly, outside the budget
             residual, _ = self._residual(tensor, self._base_for(name, tensor, reference, where))
-            histogram.add(adam_scores(residual, entry["exp_avg_sq"]))
+            histogram.add(adam_scores(residual, entry["exp_avg_sq"], SCORE_POWERS[self.score]))
         return histogram.threshold(self.keep_fraction)
 
     def _joint_weight(self, writer, tensor, base, moments, threshold=None):
@@ -215,7 +218,7 @@ class ExcpCodec:
         if threshold is None:
             support = weight_support(residual, moments["exp_avg_sq"].reshape(-1), self.shrink)  # (N,) bool
         else:
-            support = adam_support(residual, moments["exp_avg_sq"], threshold)
+            support = adam_support(residual, moments["exp_avg_sq"], threshold, SCORE_POWERS[self.score])
         indices, codebook = quantize_values(select(residual, support), self.shrink.clusters_w, self.quantizer)
         delta = torch.zeros_like(residual)
         if indices.numel():
@@ -223,7 +226,7 @@ class ExcpCodec:
         rebuilt = (base_flat + delta).to(tensor.dtype).reshape(tensor.shape)
         entry = {"coding": "excp", "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape),
                  "residual": self.residual, "codebook": float32_list(codebook), "kept": int(indices.numel()),
-                 "support": writer.add(encode_mask(support.numpy()), "mask"),
+                 **support_stream(writer, support, tensor.shape),
                  "indices": writer.add(encode_symbols(indices.numpy(), max(1, codebook.numel())), "w")}
         return entry, rebuilt, support
 
@@ -351,3 +354,24 @@ def bits_per_parameter(coded_bytes: int, parameter_count: int) -> float:
 
 def ratio(raw_bytes: int, coded_bytes: int) -> float:
     return raw_bytes / coded_bytes if coded_bytes else math.inf
+
+
+def support_stream(writer, support: torch.Tensor, shape) -> dict[str, Any]:
+    """The header fields of M_w: order-0, or coded given row and column keep rates where that is smaller.
+
+    The row/column model wins when the score has row and column structure (``score='adam'``: v is large along
+    whole rows and columns); for the default score the mask is close to i.i.d. within a tensor and order-0 stays.
+    The estimate decides whether to try it; the smaller of the two actual streams is kept.
+    """
+    flat = support.numpy()
+    order0 = encode_mask(flat)
+    matrix = matrix_shape(shape)
+    if matrix is None:
+        return {"support": writer.add(order0, "mask")}
+    grid = flat.reshape(matrix)
+    if row_column_cost_bits(grid) >= order0_cost_bits(grid):
+        return {"support": writer.add(order0, "mask")}
+    coded = encode_row_column_mask(grid)
+    if len(coded) >= len(order0):
+        return {"support": writer.add(order0, "mask")}
+    return {"support": writer.add(coded, "mask"), "support_coding": "row_column"}

@@ -27,8 +27,10 @@ from slimlab.core.errors import SlimlabError
 
 MAGIC = b"SLIMEXCP"
 FORMAT_NAME = "slimlab-excp"
-FORMAT_VERSION = 3  # 2 adds float-field lossless streams, 3 compresses the footer; versions 1-2 are still read
-READABLE_VERSIONS = (1, 2, 3)
+# 2 adds float-field lossless streams, 3 compresses the footer, 4 adds row/column-coded support masks;
+# every older version is still read
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _FOOTER_LEVEL = 19  # the footer is small (tens to hundreds of KB): the strongest level costs milliseconds
 _FOOTER_LIMIT = 1 << 30  # decompressed footer bound: a damaged length field cannot ask for more memory

@@ -19,6 +19,7 @@ from slimlab.ckpt.reference_format import unpack_xz
 from slimlab.ckpt.state import CheckpointState, OptimizerState
 from slimlab.ckpt.values import dtype_from_name, from_json_value
 from slimlab.core.entropy import decode_mask, decode_symbols
+from slimlab.core.mask_coding import decode_row_column_mask, matrix_shape
 from slimlab.core.errors import SlimlabError
 from slimlab.core.masked import scatter
 
@@ -58,7 +59,7 @@ def _decode_weight(reader: ContainerReader, name: str, base: torch.Tensor | None
                            f"{shape} {dtype}; wrong reference")
     base_flat = base.reshape(-1).float() if entry["residual"] else torch.zeros(count)
     if entry["coding"] == "excp":
-        support = _mask(reader, entry["support"], count, f"tensor '{name}' support")
+        support = _support(reader, entry, f"tensor '{name}' support")
         codebook = torch.tensor(entry["codebook"], dtype=torch.float32)
         indices = _symbols(reader, entry["indices"], int(support.sum()), f"tensor '{name}' indices", codebook.numel())
         delta = torch.zeros(count)
@@ -93,7 +94,7 @@ def _decode_second_moment(reader: ContainerReader, name: str, parent: torch.Tens
     support = None
     if record["scope"] == "support":
         entry = reader.header["tensors"][record["tensor"]]
-        support = _mask(reader, entry["support"], math.prod(entry["shape"]), f"tensor '{record['tensor']}' support")
+        support = _support(reader, entry, f"tensor '{record['tensor']}' support")
     return decode_moments(reader, index, record, lambda _: support, {}, lambda _: parent)["exp_avg_sq"]
 
 
@@ -208,10 +209,24 @@ def _dense_values(reader, record, count, what) -> torch.Tensor:
     return codebook[dense.clamp(max=codebook.numel() - 1)]
 
 
-def _mask(reader, entry, count, what) -> torch.Tensor:
+def _support(reader, entry, what) -> torch.Tensor:
+    """M_w of a tensor entry, order-0 or coded given its row and column keep rates (format version 4)."""
+    coding = entry.get("support_coding", "order0")
+    if coding == "order0":
+        return _mask(reader, entry["support"], math.prod(entry["shape"]), what)
+    if coding != "row_column":
+        raise SlimlabError(f"{reader.path}: {what}: unknown mask coding '{coding}'")
+    return _mask(reader, entry["support"], math.prod(entry["shape"]), what, matrix_shape(entry["shape"]))
+
+
+def _mask(reader, entry, count, what, matrix: tuple[int, int] | None = None) -> torch.Tensor:
+    """An order-0 mask stream, or (``matrix`` given) a row/column-coded one of that 2-D shape, flattened."""
     data = reader.read(entry, what)
     try:
-        mask = decode_mask(data)
+        mask = decode_mask(data) if matrix is None else decode_row_column_mask(data)
+        if matrix is not None and mask.shape != matrix:
+            raise SlimlabError(f"is a {mask.shape} matrix, expected {matrix}")
+        mask = mask.reshape(-1)
     except SlimlabError as error:  # the entropy coder's message knows neither the file nor the tensor
         raise SlimlabError(f"{reader.path}: {what}: {error}") from error
     if mask.size != count:

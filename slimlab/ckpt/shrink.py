@@ -3,12 +3,16 @@
 Shapes: every tensor here is flattened, length N. ``support`` (M_w) marks the residual entries kept;
 ``moment_mask`` (M_o) marks, among those, where the Adam moments are kept.
 
-Two ways to choose M_w:
+Three ways to choose M_w:
 * ``excp`` (the paper's, default): per tensor, |dW| > r_w * median(|dW|) with r_w = min(2.5, alpha / sqrt(mean v)).
 * ``adam`` (option): one budget for the whole checkpoint, keep the ``keep_fraction`` of all residual entries with
   the largest |dW| * sqrt(v). Under a quadratic model with v as diagonal Fisher, dropping entry i costs about
   v_i * dW_i^2 in loss, so this ranks entries by what dropping them costs; a single threshold over all tensors
   lets tensors that matter keep more than those that do not (a per-tensor or per-block quota cannot).
+* ``curvature`` (option): the same global budget, ranked by |dW| * v^(1/4). Adam's step -lr * m / sqrt(v) is a
+  Newton step for the diagonal curvature sqrt(v) / lr, so under the optimizer's own curvature model dropping
+  entry i costs about sqrt(v_i) * dW_i^2. The Fisher reading (v_i * dW_i^2) over-weights v: it drops the
+  small-v attention weights' residuals, whose loss it underestimates.
 """
 
 from __future__ import annotations
@@ -56,9 +60,15 @@ def weight_support(residual: torch.Tensor, second_moment: torch.Tensor | None, s
 LOG2_LOW, LOG2_HIGH, BINS_PER_OCTAVE = -160, 130, 64
 
 
-def adam_scores(residual: torch.Tensor, second_moment: torch.Tensor) -> torch.Tensor:
-    """|dW| * sqrt(v)  (float32, N); zero where either is zero, so such entries are never kept."""
-    return residual.abs().float() * second_moment.reshape(-1).float().clamp_min(0).sqrt()
+# score name -> power of v in |dW| * v^power
+SCORE_POWERS = {"adam": 0.5, "curvature": 0.25}
+
+
+def adam_scores(residual: torch.Tensor, second_moment: torch.Tensor, power: float = 0.5) -> torch.Tensor:
+    """|dW| * v^power  (float32, N; power 1/2: ``adam``, 1/4: ``curvature``); zero where either is zero, so such
+    entries are never kept."""
+    root = second_moment.reshape(-1).float().clamp_min(0).sqrt()
+    return residual.abs().float() * (root if power == 0.5 else root.pow(2 * power))
 
 
 class ScoreHistogram:
@@ -91,9 +101,10 @@ class ScoreHistogram:
         return 2.0 ** (LOG2_LOW + bin_index / BINS_PER_OCTAVE)
 
 
-def adam_support(residual: torch.Tensor, second_moment: torch.Tensor, threshold: float) -> torch.Tensor:
-    """M_w = |dW| * sqrt(v) >= threshold, never where the score is zero  (bool, N)."""
-    scores = adam_scores(residual, second_moment)
+def adam_support(residual: torch.Tensor, second_moment: torch.Tensor, threshold: float,
+                 power: float = 0.5) -> torch.Tensor:
+    """M_w = |dW| * v^power >= threshold, never where the score is zero  (bool, N)."""
+    scores = adam_scores(residual, second_moment, power)
     return (scores >= threshold) & (scores > 0)
 
 

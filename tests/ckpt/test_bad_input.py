@@ -184,3 +184,12 @@ def test_damaged_compressed_footer_is_named(chain):
     path.write_bytes(data[:start] + footer + struct.pack("<Q32s8s", length, hashlib.sha256(footer).digest(), MAGIC))
     with pytest.raises(SlimlabError, match="the footer cannot be read"):
         chain.load(1)
+
+
+def test_unknown_mask_coding_is_named(chain):
+    def change(header):
+        name = next(name for name, entry in header["tensors"].items() if entry["coding"] == "excp")
+        header["tensors"][name]["support_coding"] = "bogus"
+    rewrite_footer(chain.path_for(2), change)
+    with pytest.raises(SlimlabError, match=r"step-00000002\.excp: tensor '[\w.]+' support: unknown mask coding 'bogus'"):
+        chain.load(2)

@@ -126,6 +126,7 @@ def test_adam_score_meets_the_checkpoint_budget(tmp_path, trained_states):
 @pytest.mark.parametrize("settings, message", [
     ({"score": "fisher"}, "score 'fisher'"),
     ({"score": "adam", "mode": "lossless"}, "mode 'excp' only"),
+    ({"score": "curvature", "mode": "excp-ref"}, "score 'curvature' applies to mode 'excp' only"),
     ({"score": "adam", "keep_fraction": 0.0}, "keep_fraction"),
 ])
 def test_score_settings_are_checked(settings, message):
@@ -141,3 +142,43 @@ def test_reference_mode_keeps_tensors_with_few_values_in_fp32():
     many = torch.linspace(-1, 1, 100) + 1e-4  # more values than clusters: fp16 codebook, as the official code
     _, codebook = fp16_quantize(many, 15, "kmeans")
     assert torch.equal(codebook, codebook.half().float())
+
+
+def structured_states(count=3):
+    """Checkpoints of one linear layer whose inputs and outputs have very different scales, so Adam's v (and
+    any |dW| * v^power support) has row and column structure."""
+    from slimlab.ckpt.training import state_from_objects
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(96, 128, bias=False)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-2)
+    target = torch.randn(96, 128)
+    col_scale, row_scale = torch.logspace(-2, 1, 96), torch.logspace(-2, 1, 128)
+    states = []
+    for _ in range(count):
+        for _ in range(10):
+            inputs = torch.randn(32, 96) * col_scale
+            loss = ((layer(inputs) - inputs @ target) * row_scale).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        states.append(state_from_objects(layer, optimizer))
+    return states
+
+
+def test_curvature_score_codes_structured_supports_by_rows_and_columns(tmp_path):
+    chain = CheckpointChain(tmp_path, ExcpCodec(score="curvature", keep_fraction=0.2))
+    results = [chain.append(state, step) for step, state in enumerate(structured_states(), start=1)]
+    header = ContainerReader(chain.path_for(3)).header
+    assert header["version"] == 4
+    entry = header["tensors"]["weight"]
+    assert entry["support_coding"] == "row_column"
+    assert 0.2 <= entry["kept"] / (96 * 128) <= 0.21
+    decoded = chain.load(3)
+    assert torch.equal(decoded.model["weight"], results[-1].reconstructed["weight"])
+
+
+def test_default_score_keeps_order0_masks(tmp_path):
+    chain = CheckpointChain(tmp_path, ExcpCodec())
+    for step, state in enumerate(structured_states(2), start=1):
+        chain.append(state, step)
+    assert "support_coding" not in ContainerReader(chain.path_for(2)).header["tensors"]["weight"]

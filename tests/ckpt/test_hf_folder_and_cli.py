@@ -103,6 +103,14 @@ def test_cli_compress_single_files_against_a_reference(tmp_path):
     assert header["codec"]["score"] == "adam" and header["codec"]["keep_fraction"] == 0.3
     coded = [entry for entry in header["tensors"].values() if entry["coding"] == "excp"]
     assert 0.3 <= sum(e["kept"] for e in coded) / sum(math.prod(e["shape"]) for e in coded) <= 0.32
+    assert main(["ckpt", "compress", str(tmp_path / "b"), "--ref", str(chain / "a.excp"), "--out",
+                 str(chain / "b-curvature.excp"), "--score", "curvature", "--keep-fraction", "0.3", "--beta", "3"]) == 0
+    header = ContainerReader(chain / "b-curvature.excp").header
+    assert header["codec"]["score"] == "curvature" and header["codec"]["beta"] == 3.0
+    coded = [entry for entry in header["tensors"].values() if entry["coding"] == "excp"]
+    assert 0.3 <= sum(e["kept"] for e in coded) / sum(math.prod(e["shape"]) for e in coded) <= 0.32
+    assert main(["ckpt", "decompress", str(chain / "b-curvature.excp"), "--out", str(tmp_path / "b-curvature.pt"),
+                 "--format", "torch"]) == 0
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -55,6 +55,16 @@ def test_adam_score_threshold_by_hand():
     assert adam_support(residual, v, everything).tolist() == [True, True, True, False, True]
 
 
+def test_curvature_score_by_hand():
+    # |dW| * v^(1/4): 1 * 16^(1/4) = 2, 2 * 1 = 2, 0.5 * 4096^(1/4) = 4, 3 * 0 = 0, 1 * (1/16)^(1/4) = 0.5
+    residual = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0])
+    v = torch.tensor([16.0, 1.0, 4096.0, 0.0, 1 / 16])
+    assert adam_scores(residual, v, 0.25).tolist() == [2.0, 2.0, 4.0, 0.0, 0.5]
+    # the adam score of the same entries: |dW| * sqrt(v) = [4, 2, 32, 0, 0.25]: a different order
+    assert adam_scores(residual, v).tolist() == [4.0, 2.0, 32.0, 0.0, 0.25]
+    assert adam_support(residual, v, 2.0, 0.25).tolist() == [True, True, True, False, False]
+
+
 def test_adam_score_histogram_spans_tensors():
     # Two tensors share one budget: the one whose entries score higher keeps more.
     histogram = ScoreHistogram()
