@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -21,7 +22,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+# NumPy's OpenBLAS does no heavy work here, but its idle worker threads spin after any call and were counted
+# in the process CPU time of every arm (about 2x the wall time); one BLAS thread keeps CPU time honest.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from excp_arms import (ArmResult, raw_blob, residual_xz_codec, run_bytes_arm, run_codec_arm,  # noqa: E402
@@ -153,6 +158,10 @@ def run_arms(baseline: dict, settings: TrainSettings, args, workdir: Path) -> di
     compress, decompress = residual_xz_codec()
     arms["residual + xz"] = run_bytes_arm("residual + xz", blobs, steps, sampled, compress, decompress,
                                           residual=True, note=f"delta checkpoints at steps {[steps[i] for i in sampled]}")
+    # Compression is measured on one compute thread whatever --threads trains with: the idle workers of a
+    # larger torch pool spin between the codec's small ops and would count in its CPU time.
+    training_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     for name, (family, codec) in progress(CODEC_ARMS.items(), description="codec arms"):
         folder = workdir / name.replace(" ", "-")
         arms[name] = run_codec_arm(name, family, codec, states, steps, folder, digests, evaluate)
@@ -160,6 +169,7 @@ def run_arms(baseline: dict, settings: TrainSettings, args, workdir: Path) -> di
     streams = arms["excp"].summary(baseline["trainer"].parameter_count())["bits_per_param_by_stream"]
     arms[NAIVE_ARM] = naive_topk_arm(NAIVE_ARM, states, steps, streams.get("mask", 0.0) + streams.get("w", 0.0),
                                      evaluate)
+    torch.set_num_threads(training_threads)
     return arms
 
 

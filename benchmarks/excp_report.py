@@ -342,11 +342,11 @@ def _markdown(doc, arms, resumes, targets, plots, settings, args, seeds, out: Pa
         "# ExCP benchmark: checkpoint compression and resumed training (model A)", "",
         "Reproduce (from the repository root):", "", "```", doc["command"], "```", "",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with {m['torch_threads']} "
-        f"compute thread(s), transformers {m['transformers']}, Python {m['python']}. Wall time of this run: "
-        f"{doc['elapsed_s'] / 60:.1f} min" + (f" (process CPU time {doc['cpu_s'] / 60:.1f} min)" if doc.get("cpu_s") else "")
-        + ". The machine was shared with other jobs during the run, so wall-clock "
-        "throughput is pessimistic; the MB/s columns use process CPU time (one compute thread), wall-clock "
-        "figures are in parentheses and in the JSON.", "",
+        f"compute thread(s) for training, transformers {m['transformers']}, Python {m['python']}. Wall time of this "
+        f"run: {doc['elapsed_s'] / 60:.1f} min" + (f" (process CPU time {doc['cpu_s'] / 60:.1f} min)" if doc.get("cpu_s") else "")
+        + ". The compression arms run on one compute thread (and one BLAS thread), so their MB/s columns use "
+        "process CPU time; wall-clock figures, which other jobs on a shared machine can slow down, are in "
+        "parentheses and in the JSON.", "",
         "## Settings", "",
         f"- Model A: GPT-NeoX-style causal LM from `transformers` (4 layers, hidden 256, 4 heads, MLP 1024, "
         f"rotary 25%, untied embeddings, 256 byte tokens, context {s['context']}): {s['parameter_count']:,} parameters, fp32.",

@@ -27,12 +27,12 @@ from slimlab.core.errors import SlimlabError
 
 MAGIC = b"SLIMEXCP"
 FORMAT_NAME = "slimlab-excp"
-# 2 adds float-field lossless streams, 3 compresses the footer, 4 adds row/column-coded support masks;
-# every older version is still read
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# 2 adds float-field lossless streams, 3 compresses the footer, 4 adds row/column-coded support masks,
+# 5 codes order-0 masks as packed bytes (core/entropy.py); every older version is still read
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_FOOTER_LEVEL = 19  # the footer is small (tens to hundreds of KB): the strongest level costs milliseconds
+_FOOTER_LEVEL = 15  # tens to hundreds of KB of JSON: level 19 costs 3x the time for 1% of the footer
 _FOOTER_LIMIT = 1 << 30  # decompressed footer bound: a damaged length field cannot ask for more memory
 _TRAILER = struct.Struct("<Q32s8s")
 

@@ -6,8 +6,16 @@ Stream layout (little-endian), self-describing so a stream can be decoded on its
 
 The model is static per stream: the empirical symbol counts, turned into probabilities the same way on
 both sides (float64 counts / total), so the coder is deterministic. A stream whose symbols are all equal
-stores no rANS words at all. Binary masks are coded as a 2-symbol stream, which reaches the order-0
-entropy H(p) per position (e.g. 0.469 bits for p = 0.1).
+stores no rANS words at all.
+
+Binary masks reach the order-0 entropy H(p) per position (e.g. 0.469 bits for p = 0.1). Since slimlab-excp
+format 5 they are coded as packed bytes, eight positions per rANS symbol, under the byte distribution that
+i.i.d. Bernoulli(p) bits induce, P(byte) = p^k (1 - p)^(8 - k) with k its number of ones; p = ones / positions
+is the only side information, so there is no 256-entry table, and the coder does an eighth of the work:
+
+    u32 positions | u16 0 (marks a packed mask) | u32 ones | rANS words (u32)...
+
+Older mask streams (a 2-symbol stream, alphabet field 2) are still decoded.
 """
 
 from __future__ import annotations
@@ -64,13 +72,53 @@ def decode_symbols(data: bytes | memoryview) -> np.ndarray:
     return np.asarray(decoder.decode(_model(counts), count), dtype=np.int32)
 
 
+_PACKED_MASK = struct.Struct("<IHI")  # positions, 0, ones
+
+
 def encode_mask(mask: np.ndarray) -> bytes:
-    """Code a boolean mask position by position (order-0 binary model)."""
-    return encode_symbols(np.asarray(mask, dtype=bool).reshape(-1).view(np.uint8), 2)
+    """Code a boolean mask as packed bytes under the Bernoulli byte model of its own rate of ones."""
+    mask = np.asarray(mask, dtype=bool).reshape(-1)
+    if mask.size >= 2**32:
+        raise ValueError("a mask holds fewer than 2**32 positions; split the tensor")
+    ones = int(np.count_nonzero(mask))
+    header = _PACKED_MASK.pack(mask.size, 0, ones)
+    if ones in (0, mask.size):
+        return header
+    packed = np.packbits(mask)  # (ceil(N / 8),) uint8; the padding bits of the last byte are zeros
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(packed.astype(np.int32), _bernoulli_byte_model(ones, mask.size))
+    return header + coder.get_compressed().astype("<u4").tobytes()
 
 
 def decode_mask(data: bytes | memoryview) -> np.ndarray:
-    return decode_symbols(data).astype(bool)
+    """Inverse of :func:`encode_mask`; also reads the 2-symbol mask streams of earlier formats."""
+    data = memoryview(data)
+    if len(data) >= _HEADER.size and _HEADER.unpack_from(data, 0)[1] != 0:
+        return decode_symbols(data).astype(bool)
+    if len(data) < _PACKED_MASK.size:
+        raise SlimlabError("mask stream is shorter than its header")
+    positions, _, ones = _PACKED_MASK.unpack_from(data, 0)
+    if ones > positions:
+        raise SlimlabError(f"mask stream claims {ones} ones in {positions} positions")
+    if ones in (0, positions):
+        return np.full(positions, ones > 0, dtype=bool)
+    words = np.frombuffer(data[_PACKED_MASK.size:], dtype="<u4").astype(np.uint32)
+    if words.size == 0:
+        raise SlimlabError("mask stream has no payload")
+    decoder = constriction.stream.stack.AnsCoder(words)
+    packed = np.asarray(decoder.decode(_bernoulli_byte_model(ones, positions), (positions + 7) // 8), dtype=np.uint8)
+    mask = np.unpackbits(packed, count=positions).astype(bool)
+    if int(np.count_nonzero(mask)) != ones:
+        raise SlimlabError(f"mask stream decodes to {int(np.count_nonzero(mask))} ones, its header says {ones}")
+    return mask
+
+
+def _bernoulli_byte_model(ones: int, positions: int):
+    """P(byte) = p^k (1 - p)^(8 - k), k = popcount(byte): computed identically by encoder and decoder."""
+    p = ones / positions
+    popcount = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1)  # (256,)
+    probabilities = p ** popcount * (1.0 - p) ** (8 - popcount)  # (256,) float64, every entry > 0
+    return constriction.stream.model.Categorical(probabilities, perfect=False)
 
 
 def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int) -> float:

@@ -169,7 +169,7 @@ def test_curvature_score_codes_structured_supports_by_rows_and_columns(tmp_path)
     chain = CheckpointChain(tmp_path, ExcpCodec(score="curvature", keep_fraction=0.2))
     results = [chain.append(state, step) for step, state in enumerate(structured_states(), start=1)]
     header = ContainerReader(chain.path_for(3)).header
-    assert header["version"] == 4
+    assert header["version"] == 5
     entry = header["tensors"]["weight"]
     assert entry["support_coding"] == "row_column"
     assert 0.2 <= entry["kept"] / (96 * 128) <= 0.21

@@ -30,3 +30,26 @@ def test_assign_nearest_ties_go_low():
 
 def test_uniform_levels_by_hand():
     assert torch.allclose(uniform_codebook(torch.tensor([0.0, 4.0, 1.0]), 5), torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0]))
+
+
+def test_python_and_numpy_lloyd_give_identical_codebooks(monkeypatch):
+    import slimlab.core.quant as quant
+
+    generator = torch.Generator().manual_seed(3)
+    cases = [torch.randn(n, generator=generator) ** power for n in (300, 5000, 70_000) for power in (1, 3)]
+    for clusters in (3, 15, 31):
+        monkeypatch.setattr(quant, "_PYTHON_LLOYD_MAX", 0)
+        with_numpy = [quant.kmeans_codebook(values, clusters) for values in cases]
+        monkeypatch.setattr(quant, "_PYTHON_LLOYD_MAX", 1_000)
+        with_python = [quant.kmeans_codebook(values, clusters) for values in cases]
+        assert all(torch.equal(a, b) for a, b in zip(with_numpy, with_python))
+
+
+def test_assign_nearest_matches_bucketize():
+    generator = torch.Generator().manual_seed(4)
+    values = torch.randn(10_000, generator=generator)
+    codebook = torch.sort(torch.randn(15, generator=generator)).values
+    midpoints = (codebook[1:] + codebook[:-1]) / 2
+    values[:14] = midpoints  # exact ties go to the lower index
+    expected = torch.bucketize(values, midpoints, right=False).long()
+    assert torch.equal(assign_nearest(values, codebook), expected)
