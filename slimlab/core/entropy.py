@@ -73,6 +73,7 @@ def decode_symbols(data: bytes | memoryview) -> np.ndarray:
 
 
 _PACKED_MASK = struct.Struct("<IHI")  # positions, 0, ones
+_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1)  # (256,) ones per byte
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
@@ -116,8 +117,7 @@ def decode_mask(data: bytes | memoryview) -> np.ndarray:
 def _bernoulli_byte_model(ones: int, positions: int):
     """P(byte) = p^k (1 - p)^(8 - k), k = popcount(byte): computed identically by encoder and decoder."""
     p = ones / positions
-    popcount = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1)  # (256,)
-    probabilities = p ** popcount * (1.0 - p) ** (8 - popcount)  # (256,) float64, every entry > 0
+    probabilities = p ** _POPCOUNT * (1.0 - p) ** (8 - _POPCOUNT)  # (256,) float64, every entry > 0
     return constriction.stream.model.Categorical(probabilities, perfect=False)
 
 
