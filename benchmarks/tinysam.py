@@ -5,10 +5,11 @@ trained on ground truth, then TinyViT students with the same step budget: GT onl
 random prompts, and full-stage distillation with TinySAM's hard prompt sampling + hard mask weighting.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
-    python benchmarks/tinysam.py            # default run (about 70 min on 2 cores: 3 seeds per student arm)
+    python benchmarks/tinysam.py            # default run (about 80 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
     python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
     python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (12 min)
+    python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (10 min)
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from slimlab.sam.train import TrainConfig, distill, teacher_embeddings, train_su
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinysam_bounds import hierarchical_call_bound, int8_speedup_ceiling  # noqa: E402
-from tinysam_everything import EVERYTHING_FILTERS, everything_arms, everything_summary  # noqa: E402
+from tinysam_everything import (  # noqa: E402
+    EVERYTHING_FILTERS,
+    annotated_background_everything,
+    everything_arms,
+    everything_summary,
+)
 from tinysam_quant import ONNX_INT8_WEIGHTS, full_size_int8_measurements, full_size_summary, quantization_rows  # noqa: E402,E501
 from tinysam_report import render_markdown  # noqa: E402
 
@@ -180,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bounds-only", action="store_true",
                         help="re-measure what needs no trained model (int8 and hierarchical-mode bounds, full-size int8 "
                              "latency) into an existing tinysam.json and rewrite the report")
+    parser.add_argument("--annotated-everything-only", action="store_true",
+                        help="train a teacher on ShapesSA with annotated background regions (about 8 min) and measure "
+                             "the everything-mode arms on that set into an existing tinysam.json, then rewrite the "
+                             "report")
+    parser.add_argument("--annotated-teacher-steps", type=int,
+                        help="with --annotated-everything-only: the teacher's steps (default: the stored run's)")
     parser.add_argument("--everything-only", action="store_true",
                         help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
                              "arms into an existing tinysam.json, then rewrite the report")
@@ -191,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         return update_bounds(Path(args.out), 5 if args.quick else 50, args.quick)
     if args.everything_only:
         return update_everything(Path(args.out))
+    if args.annotated_everything_only:
+        return update_annotated_everything(Path(args.out), args.annotated_teacher_steps)
+    if args.annotated_teacher_steps:
+        parser.error("--annotated-teacher-steps applies to --annotated-everything-only")
     settings = dict(SETTINGS["quick" if args.quick else "default"])
     if args.teacher_steps:
         settings["teacher_steps"] = args.teacher_steps
@@ -252,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     print("== everything mode", flush=True)
     everything_samples = [test[i] for i in range(settings["everything_images"])] + sanity[:1]
     everything_rows = everything_arms(teacher, everything_samples)
+    annotated = annotated_background_everything(settings, settings["teacher_steps"])
 
     print("== quantization", flush=True)
     calibration = ShapesDataset(settings["calibration_images"], "calib")
@@ -286,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 for row in best_row["per_seed"]],
         "student_macs_ratio": best_row["macs"] / teacher_row["macs"],
         **everything_summary(everything_rows),
+        **everything_summary(annotated["rows"], annotated_suffix(annotated, settings)),
         # int8 speed-up within one runtime (onnxruntime float graph -> the same graph with int8 MatMuls)
         "int8_cpu_speedup": ort_float_row["latency_ms"] / int8_row["latency_ms"],
         "int8_cpu_speedup_vs_pytorch_float": float_row["latency_ms"] / int8_row["latency_ms"],
@@ -299,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"summary": summary, "settings": settings, "machine": describe_machine(), "command": command,
               "seconds": time.perf_counter() - started, "prompted": rows, "skimage_sanity": skimage_rows,
               "scene_text_sanity": scene_text,
-              "everything": everything_rows, "quantization": quant_rows, **full_size,
+              "everything": everything_rows,
+              "everything_annotated_background": {str(settings["teacher_steps"]): annotated},
+              "quantization": quant_rows, **full_size,
               "int8_profile": profile, "hierarchical_bound": call_bound, "figures": figures,
               "onnx_int8_weights": ONNX_INT8_WEIGHTS,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}
@@ -364,6 +384,33 @@ def update_everything(out_dir: Path) -> int:
     summary = everything_summary(result["everything"])
     result["summary"].update(summary)
     result["everything_command"] = "python benchmarks/tinysam.py --everything-only"
+    atomic_write_text(path, json.dumps(result, indent=1))
+    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def annotated_suffix(annotated: dict, settings: dict) -> str:
+    """Summary-key suffix of an annotated-background result: its teacher's step budget when not the run's."""
+    steps = annotated["teacher_steps"]
+    return "_annotated_background" + ("" if steps == settings["teacher_steps"] else f"_{steps}_steps")
+
+
+def update_annotated_everything(out_dir: Path, teacher_steps: int | None) -> int:
+    """Measure the everything-mode arms on ShapesSA with annotated background (a teacher trained on that set with
+    the stored run's settings, or ``teacher_steps``) into an existing report, next to other step budgets."""
+    path = out_dir / "tinysam.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
+    result = json.loads(path.read_text())
+    settings = result["settings"]
+    annotated = annotated_background_everything(settings, teacher_steps or settings["teacher_steps"])
+    result.setdefault("everything_annotated_background", {})[str(annotated["teacher_steps"])] = annotated
+    summary = everything_summary(annotated["rows"], annotated_suffix(annotated, settings))
+    result["summary"].update(summary)
+    commands = result.setdefault("annotated_everything_commands", {})
+    commands[str(annotated["teacher_steps"])] = "python benchmarks/tinysam.py --annotated-everything-only" + (
+        f" --annotated-teacher-steps {teacher_steps}" if teacher_steps else "")
     atomic_write_text(path, json.dumps(result, indent=1))
     atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
     print(json.dumps(summary, indent=1))

@@ -143,6 +143,96 @@ def call_bound_paragraph(bound: dict | None) -> list[str]:
                if bound["max_call_reduction"] < 1.8 else "."), ""]
 
 
+EVERYTHING_COLUMNS = [("mode", "mode", ""), ("decoder prompts / image", "decoder_prompts_per_image", "{:.1f}"),
+                      ("decoder batches / image", "decoder_batches_per_image", "{:.1f}"),
+                      ("dense points skipped / image", "skipped_points_per_image", "{:.1f}"),
+                      ("s / image", "seconds_per_image", "{:.3f}"), ("masks / image", "masks_per_image", "{:.1f}"),
+                      ("GT recall @0.5", "recall_50", "{:.3f}"), ("GT recall @0.75", "recall_75", "{:.3f}"),
+                      ("mean best-match IoU", "miou", "{:.3f}")]
+
+
+def annotated_everything_section(results: dict | None, commands: dict | None) -> list[str]:
+    """Everything mode on ShapesSA with annotated background, one table per teacher step budget."""
+    if not results:
+        return []
+    first = next(iter(results.values()))
+    lines = ["## Everything mode on ShapesSA with annotated background", "",
+             "The same test images' instances on a background of 2-4 textured regions, each region a mask too "
+             "(`ShapesDataset(..., annotate_background=True)`, `slimlab sam distill --annotate-background`), as "
+             f"SA-1B annotates everything, background included: the masks cover {100 * first['mask_area_share']:.0f}% "
+             f"of each image. {first['images']} test images; recall and IoU against every mask, background regions "
+             "included. A teacher is trained on that set as the run's (seed, images, learning rate). If every round-1 "
+             "point returned the ground-truth mask it lies in, the hierarchical mode would make "
+             + " and ".join(f"{int(side) ** 2 / prompts:.1f}x ({side}x{side})"
+                            for side, prompts in first["oracle_prompts_per_image"].items())
+             + " fewer decoder calls than the grid (on the plain set, where only instances are masks: at most the bound above).", ""]
+    for steps, annotated in sorted(results.items(), key=lambda item: int(item[0])):
+        rows = annotated["rows"]
+        lines += [f"Teacher trained for {int(steps)} steps: one-point mIoU {annotated['teacher_miou_point']:.3f} "
+                  f"(instances {annotated['teacher_miou_point_instances']:.3f}, background regions "
+                  f"{annotated['teacher_miou_point_background']:.3f})"
+                  + (f"; measured with `{commands[steps]}`" if commands and steps in commands else "") + ":", "",
+                  table(rows, EVERYTHING_COLUMNS + [("best-match IoU, instances", "miou_instances", "{:.3f}"),
+                                                    ("best-match IoU, background", "miou_background", "{:.3f}")]),
+                  ""]
+        lines += [trade_off_line(rows, side) for side in (16, 32)] + [""]
+        lines += where_the_loss_falls(rows)
+    return lines
+
+
+def where_the_loss_falls(rows: list[dict]) -> list[str]:
+    """One sentence on the 32x32 arm with the fewest calls, when its loss falls mainly on background regions."""
+    same = [row for row in rows if row["options"]["points_per_side"] == 32]
+    grid = next(row for row in same if not row["options"].get("hierarchical"))
+    fewest = min((row for row in same if row["options"].get("hierarchical")),
+                 key=lambda row: row["decoder_prompts_per_image"])
+    if "miou_background" not in fewest:
+        return []
+    instances = 100 * (grid["miou_instances"] - fewest["miou_instances"])
+    background = 100 * (grid["miou_background"] - fewest["miou_background"])
+    if background <= max(instances, 1.0):
+        return []
+    return [f"At the fewest calls (tau {fewest['options']['high_score_thresh']:g}) the loss falls mainly on background "
+            f"regions ({background:+.2f} points against {instances:+.2f} on instances): a round-1 mask covers part of a "
+            "region confidently and its dense points there are skipped, while the grid finds a better mask of that "
+            "region from one of its many points.", ""]
+
+
+def annotated_target_rows(results: dict | None) -> list[tuple[str, str, str, bool]]:
+    """Target rows of the annotated-background set at the spec's density: the hierarchical arm with the largest
+    decoder-call reduction within one mIoU point of the grid (arms chosen on the test images themselves) and the
+    arm with the fewest calls."""
+    out = []
+    for steps, annotated in sorted((results or {}).items(), key=lambda item: int(item[0])):
+        same = [row for row in annotated["rows"] if row["options"]["points_per_side"] == 32]
+        grid = next(row for row in same if not row["options"].get("hierarchical"))
+        arms = [(grid["decoder_prompts_per_image"] / row["decoder_prompts_per_image"],
+                 100 * (grid["miou"] - row["miou"]), row["options"]["high_score_thresh"])
+                for row in same if row["options"].get("hierarchical")]
+        within = max((arm for arm in arms if arm[1] <= 1), default=None)
+        fewest = max(arms)
+        text = (f"{within[0]:.2f}x at {within[1]:+.2f} points (tau {within[2]:g})" if within else "none within 1 point")
+        text += f"; fewest calls: {fewest[0]:.2f}x at {fewest[1]:+.2f} points (tau {fewest[2]:g})"
+        out.append((f"hierarchical 8x8 -> 32x32 on ShapesSA with annotated background (teacher {int(steps)} steps): "
+                    "best decoder-call reduction within 1 mIoU point", text, ">= 1.8x at <= 1 point",
+                    bool(within and within[0] >= 1.8)))
+    return out
+
+
+def trade_off_line(rows: list[dict], side: int) -> str:
+    """Per density: decoder-call reduction and mIoU drop (points) of each hierarchical arm against the grid."""
+    same = [row for row in rows if row["options"]["points_per_side"] == side]
+    grid = next(row for row in same if not row["options"].get("hierarchical"))
+    arms = [row for row in same if row["options"].get("hierarchical")]
+    cells = [f"tau {row['options']['high_score_thresh']:g}: "
+             f"{grid['decoder_prompts_per_image'] / row['decoder_prompts_per_image']:.2f}x, "
+             f"{100 * (grid['miou'] - row['miou']):+.2f}" + (
+                 f" (instances {100 * (grid['miou_instances'] - row['miou_instances']):+.2f}, background "
+                 f"{100 * (grid['miou_background'] - row['miou_background']):+.2f})" if "miou_background" in row else "")
+             for row in arms]
+    return (f"- {side}x{side}, decoder-call reduction and mIoU drop (points) per tau: " + "; ".join(cells) + ".")
+
+
 def render_markdown(result: dict, figures: list[str]) -> str:
     s, full = result["summary"], result["full_size_int8"]
     targets = [
@@ -160,6 +250,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
             s["hierarchical_decoder_call_reduction_32"] >= 1.8),
            ("hierarchical at the spec's density: mIoU drop (points)", f"{100 * s['hierarchical_miou_drop_32']:.2f}",
             "<= 1", s["hierarchical_miou_drop_32"] <= 0.01)] if "hierarchical_miou_drop_32" in s else []),
+        *annotated_target_rows(result.get("everything_annotated_background")),
         ("real int8 CPU speed-up (onnxruntime int8 vs the same graphs in float)", f"{s['int8_cpu_speedup']:.2f}x" + (
             f" (at most {s['int8_speedup_ceiling_weight_products']:.2f}x at this size, see below)"
             if "int8_speedup_ceiling_weight_products" in s else ""),
@@ -203,19 +294,13 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                                                 ("mIoU box", "miou_box", "{:.3f}")]), "",
               *scene_text_table(result.get("scene_text_sanity")),
               "## Everything mode (teacher; ShapesSA test images + coins)", "",
-              table(result["everything"], [("mode", "mode", ""), ("decoder prompts / image",
-                                                                   "decoder_prompts_per_image", "{:.1f}"),
-                                           ("decoder batches / image", "decoder_batches_per_image", "{:.1f}"),
-                                           ("dense points skipped / image", "skipped_points_per_image", "{:.1f}"),
-                                           ("s / image", "seconds_per_image", "{:.3f}"),
-                                           ("masks / image", "masks_per_image", "{:.1f}"),
-                                           ("GT recall @0.5", "recall_50", "{:.3f}"),
-                                           ("GT recall @0.75", "recall_75", "{:.3f}"),
-                                           ("mean best-match IoU", "miou", "{:.3f}")]), "",
+              table(result["everything"], EVERYTHING_COLUMNS), "",
               "Filters for the small models: predicted IoU > 0.5, stability >= 0.8 (SAM's 0.88 / 0.95 leave almost "
               "nothing at this scale). The hierarchical summary uses, per density, the tau with the fewest decoder "
               "calls.", "",
               *call_bound_paragraph(result.get("hierarchical_bound")),
+              *annotated_everything_section(result.get("everything_annotated_background"),
+                                            result.get("annotated_everything_commands")),
               "## Post-training quantization (distilled student, hard prompts)", "",
               table(result["quantization"], [("variant", "variant", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
                                              ("mask IoU vs float", "agreement_with_float", "{:.3f}"),

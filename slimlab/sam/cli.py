@@ -178,13 +178,18 @@ def distill_command(argv: list[str]) -> int:
     parser.add_argument("--annotations", help="COCO instances JSON for --images (SA-1B per-image JSON also read)")
     parser.add_argument("--train-images", type=int, help="ShapesSA training images (default 400)")
     parser.add_argument("--test-images", type=int, help="ShapesSA test images for the final mIoU (default 50)")
+    parser.add_argument("--annotate-background", action="store_true",
+                        help="ShapesSA with its background regions as masks too (SA-1B style: models learn to segment "
+                             "background, which lets the hierarchical everything mode skip dense points there)")
     parser.add_argument("--out", default="runs/sam_distill")
     parser.add_argument("--device", default="auto")
     args = parser.parse_intermixed_args(argv)
     config = load_config(TrainConfig, args.config, args.overrides)
     for flag, value, ignored_with in (("--teacher-steps", args.teacher_steps, args.teacher and "--teacher"),
                                       ("--train-images", args.train_images, args.images and "--images"),
-                                      ("--test-images", args.test_images, args.images and "--images")):
+                                      ("--test-images", args.test_images, args.images and "--images"),
+                                      ("--annotate-background", args.annotate_background or None,
+                                       args.images and "--images")):
         if value is not None and ignored_with:
             raise SlimlabError(f"{flag} applies to what is built here; with {ignored_with} it would be ignored")
     if args.annotations and not args.images:
@@ -207,7 +212,7 @@ def distill_command(argv: list[str]) -> int:
     else:
         student = build_model(args.student)
     dataset = FolderDataset(args.images, student.image_size, args.annotations) if args.images else \
-        ShapesDataset(args.train_images)
+        ShapesDataset(args.train_images, annotate_background=args.annotate_background)
     if args.images and not args.teacher and not any(len(dataset[i].masks) for i in range(len(dataset))):
         raise SlimlabError(f"{args.images}: images without masks need a trained --teacher to label them")
     teacher = (load_model(args.teacher) if args.teacher else build_model("shapes_teacher")).to(device)
@@ -234,7 +239,7 @@ def distill_command(argv: list[str]) -> int:
     check_finite_weights(student, "the distilled student (training diverged: try a lower lr)")
     result = {"config": config_to_dict(config), "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
     if not args.images:
-        test = ShapesDataset(args.test_images, "test")
+        test = ShapesDataset(args.test_images, "test", annotate_background=args.annotate_background)
         result["test_point_miou"] = float(prompted_ious(student, test, "point")["iou"].mean())
         result["teacher_point_miou"] = float(prompted_ious(teacher, test, "point")["iou"].mean())
     # one folder, all or nothing: the student, the teacher trained here (if any) and the summary

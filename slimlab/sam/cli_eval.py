@@ -32,6 +32,8 @@ def eval_command(argv: list[str]) -> int:
                         "(default: the built-in ShapesSA test split)")
     parser.add_argument("--annotations", help="COCO instances JSON for --images")
     parser.add_argument("--test-images", type=int, help=f"ShapesSA test images (default {DEFAULT_TEST_IMAGES})")
+    parser.add_argument("--annotate-background", action="store_true",
+                        help="ShapesSA with its background regions as masks too (as `sam distill --annotate-background`)")
     parser.add_argument("--prompt", choices=["point", "box"], default="point",
                         help="point: the mask's distance-transform centre; box: its tight box")
     parser.add_argument("--clicks", type=int, default=1,
@@ -40,8 +42,9 @@ def eval_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.annotations and not args.images:
         raise SlimlabError("--annotations belongs to --images; give the image folder too")
-    if args.images and args.test_images is not None:
-        raise SlimlabError("--test-images sizes the built-in ShapesSA set; it does not apply to --images")
+    if args.images and (args.test_images is not None or args.annotate_background):
+        raise SlimlabError("--test-images and --annotate-background set up the built-in ShapesSA set; they do not "
+                           "apply to --images")
     test_images = DEFAULT_TEST_IMAGES if args.test_images is None else args.test_images
     if test_images < 1 or args.clicks < 1:
         raise SlimlabError(f"--test-images {test_images} / --clicks {args.clicks}: each must be at least 1")
@@ -51,7 +54,8 @@ def eval_command(argv: list[str]) -> int:
     if args.images:
         dataset, data = FolderDataset(args.images, model.image_size, args.annotations), str(args.images)
     else:  # generated at the model's input size: prompted_ious compares masks at that size
-        dataset, data = ShapesDataset(test_images, "test", model.image_size), f"ShapesSA test ({test_images} images)"
+        dataset = ShapesDataset(test_images, "test", model.image_size, args.annotate_background)
+        data = f"ShapesSA test ({test_images} images{', annotated background' if args.annotate_background else ''})"
     result = prompted_ious(model, dataset, args.prompt, args.clicks)
     ious = result["iou"]
     if len(ious) == 0:

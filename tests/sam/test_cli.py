@@ -123,6 +123,25 @@ def test_distill_command_runs_end_to_end(tmp_path, capsys):
     assert main(["sam", "distill", "hard_prompts=sometimes", "--out", str(out)]) == 2
 
 
+def test_distill_and_eval_with_annotated_background(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["sam", "distill", "steps=1", "images_per_step=2", "prompts_per_image=2", "max_rounds=1",
+                 "--teacher-steps", "1", "--train-images", "2", "--test-images", "2", "--annotate-background",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "distill.json").read_text())
+    evaluated = {}
+    for flags in ([], ["--annotate-background"]):
+        capsys.readouterr()
+        assert main(["sam", "eval", "--checkpoint", str(out / "teacher.pth"), "--test-images", "2", *flags]) == 0
+        evaluated[bool(flags)] = json.loads(capsys.readouterr().out)
+    # the background regions are scored too, under their own tag, and distill reported that set's mIoU
+    assert evaluated[True]["instances"] > evaluated[False]["instances"]
+    assert "stuff" in evaluated[True]["miou_by_tag"] and "stuff" not in evaluated[False]["miou_by_tag"]
+    assert result["teacher_point_miou"] == pytest.approx(evaluated[True]["miou"], abs=1e-6)
+    assert main(["sam", "eval", "--checkpoint", str(out / "teacher.pth"), "--images", str(tmp_path),
+                 "--annotate-background"]) == 2
+
+
 def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpoint, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -157,7 +176,7 @@ def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpo
     assert labelled.masks.shape == (3, 128, 128) and labelled.masks[:, :, :64].all() and not labelled.masks[:, :, 64:].any()
     assert main(["sam", "distill", "--images", str(folder), "--out", str(out)]) == 2  # no masks, no teacher
     # settings of what would be built here are refused when it is given instead
-    for extra in (["--teacher-steps", "5"], ["--train-images", "8"], ["--test-images", "8"]):
+    for extra in (["--teacher-steps", "5"], ["--train-images", "8"], ["--test-images", "8"], ["--annotate-background"]):
         capsys.readouterr()
         assert main(["sam", "distill", *common, *extra]) == 2
         assert "would be ignored" in capsys.readouterr().err
