@@ -151,6 +151,13 @@ EVERYTHING_COLUMNS = [("mode", "mode", ""), ("decoder prompts / image", "decoder
                       ("mean best-match IoU", "miou", "{:.3f}")]
 
 
+def grid_and_arms(rows: list[dict], side: int) -> tuple[dict, list[dict]]:
+    """The grid row and the hierarchical rows of one density."""
+    same = [row for row in rows if row["options"]["points_per_side"] == side]
+    return (next(row for row in same if not row["options"].get("hierarchical")),
+            [row for row in same if row["options"].get("hierarchical")])
+
+
 def annotated_everything_section(results: dict | None, commands: dict | None) -> list[str]:
     """Everything mode on ShapesSA with annotated background, one table per teacher step budget."""
     if not results:
@@ -165,7 +172,8 @@ def annotated_everything_section(results: dict | None, commands: dict | None) ->
              "point returned the ground-truth mask it lies in, the hierarchical mode would make "
              + " and ".join(f"{int(side) ** 2 / prompts:.1f}x ({side}x{side})"
                             for side, prompts in first["oracle_prompts_per_image"].items())
-             + " fewer decoder calls than the grid (on the plain set, where only instances are masks: at most the bound above).", ""]
+             + " fewer decoder calls than the grid (on the plain set, where only instances are masks: at most the "
+             "bound above).", ""]
     for steps, annotated in sorted(results.items(), key=lambda item: int(item[0])):
         rows = annotated["rows"]
         lines += [f"Teacher trained for {int(steps)} steps: one-point mIoU {annotated['teacher_miou_point']:.3f} "
@@ -182,10 +190,8 @@ def annotated_everything_section(results: dict | None, commands: dict | None) ->
 
 def where_the_loss_falls(rows: list[dict]) -> list[str]:
     """One sentence on the 32x32 arm with the fewest calls, when its loss falls mainly on background regions."""
-    same = [row for row in rows if row["options"]["points_per_side"] == 32]
-    grid = next(row for row in same if not row["options"].get("hierarchical"))
-    fewest = min((row for row in same if row["options"].get("hierarchical")),
-                 key=lambda row: row["decoder_prompts_per_image"])
+    grid, arms = grid_and_arms(rows, 32)
+    fewest = min(arms, key=lambda row: row["decoder_prompts_per_image"])
     if "miou_background" not in fewest:
         return []
     instances = 100 * (grid["miou_instances"] - fewest["miou_instances"])
@@ -204,11 +210,10 @@ def annotated_target_rows(results: dict | None) -> list[tuple[str, str, str, boo
     arm with the fewest calls."""
     out = []
     for steps, annotated in sorted((results or {}).items(), key=lambda item: int(item[0])):
-        same = [row for row in annotated["rows"] if row["options"]["points_per_side"] == 32]
-        grid = next(row for row in same if not row["options"].get("hierarchical"))
+        grid, rows = grid_and_arms(annotated["rows"], 32)
+        # (reduction, mIoU drop in points, tau) per hierarchical arm
         arms = [(grid["decoder_prompts_per_image"] / row["decoder_prompts_per_image"],
-                 100 * (grid["miou"] - row["miou"]), row["options"]["high_score_thresh"])
-                for row in same if row["options"].get("hierarchical")]
+                 100 * (grid["miou"] - row["miou"]), row["options"]["high_score_thresh"]) for row in rows]
         within = max((arm for arm in arms if arm[1] <= 1), default=None)
         fewest = max(arms)
         text = (f"{within[0]:.2f}x at {within[1]:+.2f} points (tau {within[2]:g})" if within else "none within 1 point")
@@ -221,9 +226,7 @@ def annotated_target_rows(results: dict | None) -> list[tuple[str, str, str, boo
 
 def trade_off_line(rows: list[dict], side: int) -> str:
     """Per density: decoder-call reduction and mIoU drop (points) of each hierarchical arm against the grid."""
-    same = [row for row in rows if row["options"]["points_per_side"] == side]
-    grid = next(row for row in same if not row["options"].get("hierarchical"))
-    arms = [row for row in same if row["options"].get("hierarchical")]
+    grid, arms = grid_and_arms(rows, side)
     cells = [f"tau {row['options']['high_score_thresh']:g}: "
              f"{grid['decoder_prompts_per_image'] / row['decoder_prompts_per_image']:.2f}x, "
              f"{100 * (grid['miou'] - row['miou']):+.2f}" + (
