@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from slimlab.core.machine import describe_machine
 from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import median_latency, prompted_ious
@@ -123,7 +124,7 @@ def annotated_background_everything(settings: dict, teacher_steps: int) -> dict:
             "teacher_miou_point_instances": float(iou[~stuff].mean()),
             "teacher_miou_point_background": float(iou[stuff].mean()),
             "mask_area_share": float(np.mean([sample.masks.any(axis=0).mean() for sample in samples])),
-            "oracle_prompts_per_image": oracle}
+            "oracle_prompts_per_image": oracle, "machine": describe_machine()}
 
 
 def oracle_prompts_per_image(samples: list, points_per_side: int) -> float:

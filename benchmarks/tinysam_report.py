@@ -179,7 +179,8 @@ def annotated_everything_section(results: dict | None, commands: dict | None) ->
         lines += [f"Teacher trained for {int(steps)} steps: one-point mIoU {annotated['teacher_miou_point']:.3f} "
                   f"(instances {annotated['teacher_miou_point_instances']:.3f}, background regions "
                   f"{annotated['teacher_miou_point_background']:.3f})"
-                  + (f"; measured with `{commands[steps]}`" if commands and steps in commands else "") + ":", "",
+                  + (f"; measured with `{commands[steps]}`" if commands and steps in commands else "")
+                  + (f" on {annotated['machine']}" if "machine" in annotated else "") + ":", "",
                   table(rows, EVERYTHING_COLUMNS + [("best-match IoU, instances", "miou_instances", "{:.3f}"),
                                                     ("best-match IoU, background", "miou_background", "{:.3f}")]),
                   ""]
