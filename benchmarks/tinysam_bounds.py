@@ -103,17 +103,23 @@ def int8_speedup_ceiling(model_name: str = "shapes_student", runs: int = 50) -> 
             "top_ops_ms": dict(times.most_common(8))}
 
 
+def hierarchical_prompts(covered: np.ndarray, points_per_side: int) -> int:
+    """Decoder prompts of the hierarchical mode when round 1 leaves ``covered`` (H, W) bool: the sparse points,
+    then the dense points that fall outside it."""
+    height, width = covered.shape
+    sparse = build_point_grid(points_per_side // 4, height, width)
+    dense = dense_points(sparse, points_per_side, height, width)
+    rows, cols = np.round(dense[:, 1]).astype(int), np.round(dense[:, 0]).astype(int)
+    return len(sparse) + int((~covered[rows, cols]).sum())
+
+
 def hierarchical_call_bound(samples: list, points_per_side: int = 16) -> dict:
     """Decoder prompts per image of the full grid vs hierarchical mode when round 1 covers exactly the ground-truth
     instances (``samples``: images with (N, H, W) boolean ``masks``), and the share of image area they cover."""
     hierarchical, areas = [], []
     for sample in samples:
-        height, width = sample.masks.shape[1:]
         instances = sample.masks.any(axis=0)                                  # (H, W) union of every instance
-        sparse = build_point_grid(points_per_side // 4, height, width)
-        dense = dense_points(sparse, points_per_side, height, width)
-        rows, cols = np.round(dense[:, 1]).astype(int), np.round(dense[:, 0]).astype(int)
-        hierarchical.append(len(sparse) + int((~instances[rows, cols]).sum()))
+        hierarchical.append(hierarchical_prompts(instances, points_per_side))
         areas.append(float(instances.mean()))
     grid = points_per_side ** 2
     return {"images": len(samples), "grid_prompts_per_image": grid,

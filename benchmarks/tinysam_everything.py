@@ -11,10 +11,11 @@ from slimlab.core.machine import describe_machine
 from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import median_latency, prompted_ious
-from slimlab.sam.everything import MaskGenerator, build_point_grid, dense_points
+from slimlab.sam.everything import MaskGenerator, build_point_grid
 from slimlab.sam.mask_utils import mask_iou
 from slimlab.sam.shapes import ShapesDataset
 from slimlab.sam.train import TrainConfig, train_supervised
+from tinysam_bounds import hierarchical_prompts
 
 # filters for the small models: SAM's 0.88 / 0.95 leave almost nothing at this scale
 EVERYTHING_FILTERS = {"points_per_side": 16, "points_per_batch": 64, "pred_iou_thresh": 0.5,
@@ -136,8 +137,5 @@ def oracle_prompts_per_image(samples: list, points_per_side: int) -> float:
         sparse = build_point_grid(points_per_side // 4, height, width)
         rows, cols = np.round(sparse[:, 1] - 0.5).astype(int), np.round(sparse[:, 0] - 0.5).astype(int)
         hit = sample.masks[:, rows, cols].any(axis=1)  # (N,) masks under some round-1 point
-        covered = sample.masks[hit].any(axis=0)
-        dense = dense_points(sparse, points_per_side, height, width)
-        rows, cols = np.round(dense[:, 1]).astype(int), np.round(dense[:, 0]).astype(int)
-        prompts.append(len(sparse) + int((~covered[rows, cols]).sum()))
+        prompts.append(hierarchical_prompts(sample.masks[hit].any(axis=0), points_per_side))
     return float(np.mean(prompts))
