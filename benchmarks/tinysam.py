@@ -50,9 +50,9 @@ from tinysam_report import render_markdown  # noqa: E402
 
 SETTINGS = {
     "default": {"train_images": 400, "test_images": 40, "teacher_steps": 3000, "student_steps": 3000,
-                "seeds": [0, 1, 2], "everything_images": 8, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
+                "seeds": [0, 1, 2], "everything_images": 8, "annotated_everything_images": 40, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
-              "seeds": [0], "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
+              "seeds": [0], "everything_images": 2, "annotated_everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
 }
 
 
@@ -403,7 +403,8 @@ def update_annotated_everything(out_dir: Path, teacher_steps: int | None) -> int
     if not path.is_file():
         raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
     result = json.loads(path.read_text())
-    settings = result["settings"]
+    # the stored run's settings; a run stored before a setting existed gets today's default for it
+    settings = {**SETTINGS["default"], **result["settings"]}
     annotated = annotated_background_everything(settings, teacher_steps or settings["teacher_steps"])
     result.setdefault("everything_annotated_background", {})[str(annotated["teacher_steps"])] = annotated
     summary = everything_summary(annotated["rows"], annotated_suffix(annotated, settings))

@@ -158,6 +158,12 @@ def grid_and_arms(rows: list[dict], side: int) -> tuple[dict, list[dict]]:
             [row for row in same if row["options"].get("hierarchical")])
 
 
+def arm_label(row: dict) -> str:
+    """'tau 2' or 'tau 0, margin 0.25' (the cover margin in dense strides, our option; rows stored before it: 0)."""
+    margin = row["options"].get("cover_margin", 0.0)
+    return f"tau {row['options']['high_score_thresh']:g}" + (f", margin {margin:g}" if margin else "")
+
+
 def annotated_everything_section(results: dict | None, commands: dict | None) -> list[str]:
     """Everything mode on ShapesSA with annotated background, one table per teacher step budget."""
     if not results:
@@ -173,7 +179,10 @@ def annotated_everything_section(results: dict | None, commands: dict | None) ->
              + " and ".join(f"{int(side) ** 2 / prompts:.1f}x ({side}x{side})"
                             for side, prompts in first["oracle_prompts_per_image"].items())
              + " fewer decoder calls than the grid (on the plain set, where only instances are masks: at most the "
-             "bound above).", ""]
+             "bound above). Arms with a margin use our `cover_margin` option (`slimlab sam segment --cover-margin`): "
+             "a dense point is skipped only when the covered area reaches that many dense strides around it on every "
+             "side, the image border counting as not covered, so the points along a round-1 mask's edge and along the "
+             "border are prompted anyway (margin 0 is the official mode).", ""]
     for steps, annotated in sorted(results.items(), key=lambda item: int(item[0])):
         rows = annotated["rows"]
         lines += [f"Teacher trained for {int(steps)} steps: one-point mIoU {annotated['teacher_miou_point']:.3f} "
@@ -199,7 +208,7 @@ def where_the_loss_falls(rows: list[dict]) -> list[str]:
     background = 100 * (grid["miou_background"] - fewest["miou_background"])
     if background <= max(instances, 1.0):
         return []
-    return [f"At the fewest calls (tau {fewest['options']['high_score_thresh']:g}) the loss falls mainly on background "
+    return [f"At the fewest calls ({arm_label(fewest)}) the loss falls mainly on background "
             f"regions ({background:+.2f} points against {instances:+.2f} on instances): a round-1 mask covers part of a "
             "region confidently and its dense points there are skipped, while the grid finds a better mask of that "
             "region from one of its many points.", ""]
@@ -212,13 +221,13 @@ def annotated_target_rows(results: dict | None) -> list[tuple[str, str, str, boo
     out = []
     for steps, annotated in sorted((results or {}).items(), key=lambda item: int(item[0])):
         grid, rows = grid_and_arms(annotated["rows"], 32)
-        # (reduction, mIoU drop in points, tau) per hierarchical arm
+        # (reduction, mIoU drop in points, arm) per hierarchical arm
         arms = [(grid["decoder_prompts_per_image"] / row["decoder_prompts_per_image"],
-                 100 * (grid["miou"] - row["miou"]), row["options"]["high_score_thresh"]) for row in rows]
+                 100 * (grid["miou"] - row["miou"]), arm_label(row)) for row in rows]
         within = max((arm for arm in arms if arm[1] <= 1), default=None)
         fewest = max(arms)
-        text = (f"{within[0]:.2f}x at {within[1]:+.2f} points (tau {within[2]:g})" if within else "none within 1 point")
-        text += f"; fewest calls: {fewest[0]:.2f}x at {fewest[1]:+.2f} points (tau {fewest[2]:g})"
+        text = (f"{within[0]:.2f}x at {within[1]:+.2f} points ({within[2]})" if within else "none within 1 point")
+        text += f"; fewest calls: {fewest[0]:.2f}x at {fewest[1]:+.2f} points ({fewest[2]})"
         out.append((f"hierarchical 8x8 -> 32x32 on ShapesSA with annotated background (teacher {int(steps)} steps): "
                     "best decoder-call reduction within 1 mIoU point", text, ">= 1.8x at <= 1 point",
                     bool(within and within[0] >= 1.8)))
@@ -228,13 +237,13 @@ def annotated_target_rows(results: dict | None) -> list[tuple[str, str, str, boo
 def trade_off_line(rows: list[dict], side: int) -> str:
     """Per density: decoder-call reduction and mIoU drop (points) of each hierarchical arm against the grid."""
     grid, arms = grid_and_arms(rows, side)
-    cells = [f"tau {row['options']['high_score_thresh']:g}: "
+    cells = [f"{arm_label(row)}: "
              f"{grid['decoder_prompts_per_image'] / row['decoder_prompts_per_image']:.2f}x, "
              f"{100 * (grid['miou'] - row['miou']):+.2f}" + (
                  f" (instances {100 * (grid['miou_instances'] - row['miou_instances']):+.2f}, background "
                  f"{100 * (grid['miou_background'] - row['miou_background']):+.2f})" if "miou_background" in row else "")
              for row in arms]
-    return (f"- {side}x{side}, decoder-call reduction and mIoU drop (points) per tau: " + "; ".join(cells) + ".")
+    return (f"- {side}x{side}, decoder-call reduction and mIoU drop (points) per arm: " + "; ".join(cells) + ".")
 
 
 def render_markdown(result: dict, figures: list[str]) -> str:

@@ -45,6 +45,7 @@ def test_a_state_dict_without_a_layout_name_suggests_model(tmp_path):
     (["--everything", "--pred-iou-thresh", "nan"], "--pred-iou-thresh nan: must be a finite number"),
     (["--everything", "--stability-thresh", "5"], "--stability-thresh 5.0: must be at most 1"),
     (["--everything", "--hierarchical", "--tau", "nan"], "--tau nan: must be a finite logit"),
+    (["--everything", "--hierarchical", "--cover-margin", "-1"], "--cover-margin -1.0: must be a finite number"),
     (["--box", "1,1,20,20", "--box", "2,2,30,30"], "--box given twice"),
     (["--box", ""], "box '': expected 4 comma-separated numbers"),
     (["--points", "-5,10"], "point prompt (-5, 10) lies outside"),  # a value, not an unknown option

@@ -184,7 +184,9 @@ def test_distill_on_a_folder_with_coco_masks_and_without_masks(tmp_path, checkpo
 
 @pytest.mark.parametrize("flags, message", [
     (["--everything", "--single-mask"], "--single-mask applies to point / box prompts"),
-    (["--everything", "--tau", "7"], "--tau is the covered-area threshold of --hierarchical"),
+    (["--everything", "--tau", "7"], "--tau is a setting of --hierarchical's covered area"),
+    (["--everything", "--cover-margin", "1"], "--cover-margin is a setting of --hierarchical's covered area"),
+    (["--points", "5,5", "--cover-margin", "1"], "--cover-margin: everything-mode settings"),
     (["--everything", "--labels", "1"], "--everything takes no --points, --labels or --box"),
     (["--points", "5,5", "--points-per-side", "16", "--tau", "7"], "--points-per-side, --tau: everything-mode"),
     (["--box", "1,1,20,20", "--labels", "1"], "--labels label the --points"),

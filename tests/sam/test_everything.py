@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 import torch
 
+from slimlab.core.errors import SlimlabError
 from slimlab.sam.build import build_model
-from slimlab.sam.everything import MaskGenerator, build_point_grid, dense_points
+from slimlab.sam.everything import MaskGenerator, build_point_grid, dense_points, erode_covered
 
 
 def test_point_grid_centres():
@@ -53,6 +55,41 @@ def test_hierarchical_never_prompts_covered_points():
     assert len(records) == 1 and records[0]["area"] == 64 * 32  # NMS merges the identical masks
 
 
+def test_erode_covered_by_hand():
+    covered = np.zeros((5, 7), bool)
+    covered[:, :5] = True  # the left 5 columns
+    # a pixel stays covered when its whole 3 x 3 neighbourhood is, beyond the border counting as not covered:
+    # rows 1..3 (rows 0 and 4 touch the border), columns 1..3 (column 4's neighbour 5 is not covered)
+    expected = np.zeros((5, 7), bool)
+    expected[1:4, 1:4] = True
+    assert np.array_equal(erode_covered(covered, 1, 1), expected)
+    # x only, radius 2: column c needs columns c-2..c+2 inside the image and covered: c = 2 alone, every row
+    expected = np.zeros((5, 7), bool)
+    expected[:, 2] = True
+    assert np.array_equal(erode_covered(covered, 2, 0), expected)
+    assert erode_covered(covered, 0, 0) is covered
+
+
+def test_cover_margin_prompts_the_points_along_the_border_of_the_covered_area():
+    wrapped = LeftHalfModel()
+    image = np.zeros((64, 64, 3), np.uint8)
+    official = MaskGenerator(wrapped.model, points_per_side=16, hierarchical=True)
+    official.generate(image)
+    margin = MaskGenerator(wrapped.model, points_per_side=16, hierarchical=True, cover_margin=0.5)
+    margin.generate(image)
+    # dense stride 64 / 16 = 4 px, margin 0.5 stride = 2 px: the left half [:, :32] shrinks to rows 2..61, cols 2..29
+    expected = np.zeros((64, 64), bool)
+    expected[2:62, 2:30] = True
+    assert np.array_equal(margin.stats.covered, expected)
+    dense = margin.stats.round_points[1]
+    assert not expected[np.round(dense[:, 1]).astype(int), np.round(dense[:, 0]).astype(int)].any()
+    # dense x, y lie at 4, 8, ..., 60 and 63 (64 clipped): the covered half keeps x 4..28 covered, but the bottom
+    # row y = 63 lies within 2 px of the border, so its 7 points in the left half are prompted now
+    added = set(map(tuple, dense.tolist())) - set(map(tuple, official.stats.round_points[1].tolist()))
+    assert added == {(float(x), 63.0) for x in range(4, 32, 4)}
+    assert margin.stats.decoder_prompts == official.stats.decoder_prompts + 7
+
+
 def test_grid_mode_prompts_every_point_and_filters():
     wrapped = LeftHalfModel()
     generator = MaskGenerator(wrapped.model, points_per_side=8, points_per_batch=10)
@@ -65,3 +102,9 @@ def test_grid_mode_prompts_every_point_and_filters():
 def test_tau_as_probability():
     generator = MaskGenerator(build_model("shapes_student"), hierarchical=True, high_score_probability=0.5)
     assert abs(generator.high_score_thresh) < 1e-9
+
+
+def test_cover_margin_must_be_a_finite_non_negative_number():
+    for margin in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(SlimlabError, match="cover_margin="):
+            MaskGenerator(build_model("shapes_student"), hierarchical=True, cover_margin=margin)
