@@ -182,7 +182,9 @@ def annotated_everything_section(results: dict | None, commands: dict | None) ->
              "bound above). Arms with a margin use our `cover_margin` option (`slimlab sam segment --cover-margin`): "
              "a dense point is skipped only when the covered area reaches that many dense strides around it on every "
              "side, the image border counting as not covered, so the points along a round-1 mask's edge and along the "
-             "border are prompted anyway (margin 0 is the official mode).", ""]
+             "border are prompted anyway (margin 0 is the official mode). The target rows above take, per teacher, the "
+             "arm with the fewest calls within 1 point on these same images (tau and margin are not chosen on "
+             "held-out images), so they lean optimistic.", ""]
     for steps, annotated in sorted(results.items(), key=lambda item: int(item[0])):
         rows = annotated["rows"]
         lines += [f"Teacher trained for {int(steps)} steps: one-point mIoU {annotated['teacher_miou_point']:.3f} "
