@@ -131,7 +131,8 @@ def segment_command(argv: list[str]) -> int:
         records = generator.generate(image)
         summary = {"mode": "hierarchical" if args.hierarchical else "grid", "masks": len(records),
                    "decoder_prompts": generator.stats.decoder_prompts,
-                   "skipped_points": generator.stats.skipped_points}
+                   "skipped_points": generator.stats.skipped_points, "points_per_side": args.points_per_side,
+                   **({"tau": args.tau, "cover_margin": args.cover_margin} if args.hierarchical else {})}
     else:
         points = parse_pairs(args.points, 2, "point") if args.points else None
         labels = None

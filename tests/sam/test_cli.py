@@ -32,6 +32,14 @@ def test_segment_box_and_everything_modes(tmp_path, checkpoint, image):
                  "--tau", "0", "--out", str(tmp_path / "all")]) == 0
     report = json.loads((tmp_path / "all" / "masks.json").read_text())
     assert report["mode"] == "hierarchical" and report["decoder_prompts"] == 4 + 60 - report["skipped_points"]
+    assert (report["tau"], report["cover_margin"]) == (0.0, 0.0)
+    # a margin skips fewer dense points: every point the official mode prompts, and those near edges too
+    assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--everything", "--hierarchical",
+                 "--points-per-side", "8", "--pred-iou-thresh", "-10", "--stability-thresh", "0",
+                 "--tau", "0", "--cover-margin", "1", "--out", str(tmp_path / "margin")]) == 0
+    margin = json.loads((tmp_path / "margin" / "masks.json").read_text())
+    assert margin["cover_margin"] == 1.0 and margin["decoder_prompts"] == 4 + 60 - margin["skipped_points"]
+    assert margin["skipped_points"] < report["skipped_points"]
 
 
 def test_bad_inputs_fail_cleanly(tmp_path, checkpoint, image, capsys):
