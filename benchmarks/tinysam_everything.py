@@ -69,10 +69,10 @@ def everything_arms(model, samples, densities: dict = DENSITIES) -> list[dict]:
     """Per density: the full grid, then the hierarchical arms (tau, or (tau, cover margin), each); then an 8x8 grid
     for scale."""
     rows = []
-    for side, taus in densities.items():
+    for side, arms in densities.items():
         options = {**EVERYTHING_FILTERS, "points_per_side": side}
         rows.append(everything_row(model, samples, f"grid {side}x{side}", **options))
-        for arm in taus:  # tau, or (tau, cover margin)
+        for arm in arms:  # tau, or (tau, cover margin)
             tau, margin = arm if isinstance(arm, tuple) else (arm, 0.0)
             name = f"hierarchical {side // 4}x{side // 4} -> {side}x{side}, tau {tau}" + (
                 f", margin {margin:g}" if margin else "")

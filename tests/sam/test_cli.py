@@ -33,7 +33,7 @@ def test_segment_box_and_everything_modes(tmp_path, checkpoint, image):
     report = json.loads((tmp_path / "all" / "masks.json").read_text())
     assert report["mode"] == "hierarchical" and report["decoder_prompts"] == 4 + 60 - report["skipped_points"]
     assert (report["tau"], report["cover_margin"]) == (0.0, 0.0)
-    # a margin skips fewer dense points: every point the official mode prompts, and those near edges too
+    # a margin of one dense stride also prompts the points near a covered area's edge or the image border
     assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--everything", "--hierarchical",
                  "--points-per-side", "8", "--pred-iou-thresh", "-10", "--stability-thresh", "0",
                  "--tau", "0", "--cover-margin", "1", "--out", str(tmp_path / "margin")]) == 0
