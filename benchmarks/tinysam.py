@@ -5,11 +5,11 @@ trained on ground truth, then TinyViT students with the same step budget: GT onl
 random prompts, and full-stage distillation with TinySAM's hard prompt sampling + hard mask weighting.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
-    python benchmarks/tinysam.py            # default run (about 80 min on 2 cores: 3 seeds per student arm)
+    python benchmarks/tinysam.py            # default run (about 90 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
     python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
     python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (12 min)
-    python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (10 min)
+    python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (20 min)
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                              "latency) into an existing tinysam.json and rewrite the report")
     parser.add_argument("--annotated-everything-only", action="store_true",
                         help="train a teacher on ShapesSA with annotated background regions (about 8 min) and measure "
-                             "the everything-mode arms on that set into an existing tinysam.json, then rewrite the "
-                             "report")
+                             "the everything-mode arms on 40 images of that set (about 12 min) into an existing "
+                             "tinysam.json, then rewrite the report")
     parser.add_argument("--annotated-teacher-steps", type=int,
                         help="with --annotated-everything-only: the teacher's steps (default: the stored run's)")
     parser.add_argument("--everything-only", action="store_true",
