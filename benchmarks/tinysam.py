@@ -5,10 +5,10 @@ trained on ground truth, then TinyViT students with the same step budget: GT onl
 random prompts, and full-stage distillation with TinySAM's hard prompt sampling + hard mask weighting.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
-    python benchmarks/tinysam.py            # default run (about 90 min on 2 cores: 3 seeds per student arm)
+    python benchmarks/tinysam.py            # default run (about 100 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
     python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
-    python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (12 min)
+    python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (15 min)
     python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (20 min)
 """
 
@@ -50,9 +50,9 @@ from tinysam_report import render_markdown  # noqa: E402
 
 SETTINGS = {
     "default": {"train_images": 400, "test_images": 40, "teacher_steps": 3000, "student_steps": 3000,
-                "seeds": [0, 1, 2], "everything_images": 8, "annotated_everything_images": 40, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
+                "seeds": [0, 1, 2], "everything_images": 40, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
-              "seeds": [0], "everything_images": 2, "annotated_everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
+              "seeds": [0], "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
 }
 
 
@@ -336,6 +336,13 @@ def bound_summary(profile: dict, call_bound: dict) -> dict:
             "hierarchical_call_reduction_ceiling": call_bound["max_call_reduction"]}
 
 
+def settings_for_update(result: dict) -> dict:
+    """The stored run's settings for a partial re-measurement, with today's everything-mode image count (up to the
+    stored test set): a run stored with fewer images is measured again on as many as a full run uses now."""
+    stored = result["settings"]
+    return {**stored, "everything_images": min(SETTINGS["default"]["everything_images"], stored["test_images"])}
+
+
 def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
     """Re-measure what needs no trained model (the int8 and hierarchical bounds, the full-size int8 latency) into
     an existing report."""
@@ -362,12 +369,13 @@ def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
 
 def update_everything(out_dir: Path) -> int:
     """Retrain the teacher exactly as the full run does (seed, data, steps) and re-measure the everything-mode arms
-    into an existing report; refuses when the teacher does not reproduce the stored one-point mIoU."""
+    and the data bound on as many images as a full run uses now into an existing report; refuses when the teacher
+    does not reproduce the stored one-point mIoU."""
     path = out_dir / "tinysam.json"
     if not path.is_file():
         raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
     result = json.loads(path.read_text())
-    settings = result["settings"]
+    settings = settings_for_update(result)
     seed_all(0)
     train, test = ShapesDataset(settings["train_images"]), ShapesDataset(settings["test_images"], "test")
     print("== teacher", flush=True)
@@ -381,7 +389,10 @@ def update_everything(out_dir: Path) -> int:
     print("== everything mode", flush=True)
     samples = [test[i] for i in range(settings["everything_images"])] + skimage_samples(teacher.image_size)[:1]
     result["everything"] = everything_arms(teacher, samples)
-    summary = everything_summary(result["everything"])
+    result["hierarchical_bound"] = hierarchical_call_bound(samples)  # the bound on the arms' images
+    result["settings"]["everything_images"] = settings["everything_images"]
+    summary = {**everything_summary(result["everything"]),
+               "hierarchical_call_reduction_ceiling": result["hierarchical_bound"]["max_call_reduction"]}
     result["summary"].update(summary)
     result["everything_command"] = "python benchmarks/tinysam.py --everything-only"
     atomic_write_text(path, json.dumps(result, indent=1))
@@ -403,8 +414,7 @@ def update_annotated_everything(out_dir: Path, teacher_steps: int | None) -> int
     if not path.is_file():
         raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
     result = json.loads(path.read_text())
-    # the stored run's settings; a run stored before a setting existed gets today's default for it
-    settings = {**SETTINGS["default"], **result["settings"]}
+    settings = settings_for_update(result)
     annotated = annotated_background_everything(settings, teacher_steps or settings["teacher_steps"])
     result.setdefault("everything_annotated_background", {})[str(annotated["teacher_steps"])] = annotated
     summary = everything_summary(annotated["rows"], annotated_suffix(annotated, settings))

@@ -308,7 +308,8 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               table(result["skimage_sanity"], [("model", "model", ""), ("mIoU point", "miou_point", "{:.3f}"),
                                                 ("mIoU box", "miou_box", "{:.3f}")]), "",
               *scene_text_table(result.get("scene_text_sanity")),
-              "## Everything mode (teacher; ShapesSA test images + coins)", "",
+              f"## Everything mode (teacher; {result['settings']['everything_images']} ShapesSA test images + coins)",
+              "",
               table(result["everything"], EVERYTHING_COLUMNS), "",
               "Filters for the small models: predicted IoU > 0.5, stability >= 0.8 (SAM's 0.88 / 0.95 leave almost "
               "nothing at this scale). The hierarchical summary uses, per density, the tau with the fewest decoder "
