@@ -323,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
               "int8_profile": profile, "hierarchical_bound": call_bound, "figures": figures,
               "onnx_int8_weights": ONNX_INT8_WEIGHTS,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}
-    atomic_write_text(out_dir / "tinysam.json", json.dumps(result, indent=1))
-    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, figures))
+    write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -334,6 +333,19 @@ def bound_summary(profile: dict, call_bound: dict) -> dict:
             "int8_speedup_ceiling_matmul_gemm": profile["ceiling_matmul_gemm"],
             "int8_speedup_ceiling_matmul_gemm_conv": profile["ceiling_matmul_gemm_conv"],
             "hierarchical_call_reduction_ceiling": call_bound["max_call_reduction"]}
+
+
+def write_report(out_dir: Path, result: dict) -> None:
+    atomic_write_text(out_dir / "tinysam.json", json.dumps(result, indent=1))
+    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
+
+
+def stored_result(out_dir: Path) -> dict:
+    """The stored run a partial re-measurement updates."""
+    path = out_dir / "tinysam.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
+    return json.loads(path.read_text())
 
 
 def settings_for_update(result: dict) -> dict:
@@ -346,10 +358,7 @@ def settings_for_update(result: dict) -> dict:
 def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
     """Re-measure what needs no trained model (the int8 and hierarchical bounds, the full-size int8 latency) into
     an existing report."""
-    path = out_dir / "tinysam.json"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
-    result = json.loads(path.read_text())
+    result = stored_result(out_dir)
     settings = result["settings"]
     samples = ShapesDataset(settings["test_images"], "test")
     size = build_model("shapes_teacher", device="meta").image_size
@@ -360,8 +369,7 @@ def update_bounds(out_dir: Path, runs: int, quick: bool) -> int:
     result["summary"].update(bound_summary(result["int8_profile"], result["hierarchical_bound"]))
     result["summary"].update(full_size_summary(result))
     result["bounds_command"] = "python benchmarks/tinysam.py --bounds-only"
-    atomic_write_text(path, json.dumps(result, indent=1))
-    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
+    write_report(out_dir, result)
     print(json.dumps({k: result[k] for k in ("int8_profile", "hierarchical_bound", "full_size_int8",
                                              "full_size_int8_profile", "int8_variants")}, indent=1))
     return 0
@@ -371,10 +379,7 @@ def update_everything(out_dir: Path) -> int:
     """Retrain the teacher exactly as the full run does (seed, data, steps) and re-measure the everything-mode arms
     and the data bound on as many images as a full run uses now into an existing report; refuses when the teacher
     does not reproduce the stored one-point mIoU."""
-    path = out_dir / "tinysam.json"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
-    result = json.loads(path.read_text())
+    result = stored_result(out_dir)
     settings = settings_for_update(result)
     seed_all(0)
     train, test = ShapesDataset(settings["train_images"]), ShapesDataset(settings["test_images"], "test")
@@ -384,8 +389,8 @@ def update_everything(out_dir: Path) -> int:
     stored = next(row for row in result["prompted"] if row["model"] == "teacher (ViT)")["miou_point"]
     measured = float(prompted_ious(teacher, test, "point")["iou"].mean())
     if abs(measured - stored) > 1e-6:
-        raise SystemExit(f"{path}: the retrained teacher's one-point mIoU is {measured:.6f}, the stored run's "
-                         f"{stored:.6f}; re-run the full benchmark instead")
+        raise SystemExit(f"{out_dir / 'tinysam.json'}: the retrained teacher's one-point mIoU is {measured:.6f}, "
+                         f"the stored run's {stored:.6f}; re-run the full benchmark instead")
     print("== everything mode", flush=True)
     samples = [test[i] for i in range(settings["everything_images"])] + skimage_samples(teacher.image_size)[:1]
     result["everything"] = everything_arms(teacher, samples)
@@ -395,8 +400,7 @@ def update_everything(out_dir: Path) -> int:
                "hierarchical_call_reduction_ceiling": result["hierarchical_bound"]["max_call_reduction"]}
     result["summary"].update(summary)
     result["everything_command"] = "python benchmarks/tinysam.py --everything-only"
-    atomic_write_text(path, json.dumps(result, indent=1))
-    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
+    write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -410,10 +414,7 @@ def annotated_suffix(annotated: dict, settings: dict) -> str:
 def update_annotated_everything(out_dir: Path, teacher_steps: int | None) -> int:
     """Measure the everything-mode arms on ShapesSA with annotated background (a teacher trained on that set with
     the stored run's settings, or ``teacher_steps``) into an existing report, next to other step budgets."""
-    path = out_dir / "tinysam.json"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no benchmark result to update; run the full benchmark first")
-    result = json.loads(path.read_text())
+    result = stored_result(out_dir)
     settings = settings_for_update(result)
     annotated = annotated_background_everything(settings, teacher_steps or settings["teacher_steps"])
     result.setdefault("everything_annotated_background", {})[str(annotated["teacher_steps"])] = annotated
@@ -422,8 +423,7 @@ def update_annotated_everything(out_dir: Path, teacher_steps: int | None) -> int
     commands = result.setdefault("annotated_everything_commands", {})
     commands[str(annotated["teacher_steps"])] = "python benchmarks/tinysam.py --annotated-everything-only" + (
         f" --annotated-teacher-steps {teacher_steps}" if teacher_steps else "")
-    atomic_write_text(path, json.dumps(result, indent=1))
-    atomic_write_text(out_dir / "tinysam.md", render_markdown(result, result["figures"]))
+    write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
     return 0
 
