@@ -2,7 +2,7 @@
 
 Everything is trained in this run on the procedural ShapesSA set (no SAM weights or SA-1B offline): a ViT teacher
 trained on ground truth, then TinyViT students with the same step budget: GT only, full-stage distillation with
-random prompts, and full-stage distillation with TinySAM's hard prompt sampling + hard mask weighting.
+random prompts, with TinySAM's hard prompt sampling, and with hard prompt sampling + hard mask weighting.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
     python benchmarks/tinysam.py            # default run (about 100 min on 2 cores: 3 seeds per student arm)
@@ -10,6 +10,7 @@ Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
     python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
     python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (15 min)
     python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (20 min)
+    python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (60 min)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from slimlab.core.machine import describe_machine
 from slimlab.core.plots import bar_plot
 from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
-from slimlab.sam.evaluate import count_macs, median_latency, prompted_ious
+from slimlab.sam.evaluate import click_curve, count_macs, median_latency, prompted_ious
 from slimlab.sam.everything import MaskGenerator
 from slimlab.sam.mask_utils import overlay
 from slimlab.sam.shapes import ShapesDataset, ShapesSample
@@ -110,7 +111,7 @@ def sanity_rows(models: list[tuple[str, object]], samples: list[ShapesSample]) -
 def model_row(model, test, name: str, reference=None, timed: bool = True) -> dict:
     point = prompted_ious(model, test, "point", reference=reference)
     box = prompted_ious(model, test, "box")
-    clicks = prompted_ious(model, test, "point", clicks=3)
+    curve = click_curve(model, test, CLICKS)  # mIoU after 1..CLICKS clicks
     macs = count_macs(model)
     image = torch.zeros(1, 3, model.image_size, model.image_size)
     coords, labels = torch.full((1, 1, 2), 64.0), torch.ones(1, 1)
@@ -119,7 +120,7 @@ def model_row(model, test, name: str, reference=None, timed: bool = True) -> dic
         with torch.no_grad():
             model.decode(model.encode(image), coords, labels)
     row = {"model": name, "miou_point": float(point["iou"].mean()), "miou_box": float(box["iou"].mean()),
-           "miou_3_clicks": float(clicks["iou"].mean()), "macs": macs["total"], "macs_millions": macs["total"] / 1e6, "encoder_macs": macs["encoder"],
+           "miou_3_clicks": curve[2], "miou_click_curve": curve, "macs": macs["total"], "macs_millions": macs["total"] / 1e6, "encoder_macs": macs["encoder"],
            "latency_ms": 1000 * median_latency(run, repeats=7) if timed else None}
     if reference is not None:
         row["miou_vs_teacher"] = float(point["agreement"].mean())
@@ -132,6 +133,7 @@ def model_row(model, test, name: str, reference=None, timed: bool = True) -> dic
 
 
 SEED_METRICS = ("miou_point", "miou_box", "miou_3_clicks", "miou_vs_teacher")
+CLICKS = 5  # the click curve's length (spec: 1 -> 5 clicks)
 
 
 def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
@@ -144,7 +146,11 @@ def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
     merged["miou_point_by_tag"] = {tag: (float(np.mean([r["miou_point_by_tag"][tag] for r in rows]))
                                          if rows[0]["miou_point_by_tag"][tag] is not None else None)
                                    for tag in rows[0]["miou_point_by_tag"]}
-    merged["seeds"], merged["per_seed"] = seeds, [{key: row[key] for key in SEED_METRICS} for row in rows]
+    curves = np.array([row["miou_click_curve"] for row in rows])  # (seeds, clicks)
+    merged["miou_click_curve"] = curves.mean(axis=0).tolist()
+    merged["miou_click_curve_std"] = curves.std(axis=0, ddof=1).tolist() if len(rows) > 1 else [0.0] * curves.shape[1]
+    merged["seeds"] = seeds
+    merged["per_seed"] = [{key: row[key] for key in (*SEED_METRICS, "miou_click_curve")} for row in rows]
     return merged
 
 
@@ -195,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--everything-only", action="store_true",
                         help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
                              "arms into an existing tinysam.json, then rewrite the report")
+    parser.add_argument("--prompted-only", action="store_true",
+                        help="retrain the teacher and every student arm as the full run does (about 60 min) and "
+                             "re-measure the prompted tables (click curves included) into an existing tinysam.json; "
+                             "stops unless the stored models are reproduced")
     args = parser.parse_args(argv)
     if args.scene_text and not Path(args.scene_text).is_dir():  # before the hour of training, not after
         parser.error(f"--scene-text {args.scene_text}: no such folder")
@@ -203,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         return update_bounds(Path(args.out), 5 if args.quick else 50, args.quick)
     if args.everything_only:
         return update_everything(Path(args.out))
+    if args.prompted_only:
+        return update_prompted(Path(args.out), args.scene_text)
     if args.annotated_everything_only:
         return update_annotated_everything(Path(args.out), args.annotated_teacher_steps)
     if args.annotated_teacher_steps:
@@ -220,50 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     # where opencv-doc was unpacked is this machine's business: show it as a placeholder
     command = re.sub(r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
     started = time.perf_counter()
-    seed_all(0)
-    train, test = ShapesDataset(settings["train_images"]), ShapesDataset(settings["test_images"], "test")
-
-    print("== teacher", flush=True)
-    teacher = build_model("shapes_teacher")
-    teacher_log = train_supervised(teacher, train, TrainConfig(steps=settings["teacher_steps"], lr=1e-3), "teacher")
+    teacher, teacher_log, train, test = train_teacher(settings)
     cached = teacher_embeddings(teacher, train)
-
-    arms = {"gt_only": None, "distill_random_prompts": {"hard_prompts": "off", "hard_mask_weighting": False},
-            "distill_hard_prompts": {"hard_prompts": "gt", "hard_mask_weighting": True}}
-    if settings["arms_teacher_prompt"]:
-        arms["distill_teacher_prompts"] = {"hard_prompts": "teacher", "hard_mask_weighting": False}
-    students, logs, seed_rows = {}, {"teacher": teacher_log}, {}
-    for name, options in arms.items():
-        seed_rows[name] = []
-        for seed in settings["seeds"]:
-            print(f"== student: {name}, seed {seed}", flush=True)
-            seed_all(seed)
-            student = build_model("shapes_student")
-            student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
-            student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
-            if options is None:
-                config = TrainConfig(steps=settings["student_steps"], lr=1e-3, seed=seed)
-                log = train_supervised(student, train, config, f"{name} seed {seed}")
-            else:
-                config = TrainConfig(steps=settings["student_steps"], lr=1e-3, seed=seed, **options)
-                log = distill(teacher, student, train, config, cached, f"{name} seed {seed}")
-            seed_rows[name].append(model_row(student, test, f"student: {name}", reference=teacher,
-                                             timed=seed == settings["seeds"][0]))
-            seed_rows[name][-1]["final_loss"] = log[-1]["loss"] if log else None
-            if seed == settings["seeds"][0]:  # the first seed's student goes on to PTQ, latency and figures
-                students[name], logs[name] = student, log
-
+    seed_rows, students, logs = train_student_arms(teacher, cached, train, test, settings)
+    logs["teacher"] = teacher_log
     print("== prompted evaluation", flush=True)
-    rows = [model_row(teacher, test, "teacher (ViT)")]
-    rows += [merge_seeds(seed_rows[name], settings["seeds"]) for name in arms]
-    teacher_row = rows[0]
+    rows, skimage_rows, scene_text = prompted_evaluation(teacher, students, seed_rows, test, settings, args.scene_text)
     best_name = "distill_hard_prompts"
-    best_row = next(r for r in rows if r["model"] == f"student: {best_name}")
     sanity = skimage_samples(teacher.image_size)
-    sanity_models = [("teacher", teacher)] + list(students.items())
-    skimage_rows = sanity_rows(sanity_models, sanity)
-    scene_text = (sanity_rows(sanity_models, scene_text_samples(args.scene_text, teacher.image_size))
-                  if args.scene_text else None)
 
     print("== everything mode", flush=True)
     everything_samples = [test[i] for i in range(settings["everything_images"])] + sanity[:1]
@@ -293,15 +269,10 @@ def main(argv: list[str] | None = None) -> int:
                                  everything_samples[0].image)]),
                              "coins": (sanity[0].image, [r["segmentation"] for r in MaskGenerator(
                                  teacher, **EVERYTHING_FILTERS).generate(sanity[0].image)])}, out_dir)
-    bar_plot({r["model"].replace("student: ", ""): r["miou_point"] for r in rows}, out_dir / "tinysam_miou.png",
-             "ShapesSA test mIoU, one centre point", "mIoU")
-    figures.append("tinysam_miou.png")
+    figures.append(miou_bar_plot(rows, out_dir))
 
     summary = {
-        "student_teacher_miou_ratio": best_row["miou_point"] / max(teacher_row["miou_point"], 1e-9),
-        "student_teacher_miou_ratio_per_seed": [row["miou_point"] / max(teacher_row["miou_point"], 1e-9)
-                                                for row in best_row["per_seed"]],
-        "student_macs_ratio": best_row["macs"] / teacher_row["macs"],
+        **prompted_summary(rows),
         **everything_summary(everything_rows),
         **everything_summary(annotated["rows"], annotated_suffix(annotated, settings)),
         # int8 speed-up within one runtime (onnxruntime float graph -> the same graph with int8 MatMuls)
@@ -326,6 +297,91 @@ def main(argv: list[str] | None = None) -> int:
     write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
     return 0
+
+
+ARMS = {"gt_only": None,
+        "distill_random_prompts": {"hard_prompts": "off", "hard_mask_weighting": False},
+        "distill_hard_prompts_no_weighting": {"hard_prompts": "gt", "hard_mask_weighting": False},
+        "distill_hard_prompts": {"hard_prompts": "gt", "hard_mask_weighting": True}}
+
+
+def train_teacher(settings: dict):
+    """The run's ViT teacher, trained on ShapesSA ground truth (seed 0) -> teacher, log, train set, test set."""
+    seed_all(0)
+    train, test = ShapesDataset(settings["train_images"]), ShapesDataset(settings["test_images"], "test")
+    print("== teacher", flush=True)
+    teacher = build_model("shapes_teacher")
+    log = train_supervised(teacher, train, TrainConfig(steps=settings["teacher_steps"], lr=1e-3), "teacher")
+    return teacher, log, train, test
+
+
+def check_reproduced(stored: dict | None, model: str, position: int, measured: float, path: Path) -> None:
+    """A partial re-measurement stops unless a retrained model reproduces the stored run's one-point mIoU (the rest
+    of that report describes the stored models)."""
+    if stored is None or model not in stored:
+        return
+    per_seed = stored[model].get("per_seed")
+    expected = per_seed[position]["miou_point"] if per_seed else stored[model]["miou_point"]
+    if abs(measured - expected) > 1e-6:
+        raise SystemExit(f"{path}: retrained '{model}' (seed position {position}) has one-point mIoU {measured:.6f}, "
+                         f"the stored run's {expected:.6f}; re-run the full benchmark instead")
+
+
+def train_student_arms(teacher, cached, train, test, settings: dict, stored: dict | None = None,
+                       path: Path = Path()) -> tuple[dict, dict, dict]:
+    """Every student arm with every seed at the same step budget, each evaluated against GT and the teacher.
+    ``stored``: a stored run's prompted rows by model, whose arms and seeds must be reproduced (check_reproduced).
+    -> per-arm lists of per-seed rows, the first seed's students and their training logs."""
+    arms = dict(ARMS)
+    if settings["arms_teacher_prompt"]:
+        arms["distill_teacher_prompts"] = {"hard_prompts": "teacher", "hard_mask_weighting": False}
+    students, logs, seed_rows = {}, {}, {}
+    for name, options in arms.items():
+        seed_rows[name] = []
+        for position, seed in enumerate(settings["seeds"]):
+            print(f"== student: {name}, seed {seed}", flush=True)
+            seed_all(seed)
+            student = build_model("shapes_student")
+            student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
+            student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
+            config = TrainConfig(steps=settings["student_steps"], lr=1e-3, seed=seed, **(options or {}))
+            if options is None:
+                log = train_supervised(student, train, config, f"{name} seed {seed}")
+            else:
+                log = distill(teacher, student, train, config, cached, f"{name} seed {seed}")
+            row = model_row(student, test, f"student: {name}", reference=teacher, timed=position == 0)
+            row["final_loss"] = log[-1]["loss"] if log else None
+            check_reproduced(stored, row["model"], position, row["miou_point"], path)
+            seed_rows[name].append(row)
+            if position == 0:  # the first seed's student goes on to PTQ, latency and figures
+                students[name], logs[name] = student, log
+    return seed_rows, students, logs
+
+
+def prompted_evaluation(teacher, students: dict, seed_rows: dict, test, settings: dict, scene_text: str | None):
+    """The teacher's row and each arm's merged row; the sanity sets' rows (teacher + first-seed students)."""
+    rows = [model_row(teacher, test, "teacher (ViT)")]
+    rows += [merge_seeds(arm_rows, settings["seeds"]) for arm_rows in seed_rows.values()]
+    models = [("teacher", teacher)] + list(students.items())
+    skimage_rows = sanity_rows(models, skimage_samples(teacher.image_size))
+    scene_text_rows = (sanity_rows(models, scene_text_samples(scene_text, teacher.image_size))
+                       if scene_text else None)
+    return rows, skimage_rows, scene_text_rows
+
+
+def prompted_summary(rows: list[dict]) -> dict:
+    teacher = next(row for row in rows if row["model"] == "teacher (ViT)")
+    best = next(row for row in rows if row["model"] == "student: distill_hard_prompts")
+    return {"student_teacher_miou_ratio": best["miou_point"] / max(teacher["miou_point"], 1e-9),
+            "student_teacher_miou_ratio_per_seed": [row["miou_point"] / max(teacher["miou_point"], 1e-9)
+                                                    for row in best["per_seed"]],
+            "student_macs_ratio": best["macs"] / teacher["macs"]}
+
+
+def miou_bar_plot(rows: list[dict], out_dir: Path) -> str:
+    bar_plot({row["model"].replace("student: ", ""): row["miou_point"] for row in rows},
+             out_dir / "tinysam_miou.png", "ShapesSA test mIoU, one centre point", "mIoU")
+    return "tinysam_miou.png"
 
 
 def bound_summary(profile: dict, call_bound: dict) -> dict:
@@ -381,16 +437,9 @@ def update_everything(out_dir: Path) -> int:
     does not reproduce the stored one-point mIoU."""
     result = stored_result(out_dir)
     settings = settings_for_update(result)
-    seed_all(0)
-    train, test = ShapesDataset(settings["train_images"]), ShapesDataset(settings["test_images"], "test")
-    print("== teacher", flush=True)
-    teacher = build_model("shapes_teacher")
-    train_supervised(teacher, train, TrainConfig(steps=settings["teacher_steps"], lr=1e-3), "teacher")
-    stored = next(row for row in result["prompted"] if row["model"] == "teacher (ViT)")["miou_point"]
-    measured = float(prompted_ious(teacher, test, "point")["iou"].mean())
-    if abs(measured - stored) > 1e-6:
-        raise SystemExit(f"{out_dir / 'tinysam.json'}: the retrained teacher's one-point mIoU is {measured:.6f}, "
-                         f"the stored run's {stored:.6f}; re-run the full benchmark instead")
+    teacher, _, _, test = train_teacher(settings)
+    check_reproduced({row["model"]: row for row in result["prompted"]}, "teacher (ViT)", 0,
+                     float(prompted_ious(teacher, test, "point")["iou"].mean()), out_dir / "tinysam.json")
     print("== everything mode", flush=True)
     samples = [test[i] for i in range(settings["everything_images"])] + skimage_samples(teacher.image_size)[:1]
     result["everything"] = everything_arms(teacher, samples)
@@ -402,6 +451,35 @@ def update_everything(out_dir: Path) -> int:
     result["everything_command"] = "python benchmarks/tinysam.py --everything-only"
     write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def update_prompted(out_dir: Path, scene_text: str | None) -> int:
+    """Retrain the teacher and every student arm exactly as the full run does and re-measure the prompted tables
+    (click curves included) into an existing report; arms the stored run lacks are added. Stops unless every model
+    the stored run has is reproduced (its quantization and everything-mode sections describe those models)."""
+    path = out_dir / "tinysam.json"
+    result = stored_result(out_dir)
+    settings = result["settings"]
+    stored = {row["model"]: row for row in result["prompted"]}
+    teacher, teacher_log, train, test = train_teacher(settings)
+    check_reproduced(stored, "teacher (ViT)", 0, float(prompted_ious(teacher, test, "point")["iou"].mean()), path)
+    seed_rows, students, logs = train_student_arms(teacher, teacher_embeddings(teacher, train), train, test,
+                                                   settings, stored, path)
+    print("== prompted evaluation", flush=True)
+    rows, skimage_rows, scene_text_rows = prompted_evaluation(teacher, students, seed_rows, test, settings,
+                                                              scene_text)
+    result["prompted"], result["skimage_sanity"] = rows, skimage_rows
+    if scene_text_rows is not None:
+        result["scene_text_sanity"] = scene_text_rows
+    result["summary"].update(prompted_summary(rows))
+    result["final_losses"] = {"teacher": teacher_log[-1]["loss"],
+                              **{name: log[-1]["loss"] for name, log in logs.items() if log}}
+    miou_bar_plot(rows, out_dir)
+    command = "python benchmarks/tinysam.py --prompted-only" + (f" --scene-text {scene_text}" if scene_text else "")
+    result["prompted_command"] = re.sub(r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
+    write_report(out_dir, result)
+    print(json.dumps(prompted_summary(rows), indent=1))
     return 0
 
 

@@ -35,6 +35,26 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def click_curve_table(rows: list[dict]) -> list[str]:
+    """mIoU after 1..n clicks per model (rows stored before the click curves: nothing)."""
+    if not all("miou_click_curve" in row for row in rows):
+        return []
+    clicks = len(rows[0]["miou_click_curve"])
+    cells = []
+    for row in rows:
+        cell = {"model": row["model"], "seeds": row.get("seeds", [])}
+        for index, value in enumerate(row["miou_click_curve"]):
+            cell[f"c{index + 1}"] = value
+            if "miou_click_curve_std" in row:
+                cell[f"c{index + 1}_std"] = row["miou_click_curve_std"][index]
+        cells.append(cell)
+    columns = [("model", "model", "")] + [(f"{k} click{'s' if k > 1 else ''}", f"c{k}", "{:.3f}")
+                                          for k in range(1, clicks + 1)]
+    return ["mIoU after each click (first click at the mask's distance-transform centre, each next one at the centre "
+            "of the largest error, positive where the mask missed, negative where it spilled; the previous "
+            "low-res logits as mask prompt):", "", table(cells, columns), ""]
+
+
 def limits_of_scale(result: dict) -> list[str]:
     """What the CPU scale of this run means for its figures (worded from the run's own numbers)."""
     models = {row["model"]: row for row in result["prompted"]}
@@ -64,16 +84,40 @@ def limits_of_scale(result: dict) -> list[str]:
                      f"here; what it buys is agreement with the teacher (mask IoU vs the teacher "
                      f"{distilled['miou_vs_teacher']:.3f} against {gt_only['miou_vs_teacher']:.3f}).")
     random_arm = models.get("student: distill_random_prompts")
-    if random_arm is not None and "miou_point_std" in distilled:
-        cells, beyond = [], []
-        for key, label in (("miou_point", "one point"), ("miou_box", "box"), ("miou_3_clicks", "3 clicks")):
-            gap, spread = distilled[key] - random_arm[key], max(distilled[f"{key}_std"], random_arm[f"{key}_std"])
-            cells.append(f"{label} {distilled[key]:.3f} vs {random_arm[key]:.3f}")
-            if abs(gap) > spread:
-                beyond.append(f"{label} ({'better' if gap > 0 else 'worse'} by {gap:+.3f}, larger std {spread:.3f})")
-        lines.append("- Hard prompt sampling against random prompts (same losses and budget, means over seeds): "
-                     + ", ".join(cells) + "; beyond the larger seed std: " + (", ".join(beyond) or "none") + ".")
+    unweighted = models.get("student: distill_hard_prompts_no_weighting")
+    hard = unweighted or distilled  # hard prompts alone where the run has that arm
+    if random_arm is not None and "miou_point_std" in hard:
+        lines.append(f"- Hard prompt sampling{'' if unweighted else ' (+ hard mask weighting)'} against random prompts "
+                     "(same losses and budget, means over seeds): " + arm_comparison(hard, random_arm)
+                     + clicks_reading(hard, random_arm))
+    if unweighted is not None and "miou_point_std" in distilled:
+        lines.append("- Hard mask weighting on top of hard prompt sampling against hard prompt sampling alone: "
+                     + arm_comparison(distilled, unweighted))
     return lines
+
+
+def arm_comparison(arm: dict, baseline: dict) -> str:
+    """'one point 0.372 vs 0.385, ...; beyond the larger seed std: ...' for two arms' seed means."""
+    cells, beyond = [], []
+    for key, label in (("miou_point", "one point"), ("miou_box", "box"), ("miou_3_clicks", "3 clicks")):
+        gap, spread = arm[key] - baseline[key], max(arm[f"{key}_std"], baseline[f"{key}_std"])
+        cells.append(f"{label} {arm[key]:.3f} vs {baseline[key]:.3f}")
+        if abs(gap) > spread:
+            beyond.append(f"{label} ({'better' if gap > 0 else 'worse'} by {gap:+.3f}, larger std {spread:.3f})")
+    return ", ".join(cells) + "; beyond the larger seed std: " + (", ".join(beyond) or "none") + "."
+
+
+def clicks_reading(hard: dict, random_arm: dict) -> str:
+    """Where along the click curve hard prompt sampling leads, read against what each arm trains on."""
+    if "miou_click_curve" not in hard or "miou_click_curve" not in random_arm:
+        return ""
+    gaps = [a - b for a, b in zip(hard["miou_click_curve"], random_arm["miou_click_curve"])]
+    text = (" Gap along the click curve (1 to " + f"{len(gaps)} clicks): " + ", ".join(f"{g:+.3f}" for g in gaps)
+            + ". The hard-prompt arm trains its point prompts with 1 to 10 clicks (0-9 rounds drawn uniformly), so "
+            "one point prompt in ten is a single click, against every point prompt of the random arm")
+    if gaps[0] < 0 and all(gap > 0 for gap in gaps[1:]):
+        return text + ": it trades the single click, the case it trains least, for every later click."
+    return text + "."
 
 
 def seed_lines(result: dict) -> list[str]:
@@ -295,6 +339,11 @@ def render_markdown(result: dict, figures: list[str]) -> str:
         parts += ["", f"The everything-mode arms were measured again afterwards with `{result['everything_command']}` "
                   "(the teacher retrained with the same seed, data and steps, checked against its stored one-point "
                   "mIoU; the full command above measures them too)."]
+    if result.get("prompted_command"):
+        parts += ["", f"The teacher and student tables were measured again afterwards with "
+                  f"`{result['prompted_command']}` (teacher and every student retrained with the same seeds, data and "
+                  "steps; each model the stored run had reproduced its one-point mIoU, so the other sections still "
+                  "describe these models)."]
     if result.get("bounds_command"):
         parts += ["", f"The 'at most' bounds, the full-size int8 rows and the int8 schemes were measured again "
                   f"afterwards with `{result['bounds_command']}` (no training; the full command above measures them "
@@ -305,9 +354,11 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                                          ("IoU vs teacher", "miou_vs_teacher", "{:.3f}"),
                                          ("MACs (M)", "macs_millions", "{:.1f}"), ("CPU ms / image", "latency_ms", "{:.1f}")])
               .replace(" | 1", " | 1"), "",
-              "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2). Both distillation "
-              "arms prompt with a box or a point, p = 0.5 each; the hard-prompt arm then adds points drawn from the "
-              "student's miss region for 0-9 rounds (boxes are not iterated).", "",
+              "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2). The distillation "
+              "arms prompt with a box or a point, p = 0.5 each; the hard-prompt arms then add points drawn from the "
+              "student's miss region for 0-9 rounds (boxes are not iterated); `distill_hard_prompts` adds hard mask "
+              "weighting (TinySAM's full recipe), `distill_hard_prompts_no_weighting` does not.", "",
+              *click_curve_table(result["prompted"]),
               "mIoU (one point) by difficulty tag (students: mean over seeds):", "",
               table([{"model": r["model"], **r["miou_point_by_tag"]} for r in result["prompted"]],
                     [("model", "model", ""), ("thin", "thin", "{:.3f}"), ("concave", "concave", "{:.3f}"),

@@ -24,6 +24,16 @@ def center_points(masks: np.ndarray) -> np.ndarray:
     return np.array(points, dtype=np.float32).reshape(-1, 2)
 
 
+def samples_with_masks(model: Sam, dataset):
+    """(sample, (1, 3, H, W) float image, (K, H, W) bool GT) on the model's device, for each sample with masks."""
+    device = model.pixel_mean.device
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if len(sample.masks):
+            yield (sample, torch.from_numpy(sample.image).permute(2, 0, 1)[None].float().to(device),
+                   torch.from_numpy(sample.masks).to(device))
+
+
 @torch.no_grad()
 def prompted_ious(model: Sam, dataset, prompt: str = "point", clicks: int = 1,
                   reference: Sam | None = None) -> dict[str, np.ndarray]:
@@ -32,15 +42,9 @@ def prompted_ious(model: Sam, dataset, prompt: str = "point", clicks: int = 1,
     ``prompt``: "point" (distance-transform centre, then ``clicks``-1 corrective clicks at the centre of the
     largest error region) or "box" (tight box). Images must already be model-sized (ShapesSA, fitted folders).
     """
-    device = model.pixel_mean.device
     generator = torch.Generator().manual_seed(0)
     ious, agreement, tags = [], [], []
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        if len(sample.masks) == 0:
-            continue
-        image = torch.from_numpy(sample.image).permute(2, 0, 1)[None].float().to(device)
-        gt = torch.from_numpy(sample.masks).to(device)
+    for sample, image, gt in samples_with_masks(model, dataset):
         chosen = predict_masks(model, model.encode(model.preprocess(image)), sample.masks, prompt, clicks, generator)
         ious.append(binary_iou(chosen, gt).cpu().numpy())
         if reference is not None:
@@ -58,27 +62,47 @@ def predict_masks(model: Sam, embeddings: torch.Tensor, masks: np.ndarray, promp
                   generator: torch.Generator) -> torch.Tensor:
     """(K, H, W) GT -> (K, H, W) bool predictions at the GT resolution."""
     gt = torch.from_numpy(masks).to(embeddings.device)
-    size = gt.shape[-1]
     if prompt == "box":
         boxes = masks_to_box_prompts(gt, generator, jitter=0.0)
         logits, iou, _ = model.decode(embeddings, None, None, boxes, None)
-        return upsample(best_mask(logits, iou), size) > 0
+        return upsample(best_mask(logits, iou), gt.shape[-1]) > 0
+    return click_predictions(model, embeddings, masks, clicks)[-1]
+
+
+def click_predictions(model: Sam, embeddings: torch.Tensor, masks: np.ndarray, clicks: int) -> list[torch.Tensor]:
+    """The prediction after each of ``clicks`` point clicks: the first at the distance-transform centre of each
+    (K, H, W) GT mask, each next one at the centre of the largest error (positive where the mask missed, negative
+    where it spilled), with the previous low-res logits as mask prompt. -> ``clicks`` (K, H, W) bool tensors."""
+    gt = torch.from_numpy(masks).to(embeddings.device)
+    size = gt.shape[-1]
     coords, labels = empty_points(len(gt), clicks, gt.device)
     coords[:, 0] = torch.from_numpy(center_points(masks)).to(gt.device)
     labels[:, 0] = 1
-    mask_prompt, prediction = None, None
+    mask_prompt, predictions = None, []
     for click in range(clicks):
         logits, iou, _ = model.decode(embeddings, coords[:, :click + 1], labels[:, :click + 1], None, mask_prompt)
         chosen = best_mask(logits, iou)
-        prediction = upsample(chosen, size) > 0
-        if click + 1 < clicks:  # next click: centre of the largest error, positive if missed, negative if extra
-            errors = (prediction ^ gt).cpu().numpy()
+        predictions.append(upsample(chosen, size) > 0)
+        if click + 1 < clicks:
+            errors = (predictions[-1] ^ gt).cpu().numpy()
             coords[:, click + 1] = torch.from_numpy(center_points(errors)).to(gt.device)
             rows = torch.arange(len(gt))
             x, y = coords[:, click + 1, 0].long(), coords[:, click + 1, 1].long()
             labels[:, click + 1] = gt[rows, y, x].float()
             mask_prompt = chosen[:, None]
-    return prediction
+    return predictions
+
+
+@torch.no_grad()
+def click_curve(model: Sam, dataset, clicks: int = 5) -> list[float]:
+    """mIoU vs GT after 1, 2, ..., ``clicks`` clicks (``click_predictions``), over every instance of ``dataset``;
+    entry k - 1 equals ``prompted_ious(model, dataset, "point", clicks=k)``'s mean, at one pass per image."""
+    per_click = [[] for _ in range(clicks)]
+    for sample, image, gt in samples_with_masks(model, dataset):
+        embeddings = model.encode(model.preprocess(image))
+        for click, prediction in enumerate(click_predictions(model, embeddings, sample.masks, clicks)):
+            per_click[click].append(binary_iou(prediction, gt).cpu().numpy())
+    return [float(np.concatenate(ious).mean()) if ious else 0.0 for ious in per_click]
 
 
 def upsample(low_res: torch.Tensor, size: int) -> torch.Tensor:
