@@ -248,7 +248,11 @@ def test_eval_on_shapes_by_hand(tmp_path, capsys):
     # a whole-image mask against a GT mask of area A in a 128 x 128 image has IoU A / 128^2
     areas = [mask.sum() / 128 ** 2 for i in range(2) for mask in ShapesDataset(2, "test")[i].masks]
     assert report["instances"] == len(areas) and report["images"] == 2 and report["prompt"] == "point"
-    assert report["miou"] == pytest.approx(np.mean(areas), abs=1e-6)
+    assert report["miou"] == pytest.approx(np.mean(areas), abs=1e-6) and "miou_by_click" not in report
+    # corrective clicks change nothing for a model that always answers the whole image: the same mIoU each click
+    assert main(["sam", "eval", "--checkpoint", str(path), "--test-images", "2", "--clicks", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["miou_by_click"] == pytest.approx([np.mean(areas)] * 3, abs=1e-6)
 
 
 def test_eval_on_a_coco_folder_by_hand(tmp_path, capsys):
