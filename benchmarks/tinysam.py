@@ -46,8 +46,8 @@ from tinysam_everything import (  # noqa: E402
 from tinysam_prompted import (  # noqa: E402
     DEBIAN_SCENE_TEXT,
     check_reproduced,
-    miou_bar_plot,
     prompted_evaluation,
+    prompted_plots,
     prompted_summary,
     skimage_samples,
     train_student_arms,
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                                  everything_samples[0].image)]),
                              "coins": (sanity[0].image, [r["segmentation"] for r in MaskGenerator(
                                  teacher, **EVERYTHING_FILTERS).generate(sanity[0].image)])}, out_dir)
-    figures.append(miou_bar_plot(rows, out_dir))
+    figures += prompted_plots(rows, out_dir)
 
     summary = {
         **prompted_summary(rows),
@@ -300,7 +300,7 @@ def update_prompted(out_dir: Path, scene_text: str | None) -> int:
     result["summary"].update(prompted_summary(rows))
     result["final_losses"] = {"teacher": teacher_log[-1]["loss"],
                               **{name: log[-1]["loss"] for name, log in logs.items() if log}}
-    miou_bar_plot(rows, out_dir)
+    result["figures"] += [name for name in prompted_plots(rows, out_dir) if name not in result["figures"]]
     command = "python benchmarks/tinysam.py --prompted-only" + (f" --scene-text {scene_text}" if scene_text else "")
     result["prompted_command"] = re.sub(r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
     write_report(out_dir, result)

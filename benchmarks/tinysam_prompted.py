@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from slimlab.core.errors import SlimlabError
-from slimlab.core.plots import bar_plot
+from slimlab.core.plots import bar_plot, line_plot
 from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import click_curve, count_macs, median_latency, prompted_ious
@@ -195,9 +195,12 @@ def prompted_summary(rows: list[dict]) -> dict:
             "student_macs_ratio": best["macs"] / teacher["macs"]}
 
 
-def miou_bar_plot(rows: list[dict], out_dir: Path) -> str:
+def prompted_plots(rows: list[dict], out_dir: Path) -> list[str]:
+    """One-point mIoU per model (bars) and the click curves (mIoU after 1..n clicks) -> the PNG names."""
     bar_plot({row["model"].replace("student: ", ""): row["miou_point"] for row in rows},
              out_dir / "tinysam_miou.png", "ShapesSA test mIoU, one centre point", "mIoU")
-    return "tinysam_miou.png"
-
-
+    curves = {row["model"].replace("student: ", ""): (range(1, len(row["miou_click_curve"]) + 1),
+                                                      row["miou_click_curve"]) for row in rows}
+    line_plot(curves, out_dir / "tinysam_clicks.png", f"ShapesSA test mIoU after 1 to {CLICKS} clicks "
+              "(students: mean over seeds)", "clicks", "mIoU")
+    return ["tinysam_miou.png", "tinysam_clicks.png"]
