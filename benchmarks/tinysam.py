@@ -5,12 +5,12 @@ trained on ground truth, then TinyViT students with the same step budget: GT onl
 random prompts, with TinySAM's hard prompt sampling, and with hard prompt sampling + hard mask weighting.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
-    python benchmarks/tinysam.py            # default run (about 100 min on 2 cores: 3 seeds per student arm)
+    python benchmarks/tinysam.py            # default run (about 110 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
     python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
     python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (15 min)
     python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (20 min)
-    python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (60 min)
+    python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (95 min)
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
                              "arms into an existing tinysam.json, then rewrite the report")
     parser.add_argument("--prompted-only", action="store_true",
-                        help="retrain the teacher and every student arm as the full run does (about 60 min) and "
+                        help="retrain the teacher and every student arm as the full run does (about 95 min) and "
                              "re-measure the prompted tables (click curves included) into an existing tinysam.json; "
                              "stops unless the stored models are reproduced")
     args = parser.parse_args(argv)
