@@ -20,7 +20,7 @@ DEFAULT_TEST_IMAGES = 50  # as `slimlab sam distill --test-images`, so the two c
 def eval_command(argv: list[str]) -> int:
     from slimlab.sam.build import load_model
     from slimlab.sam.data import MIN_MASK_PIXELS, FolderDataset
-    from slimlab.sam.evaluate import click_curve, prompted_ious
+    from slimlab.sam.evaluate import prompted_ious
     from slimlab.sam.shapes import ShapesDataset
 
     parser = argparse.ArgumentParser(prog="slimlab sam eval", description="prompted mIoU against ground-truth "
@@ -72,7 +72,7 @@ def eval_command(argv: list[str]) -> int:
                "miou": float(np.mean(ious)),
                "miou_by_tag": {tag: float(np.mean(values)) for tag, values in sorted(by_tag.items())}}
     if args.clicks > 1:  # the whole click curve, not just its end
-        summary["miou_by_click"] = click_curve(model, dataset, args.clicks)
+        summary["miou_by_click"] = [float(ious.mean()) for ious in result["iou_by_click"]]
     if args.images:  # annotated masks too small to prompt at the model's input size are not scored; say how many
         summary[f"instances_skipped_under_{MIN_MASK_PIXELS}_pixels"] = sum(dataset.skipped_small_masks.values())
     print(json.dumps(summary, indent=1))

@@ -41,11 +41,19 @@ def prompted_ious(model: Sam, dataset, prompt: str = "point", clicks: int = 1,
 
     ``prompt``: "point" (distance-transform centre, then ``clicks``-1 corrective clicks at the centre of the
     largest error region) or "box" (tight box). Images must already be model-sized (ShapesSA, fitted folders).
+    -> "iou" (K,) after the last click, "tags", "agreement" (K,) with ``reference``, and for point prompts
+    "iou_by_click" (clicks, K): the IoU after each click.
     """
     generator = torch.Generator().manual_seed(0)
-    ious, agreement, tags = [], [], []
+    ious, by_click, agreement, tags = [], [], [], []
     for sample, image, gt in samples_with_masks(model, dataset):
-        chosen = predict_masks(model, model.encode(model.preprocess(image)), sample.masks, prompt, clicks, generator)
+        embeddings = model.encode(model.preprocess(image))
+        if prompt == "point":
+            states = click_predictions(model, embeddings, sample.masks, clicks)
+            by_click.append(np.stack([binary_iou(state, gt).cpu().numpy() for state in states]))  # (clicks, K)
+            chosen = states[-1]
+        else:
+            chosen = predict_masks(model, embeddings, sample.masks, prompt, clicks, generator)
         ious.append(binary_iou(chosen, gt).cpu().numpy())
         if reference is not None:
             ref = predict_masks(reference, reference.encode(reference.preprocess(image)), sample.masks, prompt, clicks,
@@ -55,6 +63,8 @@ def prompted_ious(model: Sam, dataset, prompt: str = "point", clicks: int = 1,
     out = {"iou": np.concatenate(ious) if ious else np.zeros(0), "tags": tags}
     if reference is not None:
         out["agreement"] = np.concatenate(agreement) if agreement else np.zeros(0)
+    if prompt == "point":
+        out["iou_by_click"] = np.concatenate(by_click, axis=1) if by_click else np.zeros((clicks, 0))
     return out
 
 
@@ -93,16 +103,11 @@ def click_predictions(model: Sam, embeddings: torch.Tensor, masks: np.ndarray, c
     return predictions
 
 
-@torch.no_grad()
 def click_curve(model: Sam, dataset, clicks: int = 5) -> list[float]:
-    """mIoU vs GT after 1, 2, ..., ``clicks`` clicks (``click_predictions``), over every instance of ``dataset``;
-    entry k - 1 equals ``prompted_ious(model, dataset, "point", clicks=k)``'s mean, at one pass per image."""
-    per_click = [[] for _ in range(clicks)]
-    for sample, image, gt in samples_with_masks(model, dataset):
-        embeddings = model.encode(model.preprocess(image))
-        for click, prediction in enumerate(click_predictions(model, embeddings, sample.masks, clicks)):
-            per_click[click].append(binary_iou(prediction, gt).cpu().numpy())
-    return [float(np.concatenate(ious).mean()) if ious else 0.0 for ious in per_click]
+    """mIoU vs GT after 1, 2, ..., ``clicks`` clicks (``click_predictions``) over every instance of ``dataset``:
+    entry k - 1 equals ``prompted_ious(model, dataset, "point", clicks=k)``'s mean."""
+    by_click = prompted_ious(model, dataset, "point", clicks)["iou_by_click"]  # (clicks, K)
+    return [float(ious.mean()) if ious.size else 0.0 for ious in by_click]
 
 
 def upsample(low_res: torch.Tensor, size: int) -> torch.Tensor:
