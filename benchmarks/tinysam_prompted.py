@@ -17,6 +17,9 @@ from slimlab.sam.evaluate import click_curve, count_macs, median_latency, prompt
 from slimlab.sam.shapes import ShapesDataset, ShapesSample
 from slimlab.sam.train import TrainConfig, distill, train_supervised
 
+SEED_METRICS = ("miou_point", "miou_box", "miou_3_clicks", "miou_vs_teacher")
+CLICKS = 5  # the click curve's length (spec: 1 -> 5 clicks)
+
 
 def skimage_samples(size: int) -> list[ShapesSample]:
     """coins (GT: Otsu threshold + connected components) and horse (its own silhouette), fitted to the model size."""
@@ -81,7 +84,8 @@ def model_row(model, test, name: str, reference=None, timed: bool = True) -> dic
         with torch.no_grad():
             model.decode(model.encode(image), coords, labels)
     row = {"model": name, "miou_point": float(point["iou"].mean()), "miou_box": float(box["iou"].mean()),
-           "miou_3_clicks": curve[2], "miou_click_curve": curve, "macs": macs["total"], "macs_millions": macs["total"] / 1e6, "encoder_macs": macs["encoder"],
+           "miou_3_clicks": curve[2], "miou_click_curve": curve, "macs": macs["total"],
+           "macs_millions": macs["total"] / 1e6, "encoder_macs": macs["encoder"],
            "latency_ms": 1000 * median_latency(run, repeats=7) if timed else None}
     if reference is not None:
         row["miou_vs_teacher"] = float(point["agreement"].mean())
@@ -91,10 +95,6 @@ def model_row(model, test, name: str, reference=None, timed: bool = True) -> dic
         tags[tag] = float(point["iou"][chosen].mean()) if chosen else None
     row["miou_point_by_tag"] = tags
     return row
-
-
-SEED_METRICS = ("miou_point", "miou_box", "miou_3_clicks", "miou_vs_teacher")
-CLICKS = 5  # the click curve's length (spec: 1 -> 5 clicks)
 
 
 def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
@@ -113,7 +113,6 @@ def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
     merged["seeds"] = seeds
     merged["per_seed"] = [{key: row[key] for key in (*SEED_METRICS, "miou_click_curve")} for row in rows]
     return merged
-
 
 
 ARMS = {"gt_only": None,

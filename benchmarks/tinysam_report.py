@@ -429,5 +429,6 @@ def render_markdown(result: dict, figures: list[str]) -> str:
     parts += ["", "`tinysam_point_prompts.png`: image, teacher, distilled student (one centre point per instance, "
               "white dots), ground truth. `tinysam_everything.png`: grid and hierarchical everything mode on a test "
               "image, grid mode on coins." + (" `tinysam_clicks.png`: the click-curve table above as lines."
-                                              if "tinysam_clicks.png" in figures else ""), "", "## JSON summary", "", "```json", json.dumps(s, indent=1), "```", ""]
+                                              if "tinysam_clicks.png" in figures else ""), "",
+              "## JSON summary", "", "```json", json.dumps(s, indent=1), "```", ""]
     return "\n".join(parts)
