@@ -1,8 +1,9 @@
 """TinySAM benchmark on CPU: distillation arms, hierarchical vs grid everything mode, PTQ (fake W8A8 and real int8).
 
 Everything is trained in this run on the procedural ShapesSA set (no SAM weights or SA-1B offline): a ViT teacher
-trained on ground truth, then TinyViT students with the same step budget: GT only, full-stage distillation with
-random prompts, with TinySAM's hard prompt sampling, and with hard prompt sampling + hard mask weighting.
+trained on ground truth, then TinyViT students with the same step budget (the spec's arms): GT only, MobileSAM's
+encoder-only distillation, full-stage distillation with random prompts, with TinySAM's hard prompt sampling (without
+and with hard mask weighting) and with EdgeSAM's prompt-in-the-loop; then diagnostics of the first seed's models.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
     python benchmarks/tinysam.py            # default run (about 110 min on 2 cores: 3 seeds per student arm)
@@ -44,8 +45,11 @@ from tinysam_everything import (  # noqa: E402
     everything_summary,
 )
 from tinysam_prompted import (  # noqa: E402
+    ARMS,
     DEBIAN_SCENE_TEXT,
     check_reproduced,
+    diagnostics_plots,
+    first_seed_diagnostics,
     prompted_evaluation,
     prompted_plots,
     prompted_summary,
@@ -58,9 +62,9 @@ from tinysam_report import render_markdown  # noqa: E402
 
 SETTINGS = {
     "default": {"train_images": 400, "test_images": 40, "teacher_steps": 3000, "student_steps": 3000,
-                "seeds": [0, 1, 2], "everything_images": 40, "calibration_images": 8, "search_candidates": 8, "arms_teacher_prompt": False},
+                "seeds": [0, 1, 2], "everything_images": 40, "calibration_images": 8, "search_candidates": 8},
     "quick": {"train_images": 32, "test_images": 8, "teacher_steps": 6, "student_steps": 4,
-              "seeds": [0], "everything_images": 2, "calibration_images": 2, "search_candidates": 2, "arms_teacher_prompt": False},
+              "seeds": [0], "everything_images": 2, "calibration_images": 2, "search_candidates": 2},
 }
 
 
@@ -112,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
                              "arms into an existing tinysam.json, then rewrite the report")
     parser.add_argument("--prompted-only", action="store_true",
-                        help="retrain the teacher and every student arm as the full run does (about 95 min) and "
+                        help="retrain the teacher and every student arm as the full run does (about 140 min) and "
                              "re-measure the prompted tables (click curves included) into an existing tinysam.json; "
                              "stops unless the stored models are reproduced")
+    parser.add_argument("--arms", help="with --prompted-only: comma-separated arms to train, the others keep their "
+                                       "stored rows; an arm the stored run lacks is trained with every seed and "
+                                       "added, a stored one with its first seed only (checked, for the first-seed "
+                                       "tables and diagnostics)")
     args = parser.parse_args(argv)
     if args.scene_text and not Path(args.scene_text).is_dir():  # before the hour of training, not after
         parser.error(f"--scene-text {args.scene_text}: no such folder")
@@ -124,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.everything_only:
         return update_everything(Path(args.out))
     if args.prompted_only:
-        return update_prompted(Path(args.out), args.scene_text)
+        return update_prompted(Path(args.out), args.scene_text, args.arms.split(",") if args.arms else None)
+    if args.arms:
+        parser.error("--arms applies to --prompted-only")
     if args.annotated_everything_only:
         return update_annotated_everything(Path(args.out), args.annotated_teacher_steps)
     if args.annotated_teacher_steps:
@@ -148,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     logs["teacher"] = teacher_log
     print("== prompted evaluation", flush=True)
     rows, skimage_rows, scene_text = prompted_evaluation(teacher, students, seed_rows, test, settings, args.scene_text)
+    diagnostics = first_seed_diagnostics(teacher, students, test)
     best_name = "distill_hard_prompts"
     sanity = skimage_samples(teacher.image_size)
 
@@ -179,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                                  everything_samples[0].image)]),
                              "coins": (sanity[0].image, [r["segmentation"] for r in MaskGenerator(
                                  teacher, **EVERYTHING_FILTERS).generate(sanity[0].image)])}, out_dir)
-    figures += prompted_plots(rows, out_dir)
+    figures += prompted_plots(rows, out_dir) + diagnostics_plots(diagnostics, out_dir)
 
     summary = {
         **prompted_summary(rows),
@@ -197,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {"summary": summary, "settings": settings, "machine": describe_machine(), "command": command,
               "seconds": time.perf_counter() - started, "prompted": rows, "skimage_sanity": skimage_rows,
-              "scene_text_sanity": scene_text,
+              "scene_text_sanity": scene_text, "first_seed_diagnostics": diagnostics,
               "everything": everything_rows,
               "everything_annotated_background": {str(settings["teacher_steps"]): annotated},
               "quantization": quant_rows, **full_size,
@@ -279,33 +290,59 @@ def update_everything(out_dir: Path) -> int:
     return 0
 
 
-def update_prompted(out_dir: Path, scene_text: str | None) -> int:
-    """Retrain the teacher and every student arm exactly as the full run does and re-measure the prompted tables
-    (click curves included) into an existing report; arms the stored run lacks are added. Stops unless every model
-    the stored run has is reproduced (its quantization and everything-mode sections describe those models)."""
+def update_prompted(out_dir: Path, scene_text: str | None, arms: list[str] | None = None) -> int:
+    """Retrain the teacher and the student arms (all, or ``arms``: see train_student_arms) exactly as the full run
+    does and re-measure the prompted tables (click curves included) and the first-seed diagnostics into an existing
+    report; arms the stored run lacks are added. Stops unless every model the stored run has is reproduced (its
+    quantization and everything-mode sections describe those models)."""
     path = out_dir / "tinysam.json"
     result = stored_result(out_dir)
     settings = result["settings"]
+    settings.pop("arms_teacher_prompt", None)  # runs stored before every spec arm ran by default
     stored = {row["model"]: row for row in result["prompted"]}
     teacher, teacher_log, train, test = train_teacher(settings)
     check_reproduced(stored, "teacher (ViT)", 0, float(prompted_ious(teacher, test, "point")["iou"].mean()), path)
     seed_rows, students, logs = train_student_arms(teacher, teacher_embeddings(teacher, train), train, test,
-                                                   settings, stored, path)
+                                                   settings, stored, path, arms)
     print("== prompted evaluation", flush=True)
     rows, skimage_rows, scene_text_rows = prompted_evaluation(teacher, students, seed_rows, test, settings,
                                                               scene_text)
+    if arms is not None:  # stored arms keep their all-seed rows; new arms join in the spec's order
+        rows = merged_by_model(result["prompted"], [row for row in rows if row["model"] not in stored])
+        skimage_rows = merged_by_model(result["skimage_sanity"], skimage_rows)
+        scene_text_rows = merged_by_model(result.get("scene_text_sanity") or [], scene_text_rows or []) or None
     result["prompted"], result["skimage_sanity"] = rows, skimage_rows
     if scene_text_rows is not None:
         result["scene_text_sanity"] = scene_text_rows
+    diagnostics = result.get("first_seed_diagnostics", {}) if arms is not None else {}
+    diagnostics.update(first_seed_diagnostics(teacher, students, test))
+    result["first_seed_diagnostics"] = merged_by_model(diagnostics, {})
     result["summary"].update(prompted_summary(rows))
-    result["final_losses"] = {"teacher": teacher_log[-1]["loss"],
+    result["final_losses"] = {**(result.get("final_losses", {}) if arms is not None else {}),
+                              "teacher": teacher_log[-1]["loss"],
                               **{name: log[-1]["loss"] for name, log in logs.items() if log}}
-    result["figures"] += [name for name in prompted_plots(rows, out_dir) if name not in result["figures"]]
-    command = "python benchmarks/tinysam.py --prompted-only" + (f" --scene-text {scene_text}" if scene_text else "")
-    result["prompted_command"] = re.sub(r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
+    figures = prompted_plots(rows, out_dir) + diagnostics_plots(result["first_seed_diagnostics"], out_dir)
+    result["figures"] += [name for name in figures if name not in result["figures"]]
+    command = "python benchmarks/tinysam.py --prompted-only" + (f" --arms {','.join(arms)}" if arms else "") + (
+        f" --scene-text {scene_text}" if scene_text else "")
+    # a run of some arms adds to the record of a run of all of them, not over it
+    result["prompted_arms_command" if arms else "prompted_command"] = re.sub(
+        r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
     write_report(out_dir, result)
     print(json.dumps(prompted_summary(rows), indent=1))
     return 0
+
+
+def merged_by_model(stored, fresh):
+    """Rows (dicts with "model") or a {model: entry} dict: fresh entries replace stored ones of the same model;
+    the result is ordered teacher first, then the arms in ARMS order (names outside both last)."""
+    def rank(model: str) -> int:
+        names = ["teacher", "teacher (ViT)"] + [name for arm in ARMS for name in (arm, f"student: {arm}")]
+        return names.index(model) // 2 if model in names else len(names)
+    if isinstance(stored, dict):
+        return dict(sorted({**stored, **fresh}.items(), key=lambda item: rank(item[0])))
+    by_model = {row["model"]: row for row in stored} | {row["model"]: row for row in fresh}
+    return sorted(by_model.values(), key=lambda row: rank(row["model"]))
 
 
 def annotated_suffix(annotated: dict, settings: dict) -> str:

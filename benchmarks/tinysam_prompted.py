@@ -13,9 +13,11 @@ from slimlab.core.errors import SlimlabError
 from slimlab.core.plots import bar_plot, line_plot
 from slimlab.core.runtime import seed_all
 from slimlab.sam.build import build_model
-from slimlab.sam.evaluate import click_curve, count_macs, median_latency, prompted_ious
+from slimlab.sam.diagnostics import hard_mask_weights, sampler_diagnostics
+from slimlab.sam.evaluate import click_curve, count_macs, iou_calibration, median_latency, prompted_ious
 from slimlab.sam.shapes import ShapesDataset, ShapesSample
 from slimlab.sam.train import TrainConfig, distill, train_supervised
+from slimlab.sam.train_encoder import distill_encoder_only
 
 SEED_METRICS = ("miou_point", "miou_box", "miou_3_clicks", "miou_vs_teacher")
 CLICKS = 5  # the click curve's length (spec: 1 -> 5 clicks)
@@ -115,10 +117,15 @@ def merge_seeds(rows: list[dict], seeds: list[int]) -> dict:
     return merged
 
 
-ARMS = {"gt_only": None,
-        "distill_random_prompts": {"hard_prompts": "off", "hard_mask_weighting": False},
-        "distill_hard_prompts_no_weighting": {"hard_prompts": "gt", "hard_mask_weighting": False},
-        "distill_hard_prompts": {"hard_prompts": "gt", "hard_mask_weighting": True}}
+# the spec's distillation arms, in its order: (0) GT only, (1) MobileSAM-style encoder-only MSE with the teacher's
+# frozen decoder, (2) full-stage L1 losses with random prompts, (3a) + hard prompts `gt`, (3b) EdgeSAM's
+# prompt-in-the-loop (`teacher`), (4) 3a + hard mask weighting (TinySAM's full recipe)
+ARMS = {"gt_only": {"recipe": "supervised"},
+        "distill_encoder_only": {"recipe": "encoder_only"},
+        "distill_random_prompts": {"recipe": "distill", "hard_prompts": "off", "hard_mask_weighting": False},
+        "distill_hard_prompts_no_weighting": {"recipe": "distill", "hard_prompts": "gt", "hard_mask_weighting": False},
+        "distill_teacher_prompts": {"recipe": "distill", "hard_prompts": "teacher", "hard_mask_weighting": False},
+        "distill_hard_prompts": {"recipe": "distill", "hard_prompts": "gt", "hard_mask_weighting": True}}
 
 
 def train_teacher(settings: dict):
@@ -144,25 +151,33 @@ def check_reproduced(stored: dict | None, model: str, position: int, measured: f
 
 
 def train_student_arms(teacher, cached, train, test, settings: dict, stored: dict | None = None,
-                       path: Path = Path()) -> tuple[dict, dict, dict]:
-    """Every student arm with every seed at the same step budget, each evaluated against GT and the teacher.
-    ``stored``: a stored run's prompted rows by model, whose arms and seeds must be reproduced (check_reproduced).
-    -> per-arm lists of per-seed rows, the first seed's students and their training logs."""
-    arms = dict(ARMS)
-    if settings["arms_teacher_prompt"]:
-        arms["distill_teacher_prompts"] = {"hard_prompts": "teacher", "hard_mask_weighting": False}
+                       path: Path = Path(), names: list[str] | None = None) -> tuple[dict, dict, dict]:
+    """Student arms at the same step budget, each evaluated against GT and the teacher: every arm with every seed,
+    or only the arms in ``names``, those of them the stored run has with their first seed only (for the first-seed
+    tables). ``stored``: a stored run's prompted rows by model, whose arms and seeds must be reproduced
+    (check_reproduced). -> per-arm lists of per-seed rows, the first seed's students and their training logs."""
+    unknown = sorted(set(names or []) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {', '.join(unknown)}: choose from {', '.join(ARMS)}")
     students, logs, seed_rows = {}, {}, {}
-    for name, options in arms.items():
+    for name, options in ARMS.items():
+        if names is not None and name not in names:
+            continue
+        recipe = options["recipe"]
+        first_only = names is not None and stored is not None and f"student: {name}" in stored
         seed_rows[name] = []
-        for position, seed in enumerate(settings["seeds"]):
+        for position, seed in enumerate(settings["seeds"][:1] if first_only else settings["seeds"]):
             print(f"== student: {name}, seed {seed}", flush=True)
             seed_all(seed)
             student = build_model("shapes_student")
             student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
             student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
-            config = TrainConfig(steps=settings["student_steps"], lr=1e-3, seed=seed, **(options or {}))
-            if options is None:
+            config = TrainConfig(steps=settings["student_steps"], lr=1e-3, seed=seed,
+                                 **{key: value for key, value in options.items() if key != "recipe"})
+            if recipe == "supervised":
                 log = train_supervised(student, train, config, f"{name} seed {seed}")
+            elif recipe == "encoder_only":
+                log = distill_encoder_only(teacher, student, train, config, cached, f"{name} seed {seed}")
             else:
                 log = distill(teacher, student, train, config, cached, f"{name} seed {seed}")
             row = model_row(student, test, f"student: {name}", reference=teacher, timed=position == 0)
@@ -183,6 +198,49 @@ def prompted_evaluation(teacher, students: dict, seed_rows: dict, test, settings
     scene_text_rows = (sanity_rows(models, scene_text_samples(scene_text, teacher.image_size))
                        if scene_text else None)
     return rows, skimage_rows, scene_text_rows
+
+
+H_BINS = np.linspace(0.25, 1.0, 16)  # H lies in [sigmoid(-1) = 0.27, 1): student as good as the teacher -> 0.5
+
+
+def first_seed_diagnostics(teacher, students: dict, test, rounds: int = 9) -> dict:
+    """Spec 5.1's diagnostics for the teacher and each arm's first-seed student on the test set: IoU-head
+    calibration (one point, box), the ``gt`` hard prompt sampler run with the model for ``rounds`` rounds, and the
+    histogram of TinySAM's hard mask weights H_i against the teacher (students only). -> by model name."""
+    out = {}
+    for name, model in [("teacher (ViT)", teacher)] + [(f"student: {arm}", student) for arm, student in
+                                                        students.items()]:
+        print(f"== diagnostics: {name}", flush=True)
+        entry = {"iou_calibration_point": iou_calibration(model, test, "point"),
+                 "iou_calibration_box": iou_calibration(model, test, "box"),
+                 "sampler": sampler_diagnostics(model, test, rounds)}
+        if model is not teacher:
+            weights = hard_mask_weights(teacher, model, test).ravel()  # (K * M,)
+            counts, _ = np.histogram(weights, H_BINS)
+            entry["hard_mask_weights"] = {"bins": H_BINS.tolist(), "counts": counts.tolist(),
+                                          "mean": float(weights.mean()),
+                                          "share_above_0.6": float((weights > 0.6).mean())}
+        out[name] = entry
+    return out
+
+
+def diagnostics_plots(diagnostics: dict, out_dir: Path) -> list[str]:
+    """Sampled points' distance to the GT boundary per round (every model) and the H_i histograms (share of masks
+    per bin, at the bin centres) -> PNG names."""
+    curves = {name.replace("student: ", ""): (range(len(entry["sampler"]["boundary_distance"])),
+                                              entry["sampler"]["boundary_distance"])
+              for name, entry in diagnostics.items()}
+    line_plot(curves, out_dir / "tinysam_sampler.png", "gt hard prompt sampler with each model: distance of the "
+              "point to the GT boundary", "point index (0: uniform in the GT mask)", "pixels")
+    histograms = {}
+    for name, entry in diagnostics.items():
+        if "hard_mask_weights" in entry:
+            bins = np.array(entry["hard_mask_weights"]["bins"])
+            counts = np.array(entry["hard_mask_weights"]["counts"], dtype=float)
+            histograms[name.replace("student: ", "")] = ((bins[:-1] + bins[1:]) / 2, counts / max(counts.sum(), 1))
+    line_plot(histograms, out_dir / "tinysam_hard_mask_weights.png", "hard mask weights H_i on the test set "
+              "(one centre point, every mask output)", "H_i", "share of masks")
+    return ["tinysam_sampler.png", "tinysam_hard_mask_weights.png"]
 
 
 def prompted_summary(rows: list[dict]) -> dict:

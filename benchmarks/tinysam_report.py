@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from tinysam_report_diagnostics import diagnostics_section, other_arm_lines
+
+
 def scene_text_table(rows: list[dict] | None) -> list[str]:
     if not rows:
         return ["OpenCV scene-text sanity set: not run (needs opencv-doc's examples/text, `--scene-text DIR`).", ""]
@@ -98,7 +101,7 @@ def limits_of_scale(result: dict) -> list[str]:
             f"{distilled['miou_point'] - unweighted['miou_point']:+.3f} from the weighting.")
         lines.append("- Hard mask weighting on top of hard prompt sampling against hard prompt sampling alone: "
                      + arm_comparison(distilled, unweighted) + split)
-    return lines
+    return lines + other_arm_lines(models)
 
 
 def arm_comparison(arm: dict, baseline: dict) -> str:
@@ -354,6 +357,11 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                   f"`{result['prompted_command']}` (teacher and every student retrained with the same seeds, data and "
                   "steps; each model the stored run had reproduced its one-point mIoU, so the other sections still "
                   "describe these models)."]
+    if result.get("prompted_arms_command"):
+        parts += ["", f"Arms were added afterwards with `{result['prompted_arms_command']}`: the teacher retrained and "
+                  "checked as above, each arm new to the run trained with every seed, each stored arm named there "
+                  "retrained with its first seed (which reproduced its stored one-point mIoU) for the first-seed "
+                  "tables and the diagnostics."]
     if result.get("bounds_command"):
         parts += ["", f"The 'at most' bounds, the full-size int8 rows and the int8 schemes were measured again "
                   f"afterwards with `{result['bounds_command']}` (no training; the full command above measures them "
@@ -364,10 +372,19 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                                          ("IoU vs teacher", "miou_vs_teacher", "{:.3f}"),
                                          ("MACs (M)", "macs_millions", "{:.1f}"), ("CPU ms / image", "latency_ms", "{:.1f}")])
               .replace(" | 1", " | 1"), "",
-              "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2). The distillation "
-              "arms prompt with a box or a point, p = 0.5 each; the hard-prompt arms then add points drawn from the "
-              "student's miss region for 0-9 rounds (boxes are not iterated); `distill_hard_prompts` adds hard mask "
-              "weighting (TinySAM's full recipe), `distill_hard_prompts_no_weighting` does not.", "",
+              "MACs = one image encoding + one point-prompt decoding (torch FlopCounter / 2). Every student starts "
+              "from the teacher's prompt encoder and mask decoder. The full-stage distillation arms (L1 on image "
+              "embeddings, decoder tokens and mask logits, plus the GT mask and IoU losses) prompt with a box or a "
+              "point, p = 0.5 each; the hard-prompt arms then add points drawn from the student's miss region for "
+              "0-9 rounds (boxes are not iterated); `distill_hard_prompts` adds hard mask weighting (TinySAM's full "
+              "recipe), `distill_hard_prompts_no_weighting` does not."
+              + (" `distill_encoder_only` is MobileSAM's decoupled distillation: MSE on the image embeddings only, "
+                 "the teacher's decoder kept frozen." if any(r["model"] == "student: distill_encoder_only"
+                                                               for r in result["prompted"]) else "")
+              + (" `distill_teacher_prompts` is EdgeSAM's prompt-in-the-loop: a box or a point, then 2 clicks where "
+                 "student and teacher disagree, BCE x 5 + Dice x 5 against the teacher's masks, plus L1 on the "
+                 "embeddings and the first state's tokens." if any(r["model"] == "student: distill_teacher_prompts"
+                                                                    for r in result["prompted"]) else ""), "",
               *click_curve_table(result["prompted"]),
               "mIoU (one point) by difficulty tag (students: mean over seeds):", "",
               table([{"model": r["model"], **r["miou_point_by_tag"]} for r in result["prompted"]],
@@ -378,6 +395,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               table(result["skimage_sanity"], [("model", "model", ""), ("mIoU point", "miou_point", "{:.3f}"),
                                                 ("mIoU box", "miou_box", "{:.3f}")]), "",
               *scene_text_table(result.get("scene_text_sanity")),
+              *diagnostics_section(result.get("first_seed_diagnostics")),
               f"## Everything mode (teacher; {result['settings']['everything_images']} ShapesSA test images + coins)",
               "",
               table(result["everything"], EVERYTHING_COLUMNS), "",
@@ -418,8 +436,10 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               "## Limits of this run", "",
               *limits_of_scale(result),
               *seed_lines(result),
-              "- EdgeSAM's prompt-in-the-loop arm (`hard_prompts=teacher`) is implemented and "
-              "tested but not run here (`arms_teacher_prompt`); the KL grid search covers the decoder only.",
+              *([] if any(r["model"] == "student: distill_teacher_prompts" for r in result["prompted"]) else
+                ["- EdgeSAM's prompt-in-the-loop arm (`hard_prompts=teacher`) is implemented and tested but not run "
+                 "here."]),
+              "- The KL grid search of the PTQ calibration covers the decoder only.",
               "- torch.ao's int8 path quantizes Linear layers only; at this model size the per-call overhead of "
               "dynamic quantization eats its gain. Neither int8 path quantizes convolutions (TinyViT's stem and "
               "MBConv stages)" + ("; onnxruntime's integer convolutions were slower than float ones here (int8 "
@@ -429,6 +449,9 @@ def render_markdown(result: dict, figures: list[str]) -> str:
     parts += ["", "`tinysam_point_prompts.png`: image, teacher, distilled student (one centre point per instance, "
               "white dots), ground truth. `tinysam_everything.png`: grid and hierarchical everything mode on a test "
               "image, grid mode on coins." + (" `tinysam_clicks.png`: the click-curve table above as lines."
-                                              if "tinysam_clicks.png" in figures else ""), "",
+                                              if "tinysam_clicks.png" in figures else "")
+              + (" `tinysam_sampler.png`: the sampler's distance to the GT boundary for every point index; "
+                 "`tinysam_hard_mask_weights.png`: the H_i histograms (share of masks per bin)."
+                 if "tinysam_sampler.png" in figures else ""), "",
               "## JSON summary", "", "```json", json.dumps(s, indent=1), "```", ""]
     return "\n".join(parts)

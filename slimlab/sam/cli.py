@@ -176,6 +176,7 @@ def distill_command(argv: list[str]) -> int:
         teacher_embeddings,
         train_supervised,
     )
+    from slimlab.sam.train_encoder import distill_encoder_only
 
     parser = argparse.ArgumentParser(prog="slimlab sam distill", description="TinySAM full-stage distillation "
                                      "with online hard prompt sampling; extra key=value pairs override the config")
@@ -191,6 +192,9 @@ def distill_command(argv: list[str]) -> int:
     parser.add_argument("--annotate-background", action="store_true",
                         help="ShapesSA with its background regions as masks too (SA-1B style: models learn to segment "
                              "background, which lets the hierarchical everything mode skip dense points there)")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="MobileSAM-style: train only the student's image encoder by MSE to the teacher's "
+                             "embeddings and give it the teacher's prompt encoder and decoder (frozen)")
     parser.add_argument("--out", default="runs/sam_distill")
     parser.add_argument("--device", default="auto")
     args = parser.parse_intermixed_args(argv)
@@ -235,7 +239,7 @@ def distill_command(argv: list[str]) -> int:
                                      prompts_per_image=config.prompts_per_image, seed=config.seed)
         train_supervised(teacher, dataset, teacher_config, "teacher")
         check_finite_weights(teacher, "the teacher trained here (training diverged: try a lower lr)")
-    if any(len(dataset[i].masks) == 0 for i in range(len(dataset))):
+    if not args.encoder_only and any(len(dataset[i].masks) == 0 for i in range(len(dataset))):
         # images without masks: the teacher's confident masks stand in for the ground truth
         dataset = TeacherLabeledDataset(dataset, teacher)
         if not any(len(dataset[i].masks) for i in range(len(dataset))):
@@ -245,9 +249,12 @@ def distill_command(argv: list[str]) -> int:
     student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
     student.mask_decoder.load_state_dict(teacher.mask_decoder.state_dict())
     cached = teacher_embeddings(teacher, dataset)
-    log = distill(teacher, student, dataset, config, cached)
+    if args.encoder_only:
+        log = distill_encoder_only(teacher, student, dataset, config, cached)
+    else:
+        log = distill(teacher, student, dataset, config, cached)
     check_finite_weights(student, "the distilled student (training diverged: try a lower lr)")
-    result = {"config": config_to_dict(config), "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
+    result = {"config": config_to_dict(config), "encoder_only": args.encoder_only, "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
     if not args.images:
         test = ShapesDataset(args.test_images, "test", annotate_background=args.annotate_background)
         result["test_point_miou"] = float(prompted_ious(student, test, "point")["iou"].mean())

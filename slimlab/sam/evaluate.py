@@ -110,6 +110,31 @@ def click_curve(model: Sam, dataset, clicks: int = 5) -> list[float]:
     return [float(ious.mean()) if ious.size else 0.0 for ious in by_click]
 
 
+@torch.no_grad()
+def iou_calibration(model: Sam, dataset, prompt: str = "point") -> dict[str, float]:
+    """How well the IoU head predicts the kept mask's IoU with the ground truth: one distance-transform centre
+    point or one tight box per instance, the mask with the highest predicted IoU kept (SAM protocol).
+    -> "abs_error": mean |predicted - actual|, "bias": mean (predicted - actual) (> 0: over-confident),
+    "predicted" and "actual": the means, "instances"."""
+    predicted, actual = [], []
+    for sample, image, gt in samples_with_masks(model, dataset):
+        embeddings = model.encode(model.preprocess(image))
+        if prompt == "box":
+            boxes = masks_to_box_prompts(gt, torch.Generator().manual_seed(0), jitter=0.0)
+            logits, scores, _ = model.decode(embeddings, None, None, boxes, None)
+        else:
+            coords = torch.from_numpy(center_points(sample.masks)).to(gt.device)[:, None]  # (K, 1, 2)
+            logits, scores, _ = model.decode(embeddings, coords, torch.ones(len(gt), 1, device=gt.device))
+        predicted.append(scores.max(dim=1).values.cpu())  # (K,) the kept mask's predicted IoU
+        actual.append(binary_iou(upsample(best_mask(logits, scores), gt.shape[-1]) > 0, gt).cpu())
+    if not predicted:
+        return {"abs_error": 0.0, "bias": 0.0, "predicted": 0.0, "actual": 0.0, "instances": 0}
+    predicted_all, actual_all = torch.cat(predicted).double(), torch.cat(actual).double()
+    return {"abs_error": float((predicted_all - actual_all).abs().mean()),
+            "bias": float((predicted_all - actual_all).mean()), "predicted": float(predicted_all.mean()),
+            "actual": float(actual_all.mean()), "instances": len(actual_all)}
+
+
 def upsample(low_res: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(low_res[:, None], (size, size), mode="bilinear", align_corners=False)[:, 0]
 

@@ -53,18 +53,24 @@ def upsample(low_res: torch.Tensor, size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def gt_hard_prompts(decode, embeddings: torch.Tensor, gt: torch.Tensor, generator: torch.Generator,
-                    max_rounds: int = 9, slots: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    max_rounds: int = 9, slots: int = 10, rounds: torch.Tensor | None = None,
+                    on_round=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """TinySAM's sampler: P0 uniform in the GT mask; then, for a per-sample number of rounds drawn uniformly from
     {0..max_rounds}, run ``decode`` (the student) and add a positive point drawn uniformly from the miss region
     GT minus prediction. Points accumulate; the previous low-res logits become the mask prompt.
 
     ``decode(embeddings, coords, labels, mask_input)`` -> (logits (P, M, h, w), iou (P, M)).
+    ``rounds`` (P,): fixed round counts instead of the uniform draw (sampler diagnostics); ``on_round(step,
+    prediction (P, H, W) bool, new_points (P, 2), active (P,) bool)`` is called after each round's sampling.
     -> coords (P, slots, 2), labels (P, slots), mask prompt (P, 1, h, w) (zeros where no round was run).
     """
     count, size = gt.shape[0], gt.shape[-1]
     coords, labels = empty_points(count, slots, gt.device)
     coords[:, 0], labels[:, 0] = sample_points(gt, gt, generator), 1.0
-    rounds = torch.randint(0, max_rounds + 1, (count,), generator=generator).to(gt.device)
+    if rounds is None:
+        rounds = torch.randint(0, max_rounds + 1, (count,), generator=generator).to(gt.device)
+    elif rounds.shape != (count,) or (count and int(rounds.max()) >= slots):
+        raise ValueError(f"rounds of shape {tuple(rounds.shape)}: need ({count},), each below {slots} slots")
     mask_prompt, has_mask = None, torch.zeros(count, dtype=torch.bool, device=gt.device)
     for step in range(int(rounds.max().item()) if count else 0):
         logits, iou = decode(embeddings, coords, labels, mask_prompt)
@@ -74,6 +80,8 @@ def gt_hard_prompts(decode, embeddings: torch.Tensor, gt: torch.Tensor, generato
         active = rounds > step
         coords[active, step + 1] = new_points[active]
         labels[active, step + 1] = 1.0
+        if on_round is not None:
+            on_round(step, prediction, new_points, active)
         mask_prompt = chosen[:, None] if mask_prompt is None else torch.where(
             active[:, None, None, None], chosen[:, None], mask_prompt)
         has_mask |= active

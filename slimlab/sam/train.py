@@ -80,10 +80,15 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.l
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def stack_images(samples, model: Sam) -> torch.Tensor:
+    """(H, W, 3) uint8 sample images -> normalised (B, 3, S, S) on the model's device."""
+    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() for s in samples])
+    return model.preprocess(images.to(model.pixel_mean.device))
+
+
 def batch_tensors(samples, model: Sam, prompts_per_image: int, rng: np.random.Generator):
     """Normalised images (B, 3, S, S), chosen GT masks (P, S, S) and the image index of each prompt (P,)."""
-    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() for s in samples])
-    images = model.preprocess(images.to(model.pixel_mean.device))
+    images = stack_images(samples, model)
     masks, owners = [], []
     for index, sample in enumerate(samples):
         if len(sample.masks) == 0:
@@ -154,8 +159,7 @@ def teacher_embeddings(teacher: Sam, dataset, batch: int = 16) -> torch.Tensor:
     outputs = []
     for start in range(0, len(dataset), batch):
         samples = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
-        images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() for s in samples])
-        outputs.append(teacher.encode(teacher.preprocess(images.to(teacher.pixel_mean.device))))
+        outputs.append(teacher.encode(stack_images(samples, teacher)))
     return torch.cat(outputs)
 
 

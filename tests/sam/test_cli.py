@@ -131,6 +131,19 @@ def test_distill_command_runs_end_to_end(tmp_path, capsys):
     assert main(["sam", "distill", "hard_prompts=sometimes", "--out", str(out)]) == 2
 
 
+def test_distill_encoder_only_gives_the_student_the_teachers_decoder(tmp_path):
+    out = tmp_path / "run"
+    assert main(["sam", "distill", "steps=2", "images_per_step=2", "--encoder-only", "--teacher-steps", "2",
+                 "--train-images", "3", "--test-images", "2", "--out", str(out)]) == 0
+    result = json.loads((out / "distill.json").read_text())
+    assert result["encoder_only"] and 0 <= result["test_point_miou"] <= 1
+    from slimlab.sam.build import load_model
+    teacher, student = load_model(out / "teacher.pth"), load_model(out / "student.pth")
+    for part in ("prompt_encoder", "mask_decoder"):
+        taught, learned = getattr(teacher, part).state_dict(), getattr(student, part).state_dict()
+        assert all(torch.equal(taught[key], learned[key]) for key in taught)
+
+
 def test_distill_and_eval_with_annotated_background(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["sam", "distill", "steps=1", "images_per_step=2", "prompts_per_image=2", "max_rounds=1",

@@ -63,3 +63,38 @@ def test_click_curve_matches_separate_click_runs(clicks):
     assert len(curve) == 4
     assert curve[clicks - 1] == pytest.approx(float(prompted_ious(model, dataset, "point", clicks)["iou"].mean()),
                                               abs=1e-6)
+
+
+class WholeImageModel:
+    """Every prompt (points or box) gets the whole image as its chosen mask, with predicted IoU 0.9."""
+
+    pixel_mean = torch.zeros(3, 1, 1)
+
+    def preprocess(self, images):
+        return images
+
+    def encode(self, images):
+        return torch.zeros(len(images), 1, 1, 1)
+
+    def decode(self, embeddings, coords, labels, boxes=None, mask_input=None, multimask_output=True):
+        count = len(coords) if coords is not None else len(boxes)
+        logits = torch.full((count, 3, 8, 8), -5.0)
+        logits[:, 1] = 5.0
+        return logits, torch.tensor([[0.1, 0.9, 0.2]]).repeat(count, 1), None
+
+
+@pytest.mark.parametrize("prompt", ["point", "box"])
+def test_iou_calibration_by_hand(prompt):
+    from slimlab.sam.evaluate import iou_calibration
+    from slimlab.sam.shapes import ShapesSample
+    # two instances: the 5 x 5 square (actual IoU of the whole-image mask 25 / 256) and the whole image (IoU 1);
+    # predicted 0.9 for both: errors 0.9 - 25 / 256 and -0.1
+    masks = np.concatenate([square_gt(), np.ones((1, 16, 16), bool)])
+    sample = ShapesSample(np.zeros((16, 16, 3), np.uint8), masks, ["square", "image"], [set(), set()])
+    result = iou_calibration(WholeImageModel(), [sample], prompt)
+    first = 0.9 - 25 / 256
+    assert result["instances"] == 2
+    assert result["abs_error"] == pytest.approx((first + 0.1) / 2, abs=1e-6)
+    assert result["bias"] == pytest.approx((first - 0.1) / 2, abs=1e-6)
+    assert result["predicted"] == pytest.approx(0.9, abs=1e-6)
+    assert result["actual"] == pytest.approx((25 / 256 + 1) / 2, abs=1e-6)

@@ -66,6 +66,23 @@ def test_gt_sampler_adds_points_only_in_the_miss_region():
     assert len(calls) == int(rounds.max())
 
 
+def test_gt_sampler_with_fixed_rounds_reports_every_round():
+    import pytest
+    gt = square()[None].repeat(3, 1, 1)
+
+    def decode(embeddings, coords, labels, mask_input):  # predicts nothing: the miss region is the whole square
+        return torch.full((len(coords), 3, 4, 4), -10.0), torch.tensor([[0.1, 0.9, 0.2]]).repeat(len(coords), 1)
+    seen = []
+    coords, labels, _ = gt_hard_prompts(decode, torch.zeros(3, 1), gt, torch.Generator().manual_seed(0), slots=4,
+                                        rounds=torch.tensor([0, 2, 3]),
+                                        on_round=lambda step, prediction, points, active: seen.append(
+                                            (step, active.tolist(), bool(prediction.any()))))
+    assert seen == [(0, [False, True, True], False), (1, [False, True, True], False), (2, [False, False, True], False)]
+    assert (labels == 1).sum(1).tolist() == [1, 3, 4]
+    with pytest.raises(ValueError, match="rounds of shape"):
+        gt_hard_prompts(decode, torch.zeros(3, 1), gt, torch.Generator(), slots=4, rounds=torch.tensor([0, 4, 1]))
+
+
 def test_teacher_sampler_clicks_where_they_disagree():
     student = square(x0=4, x1=12)[None]  # student says columns 4-11
     teacher = square(x0=8, x1=16)[None]  # teacher says columns 8-15

@@ -1,0 +1,78 @@
+"""TinySAM report: the spec's arms beyond TinySAM's recipe (MobileSAM's encoder-only distillation, EdgeSAM's
+prompt-in-the-loop) and the distillation diagnostics (IoU-head calibration, hard prompt sampler, H_i)."""
+
+from __future__ import annotations
+
+SAMPLER_POINTS = (0, 1, 2, 3, 5, 9)  # point indices shown in the sampler table
+
+
+OTHER_ARMS = (  # (arm, the arm it differs from by one choice, the comparison's wording)
+    ("distill_encoder_only", "distill_random_prompts",
+     "MobileSAM's encoder-only distillation (MSE on the image embeddings, the teacher's decoder frozen) against "
+     "full-stage distillation with random prompts (L1 on embeddings, decoder tokens and mask logits plus the GT "
+     "losses, decoder trained)"),
+    ("distill_teacher_prompts", "distill_hard_prompts_no_weighting",
+     "EdgeSAM's prompt-in-the-loop (`hard_prompts=teacher`: clicks where student and teacher disagree, loss against "
+     "the teacher's masks) against TinySAM's GT sampler without weighting (`hard_prompts=gt`)"))
+
+
+def other_arm_lines(models: dict) -> list[str]:
+    """Arms (1) and (3b) against the arms they differ from by one choice (means over seeds)."""
+    from tinysam_report import arm_comparison
+
+    lines = []
+    for name, baseline_name, wording in OTHER_ARMS:
+        arm, baseline = models.get(f"student: {name}"), models.get(f"student: {baseline_name}")
+        if arm is not None and baseline is not None and "miou_point_std" in arm:
+            lines.append(f"- {wording}: " + arm_comparison(arm, baseline) + f" Mask IoU vs the teacher "
+                         f"{arm['miou_vs_teacher']:.3f} against {baseline['miou_vs_teacher']:.3f}.")
+    return lines
+
+
+def diagnostics_section(diagnostics: dict | None) -> list[str]:
+    """Tables of the first-seed diagnostics (benchmarks/tinysam_prompted.first_seed_diagnostics)."""
+    if not diagnostics:
+        return []
+    from tinysam_report import table
+
+    calibration = [{"model": name, "point_error": entry["iou_calibration_point"]["abs_error"],
+                    "point_bias": entry["iou_calibration_point"]["bias"],
+                    "point_actual": entry["iou_calibration_point"]["actual"],
+                    "box_error": entry["iou_calibration_box"]["abs_error"],
+                    "box_bias": entry["iou_calibration_box"]["bias"]} for name, entry in diagnostics.items()]
+    sampler = []
+    for name, entry in diagnostics.items():
+        trace = entry["sampler"]
+        row = {"model": name, **{f"d{index}": trace["boundary_distance"][index] for index in SAMPLER_POINTS
+                                 if index < len(trace["boundary_distance"])}}
+        shares = [value for value in trace["in_miss_region"] if value is not None]
+        row["miss_share"] = sum(shares) / len(shares) if shares else None
+        row["iou_first"], row["iou_last"] = trace["iou_before"][1], trace["iou_before"][-1]
+        sampler.append(row)
+    rounds = len(next(iter(diagnostics.values()))["sampler"]["boundary_distance"]) - 1
+    weights = [{"model": name, "mean": entry["hard_mask_weights"]["mean"],
+                "above": entry["hard_mask_weights"]["share_above_0.6"],
+                "floor": entry["hard_mask_weights"]["counts"][0] / max(sum(entry["hard_mask_weights"]["counts"]), 1)}
+               for name, entry in diagnostics.items() if "hard_mask_weights" in entry]
+    return [
+        "## Distillation diagnostics (teacher and each arm's first-seed student, test set)", "",
+        "IoU-head calibration: |predicted IoU - actual IoU| of the kept mask (highest predicted IoU), one "
+        "distance-transform centre point or one tight box per instance; bias > 0: over-confident.", "",
+        table(calibration, [("model", "model", ""), ("point: mean abs error", "point_error", "{:.3f}"),
+                            ("point: bias", "point_bias", "{:+.3f}"), ("point: actual mIoU", "point_actual", "{:.3f}"),
+                            ("box: mean abs error", "box_error", "{:.3f}"), ("box: bias", "box_bias", "{:+.3f}")]), "",
+        f"TinySAM's `gt` hard prompt sampler run with each model for {rounds} rounds on every test instance (as in "
+        "training, with that model's masks): distance of point r to the GT boundary in pixels (1 = on the edge; "
+        "point 0 is uniform in the GT mask, so its column is what a random sampler gives), the share of later points "
+        "drawn from the model's miss region (the rest fall back to a uniform GT point: the mask already covered the "
+        "GT), and the mIoU of the mask that round 1 and the last round correct:", "",
+        table(sampler, [("model", "model", "")] + [(f"point {index}", f"d{index}", "{:.2f}") for index in SAMPLER_POINTS
+                                                   if index <= rounds]
+              + [("in miss region", "miss_share", "{:.3f}"), ("mIoU before round 1", "iou_first", "{:.3f}"),
+                 (f"mIoU before round {rounds}", "iou_last", "{:.3f}")]), "",
+        "Hard mask weights H_i = sigmoid(IoU(teacher mask i, GT) / (IoU(student mask i, GT) + eps) - 1) of each "
+        "student against the teacher, every mask output of one centre point per test instance (the weighting's "
+        "input when that student trains on): 0.5 where both are equally good, 1 where the student misses what the "
+        "teacher finds, sigmoid(-1) = 0.27 where the teacher finds nothing (whatever the student does):", "",
+        table(weights, [("model", "model", ""), ("mean H", "mean", "{:.3f}"), ("share H > 0.6", "above", "{:.3f}"),
+                        ("share H < 0.3 (teacher IoU < 0.15 x student IoU)", "floor", "{:.3f}")]), ""]
