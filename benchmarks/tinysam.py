@@ -6,12 +6,13 @@ encoder-only distillation, full-stage distillation with random prompts, with Tin
 and with hard mask weighting) and with EdgeSAM's prompt-in-the-loop; then diagnostics of the first seed's models.
 Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
 
-    python benchmarks/tinysam.py            # default run (about 110 min on 2 cores: 3 seeds per student arm)
+    python benchmarks/tinysam.py            # default run (about 155 min on 2 cores: 3 seeds per student arm)
     python benchmarks/tinysam.py --quick    # smoke run (a few minutes)
     python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
     python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (15 min)
     python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (20 min)
-    python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (95 min)
+    python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (140 min)
+    python benchmarks/tinysam.py --prompted-only --arms distill_encoder_only,distill_hard_prompts  # some arms only
 """
 
 from __future__ import annotations

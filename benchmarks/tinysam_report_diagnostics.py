@@ -26,7 +26,46 @@ def other_arm_lines(models: dict) -> list[str]:
         if arm is not None and baseline is not None and "miou_point_std" in arm:
             lines.append(f"- {wording}: " + arm_comparison(arm, baseline) + f" Mask IoU vs the teacher "
                          f"{arm['miou_vs_teacher']:.3f} against {baseline['miou_vs_teacher']:.3f}.")
+    full_stage = [models[f"student: {name}"] for name in ("distill_random_prompts", "distill_hard_prompts_no_weighting",
+                                                           "distill_hard_prompts") if f"student: {name}" in models]
+    if len(lines) == 2 and full_stage:
+        teacher_only = [models[f"student: {name}"] for name, _, _ in OTHER_ARMS]
+        lines.append("- The two arms that learn from the teacher's outputs alone agree with the teacher most (mask IoU "
+                     f"vs the teacher {spread([row['miou_vs_teacher'] for row in teacher_only])} against "
+                     f"{spread([row['miou_vs_teacher'] for row in full_stage])} for the full-stage arms) and reach "
+                     f"one-point mIoU {spread([row['miou_point'] for row in teacher_only])} against "
+                     f"{spread([row['miou_point'] for row in full_stage])}. The full-stage arms also train on SAM's "
+                     "ground-truth mask and IoU losses (`gt_loss_weight` 1) and move the decoder with them; the arms "
+                     "differ in other choices too (losses, prompts), so this run does not isolate the cause.")
     return lines
+
+
+def spread(values: list[float], fmt: str = "{:.3f}") -> str:
+    return f"{fmt.format(min(values))} to {fmt.format(max(values))}"
+
+
+def diagnostics_reading(calibration: list[dict], sampler: list[dict], weights: list[dict]) -> list[str]:
+    """What the three diagnostics tables say, worded from their numbers."""
+    later = [row[key] for row in sampler for key in row if key.startswith("d") and key != "d0"]
+    lines = [f"- IoU heads: mean absolute error {spread([row['point_error'] for row in calibration])} (one point) "
+             f"against mIoU {spread([row['point_actual'] for row in calibration])}, bias "
+             f"{spread([row['point_bias'] for row in calibration], '{:+.3f}')}: every model's head predicts the kept "
+             "mask's IoU only roughly at this scale, with little systematic over-confidence.",
+             f"- Sampler: after the first point, points land {spread(later, '{:.2f}')} px from the GT boundary "
+             f"against {sampler[0]['d0']:.2f} px for a uniform point, {spread([row['miss_share'] for row in sampler])}"
+             " of them in the model's miss region" + (": the hard points sit along the edges the masks get wrong"
+                                                      if max(later) < sampler[0]["d0"] else "") + ". The "
+             f"mask each round corrects improves from {spread([row['iou_first'] for row in sampler])} mIoU "
+             f"(round 1) to {spread([row['iou_last'] for row in sampler])} (last round)."]
+    if weights:
+        lines.append(f"- H_i: mean {spread([row['mean'] for row in weights])} per student; "
+                     f"{spread([row['above'] for row in weights])} of the masks get H > 0.6 (the student lags the "
+                     f"teacher there) and {spread([row['floor'] for row in weights])} H < 0.3 (the teacher fails "
+                     "where the student does not)" + (
+                         ": on most masks the teacher's IoU is at most 1.4x the student's (H <= 0.6), so the "
+                         "weighting mostly scales the logit loss between 0.27 and 0.6."
+                         if max(row["above"] for row in weights) < 0.5 else "."))
+    return lines + [""]
 
 
 def diagnostics_section(diagnostics: dict | None) -> list[str]:
@@ -75,4 +114,5 @@ def diagnostics_section(diagnostics: dict | None) -> list[str]:
         "input when that student trains on): 0.5 where both are equally good, 1 where the student misses what the "
         "teacher finds, sigmoid(-1) = 0.27 where the teacher finds nothing (whatever the student does):", "",
         table(weights, [("model", "model", ""), ("mean H", "mean", "{:.3f}"), ("share H > 0.6", "above", "{:.3f}"),
-                        ("share H < 0.3 (teacher IoU < 0.15 x student IoU)", "floor", "{:.3f}")]), ""]
+                        ("share H < 0.3 (teacher IoU < 0.15 x student IoU)", "floor", "{:.3f}")]), "",
+        *diagnostics_reading(calibration, sampler, weights)]
