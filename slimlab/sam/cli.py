@@ -254,7 +254,8 @@ def distill_command(argv: list[str]) -> int:
     else:
         log = distill(teacher, student, dataset, config, cached)
     check_finite_weights(student, "the distilled student (training diverged: try a lower lr)")
-    result = {"config": config_to_dict(config), "encoder_only": args.encoder_only, "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"]}
+    result = {"config": config_to_dict(config), "encoder_only": args.encoder_only, "final_loss": log[-1]["loss"],
+              "seconds": log[-1]["seconds"]}
     if not args.images:
         test = ShapesDataset(args.test_images, "test", annotate_background=args.annotate_background)
         result["test_point_miou"] = float(prompted_ious(student, test, "point")["iou"].mean())
