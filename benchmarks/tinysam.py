@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["seeds"] = args.seeds
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/tinysam.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    # where opencv-doc was unpacked is this machine's business: show it as a placeholder
-    command = re.sub(r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
+    command = public_command("python benchmarks/tinysam.py " + " ".join(sys.argv[1:] if argv is None else argv))
     started = time.perf_counter()
     teacher, teacher_log, train, test = train_teacher(settings)
     cached = teacher_embeddings(teacher, train)
@@ -219,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def public_command(command: str) -> str:
+    """Where opencv-doc was unpacked is this machine's business: the report shows it as a placeholder."""
+    return re.sub(r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
 
 
 def bound_summary(profile: dict, call_bound: dict) -> dict:
@@ -315,9 +318,9 @@ def update_prompted(out_dir: Path, scene_text: str | None, arms: list[str] | Non
     result["prompted"], result["skimage_sanity"] = rows, skimage_rows
     if scene_text_rows is not None:
         result["scene_text_sanity"] = scene_text_rows
-    diagnostics = result.get("first_seed_diagnostics", {}) if arms is not None else {}
-    diagnostics.update(first_seed_diagnostics(teacher, students, test))
-    result["first_seed_diagnostics"] = merged_by_model(diagnostics, {})
+    diagnostics = first_seed_diagnostics(teacher, students, test)
+    result["first_seed_diagnostics"] = (merged_by_model(result.get("first_seed_diagnostics", {}), diagnostics)
+                                        if arms is not None else diagnostics)
     result["summary"].update(prompted_summary(rows))
     result["final_losses"] = {**(result.get("final_losses", {}) if arms is not None else {}),
                               "teacher": teacher_log[-1]["loss"],
@@ -327,8 +330,7 @@ def update_prompted(out_dir: Path, scene_text: str | None, arms: list[str] | Non
     command = "python benchmarks/tinysam.py --prompted-only" + (f" --arms {','.join(arms)}" if arms else "") + (
         f" --scene-text {scene_text}" if scene_text else "")
     # a run of some arms adds to the record of a run of all of them, not over it
-    result["prompted_arms_command" if arms else "prompted_command"] = re.sub(
-        r"\S+(?=/usr/share/doc/opencv-doc/)", "<opencv-doc>", command)
+    result["prompted_arms_command" if arms else "prompted_command"] = public_command(command)
     write_report(out_dir, result)
     print(json.dumps(prompted_summary(rows), indent=1))
     return 0

@@ -172,6 +172,7 @@ def distill_command(argv: list[str]) -> int:
     from slimlab.sam.train import (
         TeacherLabeledDataset,
         TrainConfig,
+        check_embedding_shapes,
         distill,
         teacher_embeddings,
         train_supervised,
@@ -230,10 +231,7 @@ def distill_command(argv: list[str]) -> int:
     if args.images and not args.teacher and not any(len(dataset[i].masks) for i in range(len(dataset))):
         raise SlimlabError(f"{args.images}: images without masks need a trained --teacher to label them")
     teacher = (load_model(args.teacher) if args.teacher else build_model("shapes_teacher")).to(device)
-    if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
-            teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
-        # checked before the teacher is trained here, not after
-        raise SlimlabError("teacher and student embeddings differ in shape; pick layouts of the same family size")
+    check_embedding_shapes(teacher, student)  # before the teacher is trained here, not after
     if not args.teacher:
         teacher_config = TrainConfig(steps=args.teacher_steps, images_per_step=config.images_per_step,
                                      prompts_per_image=config.prompts_per_image, seed=config.seed)

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import torch
 
-from slimlab.sam.evaluate import center_points, samples_with_masks
+from slimlab.sam.evaluate import decode_one_prompt, samples_with_masks
 from slimlab.sam.losses import binary_iou, hard_mask_weight
 from slimlab.sam.model import Sam
-from slimlab.sam.prompts import gt_hard_prompts, upsample
-from slimlab.sam.train import decoder_fn
+from slimlab.sam.prompts import gt_hard_prompts
+from slimlab.sam.train import decoder_fn, upsample_all
 
 
 def inside_distances(masks: np.ndarray) -> np.ndarray:
@@ -64,12 +64,10 @@ def hard_mask_weights(teacher: Sam, student: Sam, dataset) -> np.ndarray:
     teacher and student, one distance-transform centre point per instance of ``dataset`` -> (K, M)."""
     weights = []
     for sample, image, gt in samples_with_masks(student, dataset):
-        coords = torch.from_numpy(center_points(sample.masks)).to(gt.device)[:, None]  # (K, 1, 2)
-        labels = torch.ones(len(gt), 1, device=gt.device)
         per_model = []
         for model in (teacher, student):
-            logits, _, _ = model.decode(model.encode(model.preprocess(image)), coords, labels)  # (K, M, h, w)
-            masks = torch.stack([upsample(logits[:, i], gt.shape[-1]) for i in range(logits.shape[1])], 1) > 0
+            logits, _ = decode_one_prompt(model, model.encode(model.preprocess(image)), sample.masks, "point")
+            masks = upsample_all(logits, gt.shape[-1]) > 0  # (K, M, H, W)
             per_model.append(binary_iou(masks, gt[:, None]))  # (K, M)
         weights.append(hard_mask_weight(*per_model).cpu().numpy())
     return np.concatenate(weights) if weights else np.zeros((0, 0))

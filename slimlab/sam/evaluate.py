@@ -71,12 +71,24 @@ def prompted_ious(model: Sam, dataset, prompt: str = "point", clicks: int = 1,
 def predict_masks(model: Sam, embeddings: torch.Tensor, masks: np.ndarray, prompt: str, clicks: int,
                   generator: torch.Generator) -> torch.Tensor:
     """(K, H, W) GT -> (K, H, W) bool predictions at the GT resolution."""
+    if prompt == "box":
+        logits, iou = decode_one_prompt(model, embeddings, masks, "box", generator)
+        return upsample(best_mask(logits, iou), masks.shape[-1]) > 0
+    return click_predictions(model, embeddings, masks, clicks)[-1]
+
+
+def decode_one_prompt(model: Sam, embeddings: torch.Tensor, masks: np.ndarray, prompt: str,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One prompt per (K, H, W) GT mask, multimask: its tight box or its distance-transform centre point.
+    -> low-res logits (K, M, h, w) and predicted IoUs (K, M)."""
     gt = torch.from_numpy(masks).to(embeddings.device)
     if prompt == "box":
-        boxes = masks_to_box_prompts(gt, generator, jitter=0.0)
+        boxes = masks_to_box_prompts(gt, generator or torch.Generator().manual_seed(0), jitter=0.0)
         logits, iou, _ = model.decode(embeddings, None, None, boxes, None)
-        return upsample(best_mask(logits, iou), gt.shape[-1]) > 0
-    return click_predictions(model, embeddings, masks, clicks)[-1]
+    else:
+        coords = torch.from_numpy(center_points(masks)).to(gt.device)[:, None]  # (K, 1, 2)
+        logits, iou, _ = model.decode(embeddings, coords, torch.ones(len(gt), 1, device=gt.device))
+    return logits, iou
 
 
 def click_predictions(model: Sam, embeddings: torch.Tensor, masks: np.ndarray, clicks: int) -> list[torch.Tensor]:
@@ -118,13 +130,7 @@ def iou_calibration(model: Sam, dataset, prompt: str = "point") -> dict[str, flo
     "predicted" and "actual": the means, "instances"."""
     predicted, actual = [], []
     for sample, image, gt in samples_with_masks(model, dataset):
-        embeddings = model.encode(model.preprocess(image))
-        if prompt == "box":
-            boxes = masks_to_box_prompts(gt, torch.Generator().manual_seed(0), jitter=0.0)
-            logits, scores, _ = model.decode(embeddings, None, None, boxes, None)
-        else:
-            coords = torch.from_numpy(center_points(sample.masks)).to(gt.device)[:, None]  # (K, 1, 2)
-            logits, scores, _ = model.decode(embeddings, coords, torch.ones(len(gt), 1, device=gt.device))
+        logits, scores = decode_one_prompt(model, model.encode(model.preprocess(image)), sample.masks, prompt)
         predicted.append(scores.max(dim=1).values.cpu())  # (K,) the kept mask's predicted IoU
         actual.append(binary_iou(upsample(best_mask(logits, scores), gt.shape[-1]) > 0, gt).cpu())
     if not predicted:

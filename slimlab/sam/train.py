@@ -80,6 +80,13 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.l
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def check_embedding_shapes(teacher: Sam, student: Sam) -> None:
+    """Distillation and the teacher's decoder on the student need image embeddings of one shape."""
+    if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
+            teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
+        raise SlimlabError("teacher and student embeddings differ in shape; pick layouts of the same family size")
+
+
 def stack_images(samples, model: Sam) -> torch.Tensor:
     """(H, W, 3) uint8 sample images -> normalised (B, 3, S, S) on the model's device."""
     images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() for s in samples])

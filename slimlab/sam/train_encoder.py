@@ -10,10 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slimlab.core.errors import SlimlabError
 from slimlab.core.progress import progress
 from slimlab.sam.model import Sam
-from slimlab.sam.train import TrainConfig, stack_images, warmup_cosine
+from slimlab.sam.train import TrainConfig, check_embedding_shapes, stack_images, warmup_cosine
 
 
 def distill_encoder_only(teacher: Sam, student: Sam, dataset, config: TrainConfig, cached: torch.Tensor | None = None,
@@ -21,10 +20,7 @@ def distill_encoder_only(teacher: Sam, student: Sam, dataset, config: TrainConfi
     """L = MSE(E_S(I), E_T(I)) on the (B, C, h, w) image embeddings; the student ends with the teacher's prompt
     encoder and mask decoder. No masks are needed (images without annotations train as well). Of ``config``:
     steps, images_per_step, lr, weight_decay, seed."""
-    if teacher.prompt_encoder.embed_dim != student.prompt_encoder.embed_dim or \
-            teacher.prompt_encoder.image_embedding_size != student.prompt_encoder.image_embedding_size:
-        raise SlimlabError("teacher and student image embeddings differ in shape: the student cannot use the "
-                           "teacher's decoder")
+    check_embedding_shapes(teacher, student)
     rng = np.random.default_rng(config.seed)
     teacher.eval()
     student.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
