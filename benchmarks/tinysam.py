@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                              "tinysam.json, then rewrite the report")
     parser.add_argument("--annotated-teacher-steps", type=int,
                         help="with --annotated-everything-only: the teacher's steps (default: the stored run's)")
+    parser.add_argument("--annotated-teacher-seed", type=int, default=0,
+                        help="with --annotated-everything-only: the teacher's seed (initialisation, batches; default "
+                             "0, the full run's); another seed is stored beside it")
     parser.add_argument("--everything-only", action="store_true",
                         help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
                              "arms into an existing tinysam.json, then rewrite the report")
@@ -137,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.arms:
         parser.error("--arms applies to --prompted-only")
     if args.annotated_everything_only:
-        return update_annotated_everything(Path(args.out), args.annotated_teacher_steps)
-    if args.annotated_teacher_steps:
-        parser.error("--annotated-teacher-steps applies to --annotated-everything-only")
+        return update_annotated_everything(Path(args.out), args.annotated_teacher_steps, args.annotated_teacher_seed)
+    if args.annotated_teacher_steps or args.annotated_teacher_seed:
+        parser.error("--annotated-teacher-steps and --annotated-teacher-seed apply to --annotated-everything-only")
     settings = dict(SETTINGS["quick" if args.quick else "default"])
     if args.teacher_steps:
         settings["teacher_steps"] = args.teacher_steps
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": time.perf_counter() - started, "prompted": rows, "skimage_sanity": skimage_rows,
               "scene_text_sanity": scene_text, "first_seed_diagnostics": diagnostics,
               "everything": everything_rows,
-              "everything_annotated_background": {str(settings["teacher_steps"]): annotated},
+              "everything_annotated_background": {annotated_key(annotated): annotated},
               "quantization": quant_rows, **full_size,
               "int8_profile": profile, "hierarchical_bound": call_bound, "figures": figures,
               "onnx_int8_weights": ONNX_INT8_WEIGHTS,
@@ -228,6 +231,7 @@ def bound_summary(profile: dict, call_bound: dict) -> dict:
     return {"int8_speedup_ceiling_weight_products": profile["ceiling_weight_products"],
             "int8_speedup_ceiling_matmul_gemm": profile["ceiling_matmul_gemm"],
             "int8_speedup_ceiling_matmul_gemm_conv": profile["ceiling_matmul_gemm_conv"],
+            "int8_product_kernel_speedup": profile.get("int8_product_kernel_speedup"),
             "hierarchical_call_reduction_ceiling": call_bound["max_call_reduction"]}
 
 
@@ -348,24 +352,34 @@ def merged_by_model(stored, fresh):
     return sorted(by_model.values(), key=lambda row: rank(row["model"]))
 
 
+def annotated_key(annotated: dict) -> str:
+    """Key of an annotated-background result in the stored run: its teacher's steps, and seed when not 0."""
+    seed = annotated.get("teacher_seed", 0)
+    return str(annotated["teacher_steps"]) + (f"_seed{seed}" if seed else "")
+
+
 def annotated_suffix(annotated: dict, settings: dict) -> str:
-    """Summary-key suffix of an annotated-background result: its teacher's step budget when not the run's."""
-    steps = annotated["teacher_steps"]
-    return "_annotated_background" + ("" if steps == settings["teacher_steps"] else f"_{steps}_steps")
+    """Summary-key suffix of an annotated-background result: its teacher's step budget when not the run's, and its
+    seed when not 0."""
+    steps, seed = annotated["teacher_steps"], annotated.get("teacher_seed", 0)
+    return ("_annotated_background" + ("" if steps == settings["teacher_steps"] else f"_{steps}_steps")
+            + (f"_seed{seed}" if seed else ""))
 
 
-def update_annotated_everything(out_dir: Path, teacher_steps: int | None) -> int:
+def update_annotated_everything(out_dir: Path, teacher_steps: int | None, teacher_seed: int = 0) -> int:
     """Measure the everything-mode arms on ShapesSA with annotated background (a teacher trained on that set with
-    the stored run's settings, or ``teacher_steps``) into an existing report, next to other step budgets."""
+    the stored run's settings, or ``teacher_steps`` / ``teacher_seed``) into an existing report, next to other step
+    budgets and seeds."""
     result = stored_result(out_dir)
     settings = settings_for_update(result)
-    annotated = annotated_background_everything(settings, teacher_steps or settings["teacher_steps"])
-    result.setdefault("everything_annotated_background", {})[str(annotated["teacher_steps"])] = annotated
+    annotated = annotated_background_everything(settings, teacher_steps or settings["teacher_steps"], teacher_seed)
+    result.setdefault("everything_annotated_background", {})[annotated_key(annotated)] = annotated
     summary = everything_summary(annotated["rows"], annotated_suffix(annotated, settings))
     result["summary"].update(summary)
     commands = result.setdefault("annotated_everything_commands", {})
-    commands[str(annotated["teacher_steps"])] = "python benchmarks/tinysam.py --annotated-everything-only" + (
-        f" --annotated-teacher-steps {teacher_steps}" if teacher_steps else "")
+    commands[annotated_key(annotated)] = "python benchmarks/tinysam.py --annotated-everything-only" + (
+        f" --annotated-teacher-steps {teacher_steps}" if teacher_steps else "") + (
+        f" --annotated-teacher-seed {teacher_seed}" if teacher_seed else "")
     write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
     return 0

@@ -1,8 +1,11 @@
 """Which onnxruntime int8 scheme is fastest on this CPU: the full-size TinySAM image encoder (1024 px, random
-weights: speed only) under four int8 schemes, each timed in alternation with the float32 graph.
+weights: speed only) under six int8 schemes, each timed in alternation with the float32 graph.
 
 - dynamic MatMul / Gemm: what ``slimlab sam quantize --int8-onnx`` ships (per-channel int8 weights, activations
   quantized per call).
+- dynamic MatMul / Gemm, per-tensor weights: the same with one scale per weight matrix.
+- dynamic MatMul / Gemm + activation products: the same plus attention's products of two activations
+  (q k^T, softmax v), both inputs quantized per call.
 - dynamic MatMul / Gemm + Conv: the same plus ``ConvInteger`` for every convolution.
 - static Conv + dynamic MatMul / Gemm: convolutions as ``QLinearConv`` with calibrated activation scales.
 - static QDQ, every operator: onnxruntime's static quantization with QuantizeLinear / DequantizeLinear around
@@ -59,13 +62,19 @@ def quantized_graphs(float_paths: dict[str, Path], folder: Path, side: int) -> d
     float_path = Path(float_paths["encoder"])
     folded = folder / "encoder_folded.onnx"
     quant_pre_process(str(float_path), str(folded))
-    shipped, with_conv, static_conv, static_all = (
-        "dynamic MatMul / Gemm (shipped)", "dynamic MatMul / Gemm + Conv", "static Conv + dynamic MatMul / Gemm",
-        "static QDQ, every operator")
+    shipped, per_tensor, activations, with_conv, static_conv, static_all = (
+        "dynamic MatMul / Gemm (shipped)", "dynamic MatMul / Gemm, per-tensor weights",
+        "dynamic MatMul / Gemm + activation products", "dynamic MatMul / Gemm + Conv",
+        "static Conv + dynamic MatMul / Gemm", "static QDQ, every operator")
     paths = {shipped: quantize_onnx_int8(float_paths, folder / "shipped")["encoder"]}
-    for index, name in enumerate((with_conv, static_conv, static_all)):
+    for index, name in enumerate((per_tensor, activations, with_conv, static_conv, static_all)):
         paths[name] = folder / f"encoder_{index}.onnx"
     dynamic = {"weight_type": QuantType.QInt8, "per_channel": True}
+    quantize_dynamic(str(float_path), str(paths[per_tensor]), op_types_to_quantize=["MatMul", "Gemm"],
+                     weight_type=QuantType.QInt8, per_channel=False)
+    # quantize_dynamic leaves products without a constant input float unless told otherwise
+    quantize_dynamic(str(float_path), str(paths[activations]), op_types_to_quantize=["MatMul", "Gemm"],
+                     extra_options={"MatMulConstBOnly": False}, **dynamic)
     quantize_dynamic(str(folded), str(paths[with_conv]), op_types_to_quantize=["MatMul", "Gemm", "Conv"], **dynamic)
     convolutions_only = folder / "encoder_static_conv.onnx"
     quantize_static(str(folded), str(convolutions_only), RandomImages(), quant_format=QuantFormat.QOperator,

@@ -125,6 +125,8 @@ def full_size_summary(measurements: dict) -> dict:
     best = max(variants["rows"], key=lambda row: row["speedup"])
     return {"int8_speedup_ceiling_full_size_weight_products":
             measurements["full_size_int8_profile"]["ceiling_weight_products"],
+            "int8_product_kernel_speedup_full_size":
+            measurements["full_size_int8_profile"].get("int8_product_kernel_speedup"),
             "int8_cpu_speedup_full_size_encoder_best_scheme": best["speedup"],
             "int8_full_size_encoder_best_scheme": best["scheme"],
             "int8_cpu_speedup_full_size_encoder": full_size["ort_encoder_speedup"],
