@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from tinysam_report_diagnostics import diagnostics_section, other_arm_lines
+from tinysam_markdown import table
+from tinysam_report_diagnostics import arm_comparison, diagnostics_section, other_arm_lines
+from tinysam_report_everything import (EVERYTHING_COLUMNS, annotated_everything_section, annotated_target_rows,
+                                       call_bound_paragraph)
+from tinysam_report_int8 import full_size_caption, full_size_int8_paragraphs, profile_paragraph
 
 
 def scene_text_table(rows: list[dict] | None) -> list[str]:
@@ -15,27 +19,6 @@ def scene_text_table(rows: list[dict] | None) -> list[str]:
             "`apt-get download opencv-doc && dpkg-deb -x opencv-doc_*.deb <opencv-doc>`:", "",
             table(rows, [("model", "model", ""), ("mIoU point", "miou_point", "{:.3f}"),
                          ("mIoU box", "miou_box", "{:.3f}")]), ""]
-
-
-def full_size_caption(full: dict) -> list[str]:
-    if "repeats" not in full:  # reports written before the paired timing: 3 separate calls each
-        return ["Full-size TinySAM layout (random weights, speed only; 3 calls each, medians):", ""]
-    return [f"Full-size TinySAM layout (random weights, speed only; {full['threads']} thread(s); each float / int8 "
-            f"pair timed alternately, {full['repeats']} calls each after {full['warmup']} warm-up calls, medians):",
-            ""]
-
-
-def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    lines = ["| " + " | ".join(title for title, _, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = []
-        for _, key, fmt in columns:
-            value, spread = row.get(key), row.get(f"{key}_std")
-            cell = "n/a" if value is None else (fmt.format(value) if fmt else str(value))
-            cells.append(cell + (f" ± {fmt.format(spread)}" if spread is not None and len(row.get("seeds", [])) > 1
-                                 else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def click_curve_table(rows: list[dict]) -> list[str]:
@@ -104,17 +87,6 @@ def limits_of_scale(result: dict) -> list[str]:
     return lines + other_arm_lines(models)
 
 
-def arm_comparison(arm: dict, baseline: dict) -> str:
-    """'one point 0.372 vs 0.385, ...; beyond the larger seed std: ...' for two arms' seed means."""
-    cells, beyond = [], []
-    for key, label in (("miou_point", "one point"), ("miou_box", "box"), ("miou_3_clicks", "3 clicks")):
-        gap, spread = arm[key] - baseline[key], max(arm[f"{key}_std"], baseline[f"{key}_std"])
-        cells.append(f"{label} {arm[key]:.3f} vs {baseline[key]:.3f}")
-        if abs(gap) > spread:
-            beyond.append(f"{label} ({'better' if gap > 0 else 'worse'} by {gap:+.3f}, larger std {spread:.3f})")
-    return ", ".join(cells) + "; beyond the larger seed std: " + (", ".join(beyond) or "none") + "."
-
-
 def clicks_reading(hard: dict, random_arm: dict) -> str:
     """Where along the click curve hard prompt sampling leads, read against what each arm trains on."""
     if "miou_click_curve" not in hard or "miou_click_curve" not in random_arm:
@@ -141,210 +113,6 @@ def seed_lines(result: dict) -> list[str]:
     return [f"- Student arms are trained with seeds {seeds} (initialisation, batches and prompts; mean ± sample std "
             f"over seeds in the tables, tags as means); the teacher, PTQ and everything mode use one seed, PTQ and "
             f"the figures the first seed's student. Student/teacher ratio per seed (hard prompts): {ratios}."]
-
-
-def profile_paragraph(profile: dict | None) -> list[str]:
-    if not profile:
-        return []
-    top = ", ".join(f"{op} {ms:.2f}" for op, ms in profile["top_ops_ms"].items())
-    return [f"Where the float onnxruntime graphs of the benchmark-size student spend their time (node profiler, one "
-            f"thread, random weights, one image encoding + one point-prompt decoding, mean of {profile['runs']} calls): "
-            f"{profile['node_ms_per_call']:.2f} ms in nodes; MatMul / Gemm {100 * profile['matmul_gemm_share']:.0f}% "
-            f"(products with a weight, the ones int8 replaces: {100 * profile['weight_product_share']:.0f}%), "
-            f"convolutions {100 * profile['conv_share']:.0f}%; largest operator types (ms): {top}. "
-            f"Even if every int8 product took no time, the graphs could run at most "
-            f"**{profile['ceiling_weight_products']:.2f}x** faster ({profile['ceiling_matmul_gemm']:.2f}x with "
-            f"attention's activation products quantized too, {profile['ceiling_matmul_gemm_conv']:.2f}x with "
-            "convolutions as well; Amdahl's bound, before the runtime's per-call overhead outside the nodes). "
-            + kernel_gain_sentence(profile)
-            + ("At this model size the 1.5x target is out of reach for int8 kernels, whatever they quantize; the "
-               "full-size layout above, where the matrix products take a larger share of the time, gains more."
-               if profile["ceiling_matmul_gemm_conv"] < 1.5 else
-               "The bound leaves room for the 1.5x target; the measured gap is the int8 kernels' own."), ""]
-
-
-def kernel_gain_sentence(profile: dict) -> str:
-    """What the shipped int8 kernels gain on the products they replace (same profiler), when measured."""
-    if profile.get("int8_product_kernel_speedup") is None:
-        return ""
-    def ms(value: float) -> str:
-        return f"{value:.0f}" if value >= 10 else f"{value:.2f}"
-    return (f"Measured in the same profile, the shipped int8 graphs spend {ms(profile['int8_product_ms'])} ms in the "
-            f"integer products (the quantization of their activations included) where the float graphs spend "
-            f"{ms(profile['weight_product_ms'])} ms in the products they replace: the int8 kernels run them at "
-            f"{profile['int8_product_kernel_speedup']:.2f}x the float speed, and the node time goes from "
-            f"{ms(profile['node_ms_per_call'])} to {ms(profile['int8_node_ms_per_call'])} ms "
-            f"({profile['int8_node_speedup']:.2f}x). ")
-
-
-def variants_verdict(rows: list[dict]) -> str:
-    shipped = rows[0]
-    best = max(rows, key=lambda row: row["speedup"])
-    close = [row["scheme"] for row in rows[1:] if row["speedup"] >= 0.97 * shipped["speedup"]]
-    # within 3% of each other the order of two schemes changes from run to run on this machine
-    ties = (f" `{'`, `'.join(close)}` runs about as fast (within 3%)." if close else "")
-    if best is shipped or best["speedup"] < 1.03 * shipped["speedup"]:
-        return ("The shipped scheme is the fastest here or within 3% of it." + ties + " The others add quantize / "
-                "dequantize steps (both inputs of attention's products each call, or around each quantized "
-                "operator), and on this CPU those cost more than the integer kernels save.")
-    return (f"Here `{best['scheme']}` is faster than the shipped scheme ({best['speedup']:.2f}x vs "
-            f"{shipped['speedup']:.2f}x over float).")
-
-
-def full_size_int8_paragraphs(profile: dict | None, variants: dict | None) -> list[str]:
-    """The full-size encoder + decoder's Amdahl bound and the int8 schemes tried on the full-size encoder."""
-    lines = []
-    if profile:
-        lines += [f"At full size the float graphs (image encoder + one-prompt decoder) spend "
-                  f"{100 * profile['weight_product_share']:.0f}% of their node time "
-                  f"(one thread, mean of {profile['runs']} calls: {profile['node_ms_per_call']:.0f} ms) in the "
-                  f"products with a weight and {100 * profile['conv_share']:.0f}% in convolutions: int8 weight "
-                  f"products can make them at most **{profile['ceiling_weight_products']:.2f}x** faster "
-                  f"({profile['ceiling_matmul_gemm']:.2f}x with attention's activation products, "
-                  f"{profile['ceiling_matmul_gemm_conv']:.2f}x with convolutions as well). "
-                  + kernel_gain_sentence(profile), ""]
-    if variants:
-        lines += [f"Int8 schemes tried on the full-size image encoder (onnxruntime, {variants['threads']} thread(s), "
-                  f"each timed alternately with the float graph, {variants['repeats']} calls each after "
-                  f"{variants['warmup']} warm-up calls, medians; `benchmarks/tinysam_int8_variants.py` says what each "
-                  "scheme quantizes):", "",
-                  table(variants["rows"], [("scheme", "scheme", ""), ("float32 ms", "float32_ms", "{:.0f}"),
-                                           ("int8 ms", "encoder_ms", "{:.0f}"), ("speed-up", "speedup", "{:.2f}x")]),
-                  "",
-                  variants_verdict(variants["rows"]), ""]
-    return lines
-
-
-def call_bound_paragraph(bound: dict | None) -> list[str]:
-    if not bound:
-        return []
-    return [f"Bound from the data alone: ground-truth instances cover {100 * bound['instance_area_share']:.0f}% of "
-            f"these {bound['images']} images. A model trained on instance masks marks objects as covered, not "
-            f"background, so even if round 1 covered every instance exactly, round 2 would still prompt every dense "
-            f"point on background: {bound['min_hierarchical_prompts_per_image']:.1f} decoder prompts per image "
-            f"against {bound['grid_prompts_per_image']} for the grid, a reduction of at most "
-            f"**{bound['max_call_reduction']:.2f}x**"
-            + (" (below the 1.8x target: on this data the target needs a model that also covers background)."
-               if bound["max_call_reduction"] < 1.8 else "."), ""]
-
-
-EVERYTHING_COLUMNS = [("mode", "mode", ""), ("decoder prompts / image", "decoder_prompts_per_image", "{:.1f}"),
-                      ("decoder batches / image", "decoder_batches_per_image", "{:.1f}"),
-                      ("dense points skipped / image", "skipped_points_per_image", "{:.1f}"),
-                      ("s / image", "seconds_per_image", "{:.3f}"), ("masks / image", "masks_per_image", "{:.1f}"),
-                      ("GT recall @0.5", "recall_50", "{:.3f}"), ("GT recall @0.75", "recall_75", "{:.3f}"),
-                      ("mean best-match IoU", "miou", "{:.3f}")]
-
-
-def grid_and_arms(rows: list[dict], side: int) -> tuple[dict, list[dict]]:
-    """The grid row and the hierarchical rows of one density."""
-    same = [row for row in rows if row["options"]["points_per_side"] == side]
-    return (next(row for row in same if not row["options"].get("hierarchical")),
-            [row for row in same if row["options"].get("hierarchical")])
-
-
-def arm_label(row: dict) -> str:
-    """'tau 2' or 'tau 0, margin 0.25' (the cover margin in dense strides, our option; rows stored before it: 0)."""
-    margin = row["options"].get("cover_margin", 0.0)
-    return f"tau {row['options']['high_score_thresh']:g}" + (f", margin {margin:g}" if margin else "")
-
-
-def annotated_everything_section(results: dict | None, commands: dict | None) -> list[str]:
-    """Everything mode on ShapesSA with annotated background, one table per teacher step budget."""
-    if not results:
-        return []
-    first = next(iter(results.values()))
-    lines = ["## Everything mode on ShapesSA with annotated background", "",
-             "The same test images' instances on a background of 2-4 textured regions, each region a mask too "
-             "(`ShapesDataset(..., annotate_background=True)`, `slimlab sam distill --annotate-background`), as "
-             f"SA-1B annotates everything, background included: the masks cover {100 * first['mask_area_share']:.0f}% "
-             f"of each image. {first['images']} test images; recall and IoU against every mask, background regions "
-             "included. A teacher is trained on that set as the run's (seed, images, learning rate). If every round-1 "
-             "point returned the ground-truth mask it lies in, the hierarchical mode would make "
-             + " and ".join(f"{int(side) ** 2 / prompts:.1f}x ({side}x{side})"
-                            for side, prompts in first["oracle_prompts_per_image"].items())
-             + " fewer decoder calls than the grid (on the plain set, where only instances are masks: at most the "
-             "bound above). Arms with a margin use our `cover_margin` option (`slimlab sam segment --cover-margin`): "
-             "a dense point is skipped only when the covered area reaches that many dense strides around it on every "
-             "side, the image border counting as not covered, so the points along a round-1 mask's edge and along the "
-             "border are prompted anyway (margin 0 is the official mode). The target rows above take, per teacher, the "
-             "arm with the fewest calls within 1 point on these same images (tau and margin are not chosen on "
-             "held-out images), so they lean optimistic.", ""]
-    for key, annotated in sorted(results.items(), key=teacher_order):
-        rows = annotated["rows"]
-        lines += [f"Teacher trained for {teacher_label(annotated)}: one-point mIoU "
-                  f"{annotated['teacher_miou_point']:.3f} "
-                  f"(instances {annotated['teacher_miou_point_instances']:.3f}, background regions "
-                  f"{annotated['teacher_miou_point_background']:.3f})"
-                  + (f"; measured with `{commands[key]}`" if commands and key in commands else "")
-                  + (f" on {annotated['machine']}" if "machine" in annotated else "") + ":", "",
-                  table(rows, EVERYTHING_COLUMNS + [("best-match IoU, instances", "miou_instances", "{:.3f}"),
-                                                    ("best-match IoU, background", "miou_background", "{:.3f}")]),
-                  ""]
-        lines += [trade_off_line(rows, side) for side in (16, 32)] + [""]
-        lines += where_the_loss_falls(rows)
-    return lines
-
-
-def where_the_loss_falls(rows: list[dict]) -> list[str]:
-    """One sentence on the 32x32 arm with the fewest calls, when its loss falls mainly on background regions."""
-    grid, arms = grid_and_arms(rows, 32)
-    fewest = min(arms, key=lambda row: row["decoder_prompts_per_image"])
-    if "miou_background" not in fewest:
-        return []
-    instances = 100 * (grid["miou_instances"] - fewest["miou_instances"])
-    background = 100 * (grid["miou_background"] - fewest["miou_background"])
-    if background <= max(instances, 1.0):
-        return []
-    return [f"At the fewest calls ({arm_label(fewest)}) the loss falls mainly on background "
-            f"regions ({background:+.2f} points against {instances:+.2f} on instances): a round-1 mask covers part of a "
-            "region confidently and its dense points there are skipped, while the grid finds a better mask of that "
-            "region from one of its many points.", ""]
-
-
-def teacher_order(item: tuple[str, dict]) -> tuple[int, int]:
-    """Sort key of a stored annotated-background result: its teacher's steps, then seed."""
-    return item[1]["teacher_steps"], item[1].get("teacher_seed", 0)
-
-
-def teacher_label(annotated: dict) -> str:
-    seed = annotated.get("teacher_seed", 0)
-    return f"{annotated['teacher_steps']} steps" + (f", seed {seed}" if seed else "")
-
-
-def annotated_target_rows(results: dict | None) -> list[tuple[str, str, str, bool]]:
-    """Target rows of the annotated-background set at the spec's density: the hierarchical arm with the largest
-    decoder-call reduction within one mIoU point of the grid (arms chosen on the test images themselves) and the
-    arm with the fewest calls."""
-    out = []
-    for _, annotated in sorted((results or {}).items(), key=teacher_order):
-        grid, rows = grid_and_arms(annotated["rows"], 32)
-        # (reduction, mIoU drop in points, arm) per hierarchical arm
-        arms = [(grid["decoder_prompts_per_image"] / row["decoder_prompts_per_image"],
-                 100 * (grid["miou"] - row["miou"]), arm_label(row)) for row in rows]
-        within = max((arm for arm in arms if arm[1] <= 1), default=None)
-        fewest = max(arms)
-        text = (f"{within[0]:.2f}x at {within[1]:+.2f} points ({within[2]}"
-                + (", the official default, not tuned here" if within[2] == "tau 8.5" else "") + ")"
-                if within else "none within 1 point")
-        text += f"; fewest calls: {fewest[0]:.2f}x at {fewest[1]:+.2f} points ({fewest[2]})"
-        out.append((f"hierarchical 8x8 -> 32x32 on ShapesSA with annotated background (teacher "
-                    f"{teacher_label(annotated)}): "
-                    "best decoder-call reduction within 1 mIoU point", text, ">= 1.8x at <= 1 point",
-                    bool(within and within[0] >= 1.8)))
-    return out
-
-
-def trade_off_line(rows: list[dict], side: int) -> str:
-    """Per density: decoder-call reduction and mIoU drop (points) of each hierarchical arm against the grid."""
-    grid, arms = grid_and_arms(rows, side)
-    cells = [f"{arm_label(row)}: "
-             f"{grid['decoder_prompts_per_image'] / row['decoder_prompts_per_image']:.2f}x, "
-             f"{100 * (grid['miou'] - row['miou']):+.2f}" + (
-                 f" (instances {100 * (grid['miou_instances'] - row['miou_instances']):+.2f}, background "
-                 f"{100 * (grid['miou_background'] - row['miou_background']):+.2f})" if "miou_background" in row else "")
-             for row in arms]
-    return (f"- {side}x{side}, decoder-call reduction and mIoU drop (points) per arm: " + "; ".join(cells) + ".")
 
 
 def render_markdown(result: dict, figures: list[str]) -> str:

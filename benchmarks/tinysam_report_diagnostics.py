@@ -3,6 +3,20 @@ prompt-in-the-loop) and the distillation diagnostics (IoU-head calibration, hard
 
 from __future__ import annotations
 
+from tinysam_markdown import table
+
+
+def arm_comparison(arm: dict, baseline: dict) -> str:
+    """'one point 0.372 vs 0.385, ...; beyond the larger seed std: ...' for two arms' seed means."""
+    cells, beyond = [], []
+    for key, label in (("miou_point", "one point"), ("miou_box", "box"), ("miou_3_clicks", "3 clicks")):
+        gap, spread = arm[key] - baseline[key], max(arm[f"{key}_std"], baseline[f"{key}_std"])
+        cells.append(f"{label} {arm[key]:.3f} vs {baseline[key]:.3f}")
+        if abs(gap) > spread:
+            beyond.append(f"{label} ({'better' if gap > 0 else 'worse'} by {gap:+.3f}, larger std {spread:.3f})")
+    return ", ".join(cells) + "; beyond the larger seed std: " + (", ".join(beyond) or "none") + "."
+
+
 SAMPLER_POINTS = (0, 1, 2, 3, 5, 9)  # point indices shown in the sampler table
 
 
@@ -18,7 +32,6 @@ OTHER_ARMS = (  # (arm, the arm it differs from by one choice, the comparison's 
 
 def other_arm_lines(models: dict) -> list[str]:
     """Arms (1) and (3b) against the arms they differ from by one choice (means over seeds)."""
-    from tinysam_report import arm_comparison
 
     lines = []
     for name, baseline_name, wording in OTHER_ARMS:
@@ -72,7 +85,6 @@ def diagnostics_section(diagnostics: dict | None) -> list[str]:
     """Tables of the first-seed diagnostics (benchmarks/tinysam_prompted.first_seed_diagnostics)."""
     if not diagnostics:
         return []
-    from tinysam_report import table
 
     calibration = [{"model": name, "point_error": entry["iou_calibration_point"]["abs_error"],
                     "point_bias": entry["iou_calibration_point"]["bias"],
