@@ -11,6 +11,8 @@ Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
     python benchmarks/tinysam.py --bounds-only      # re-measure the bounds and int8 speed into the report (5 min)
     python benchmarks/tinysam.py --everything-only  # retrain the teacher, re-measure everything mode (15 min)
     python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (20 min)
+    python benchmarks/tinysam.py --annotated-everything-only --annotated-teacher-steps 15000 --annotated-teacher-seed 1
+                                            # the same with a longer-trained teacher of another seed (40 min)
     python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (140 min)
     python benchmarks/tinysam.py --prompted-only --arms distill_encoder_only,distill_hard_prompts  # some arms only
 """

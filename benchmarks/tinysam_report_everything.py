@@ -60,7 +60,9 @@ def annotated_everything_section(results: dict | None, commands: dict | None) ->
              "side, the image border counting as not covered, so the points along a round-1 mask's edge and along the "
              "border are prompted anyway (margin 0 is the official mode). The target rows above take, per teacher, the "
              "arm with the fewest calls within 1 point on these same images (tau and margin are not chosen on "
-             "held-out images), so they lean optimistic.", ""]
+             "held-out images), so they lean optimistic"
+             + ("; the row averaged over teacher seeds takes the official tau 8.5, fixed in advance."
+                if seeds_by_steps(results) else "."), ""]
     for key, annotated in sorted(results.items(), key=teacher_order):
         rows = annotated["rows"]
         lines += [f"Teacher trained for {teacher_label(annotated)}: one-point mIoU "
