@@ -112,8 +112,9 @@ def annotated_background_everything(settings: dict, teacher_steps: int, teacher_
     """The everything arms on ShapesSA with annotated background regions (``annotate_background``: the same
     instances on a background of 2-4 textured regions, each region a mask too, as SA-1B annotates everything): a
     teacher trained as the full run's (seed, images, lr) for ``teacher_steps``, but on that set, then every arm on
-    the same test images. ``teacher_seed`` (initialisation and batches) repeats the measurement with another teacher. The plain set's instance masks cover about a quarter of each image, which caps what the
-    hierarchical mode can skip there; here the masks cover the whole image."""
+    the same test images. ``teacher_seed`` (initialisation and batches) repeats the measurement with another
+    teacher. The plain set's instance masks cover about a quarter of each image, which caps what the hierarchical
+    mode can skip there; here the masks cover the whole image."""
     seed_all(teacher_seed)
     train = ShapesDataset(settings["train_images"], annotate_background=True)
     test = ShapesDataset(settings["test_images"], "test", annotate_background=True)
