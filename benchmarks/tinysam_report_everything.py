@@ -119,14 +119,14 @@ def seed_spread_lines(results: dict) -> list[str]:
             rows.append({"arm": arm + (" (official default)" if arm == OFFICIAL_ARM else ""),
                          "reductions": ", ".join(f"{value:.2f}x" for value in reductions),
                          "drops": ", ".join(f"{value:+.2f}" for value in drops),
-                         "mean_reduction": pooled_reduction(reductions), "mean_drop": sum(drops) / len(drops),
+                         "pooled_reduction": pooled_reduction(reductions), "mean_drop": sum(drops) / len(drops),
                          "within": sum(1 for r, d in zip(reductions, drops) if r >= 1.8 and d <= 1)})
         lines += [f"Across teacher seeds {', '.join(map(str, seeds))} at {steps} steps (teacher one-point mIoU "
                   + ", ".join(f"{annotated['teacher_miou_point']:.3f}" for annotated in group)
                   + "), 8x8 -> 32x32 against the 32x32 grid of the same teacher:", "",
                   table(rows, [("arm", "arm", ""), ("reduction per seed", "reductions", ""),
                                ("mIoU drop per seed (points)", "drops", ""),
-                               ("pooled reduction (all calls)", "mean_reduction", "{:.2f}x"),
+                               ("pooled reduction (all calls)", "pooled_reduction", "{:.2f}x"),
                                ("mean drop (points)", "mean_drop", "{:+.2f}"),
                                (f"seeds at >= 1.8x and <= 1 point (of {len(group)})", "within", "{}")]), ""]
     return lines
@@ -181,10 +181,8 @@ def annotated_target_rows(results: dict | None) -> list[tuple[str, str, str, boo
     arm with the fewest calls."""
     out = []
     for _, annotated in sorted((results or {}).items(), key=teacher_order):
-        grid, rows = grid_and_arms(annotated["rows"], 32)
         # (reduction, mIoU drop in points, arm) per hierarchical arm
-        arms = [(grid["decoder_prompts_per_image"] / row["decoder_prompts_per_image"],
-                 100 * (grid["miou"] - row["miou"]), arm_label(row)) for row in rows]
+        arms = [(reduction, drop, label) for label, (reduction, drop) in arm_trade_offs(annotated).items()]
         within = max((arm for arm in arms if arm[1] <= 1), default=None)
         fewest = max(arms)
         text = (f"{within[0]:.2f}x at {within[1]:+.2f} points ({within[2]}"
