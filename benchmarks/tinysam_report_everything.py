@@ -129,7 +129,30 @@ def seed_spread_lines(results: dict) -> list[str]:
                                ("pooled reduction (all calls)", "pooled_reduction", "{:.2f}x"),
                                ("mean drop (points)", "mean_drop", "{:+.2f}"),
                                (f"seeds at >= 1.8x and <= 1 point (of {len(group)})", "within", "{}")]), ""]
+        lines += held_out_choice_lines(seeds, per_seed)
     return lines
+
+
+def held_out_choice_lines(seeds: list[int], per_seed: list[dict[str, tuple[float, float]]]) -> list[str]:
+    """Leave one teacher out: choose the arm on the other teachers (largest pooled reduction whose mean mIoU drop
+    is within 1 point), then read it on the held-out teacher, so the choice never sees the teacher it is scored
+    on."""
+    picks = []
+    for held, trade_offs in enumerate(per_seed):
+        others = [other for index, other in enumerate(per_seed) if index != held]
+        candidates = [(pooled_reduction([other[arm][0] for other in others]),
+                       sum(other[arm][1] for other in others) / len(others), arm)
+                      for arm in trade_offs if all(arm in other for other in others)]
+        candidates = [candidate for candidate in candidates if candidate[1] <= 1]
+        if not candidates:
+            return []
+        arm = max(candidates)[2]
+        picks.append((seeds[held], arm, *trade_offs[arm]))
+    reduction = pooled_reduction([pick[2] for pick in picks])
+    drop = sum(pick[3] for pick in picks) / len(picks)
+    cells = "; ".join(f"seed {seed}: {arm} -> {value:.2f}x at {loss:+.2f}" for seed, arm, value, loss in picks)
+    return [f"Arm chosen on the other teachers, read on the held-out one (leave one teacher out): {cells}; pooled "
+            f"{reduction:.2f}x at {drop:+.2f} points.", ""]
 
 
 def pooled_target_rows(results: dict | None) -> list[tuple[str, str, str, bool]]:
