@@ -96,6 +96,13 @@ def pooled_reduction(reductions: list[float]) -> float:
     return len(reductions) / sum(1 / reduction for reduction in reductions)
 
 
+def pooled_trade_off(per_teacher: list[dict[str, tuple[float, float]]], arm: str) -> tuple[float, float]:
+    """(pooled decoder-call reduction, mean mIoU drop in points) of ``arm`` over teachers scored on the same images
+    (``per_teacher``: ``arm_trade_offs`` of each)."""
+    return (pooled_reduction([trade_offs[arm][0] for trade_offs in per_teacher]),
+            sum(trade_offs[arm][1] for trade_offs in per_teacher) / len(per_teacher))
+
+
 def seeds_by_steps(results: dict) -> dict[int, list[dict]]:
     """Stored annotated-background results grouped by teacher steps, budgets with two or more seeds only."""
     groups: dict[int, list[dict]] = {}
@@ -105,8 +112,8 @@ def seeds_by_steps(results: dict) -> dict[int, list[dict]]:
 
 
 def seed_spread_lines(results: dict) -> list[str]:
-    """Per step budget measured with several teacher seeds: each 32x32 arm's reduction and drop per seed and their
-    mean, so the spread between teachers shows next to the per-teacher tables."""
+    """Per step budget measured with several teacher seeds: each 32x32 arm's reduction and drop per seed and pooled
+    over seeds, so the spread between teachers shows next to the per-teacher tables."""
     lines = []
     for steps, group in seeds_by_steps(results).items():
         seeds = [annotated.get("teacher_seed", 0) for annotated in group]
@@ -114,13 +121,13 @@ def seed_spread_lines(results: dict) -> list[str]:
         arms = [arm for arm in per_seed[0] if all(arm in trade_offs for trade_offs in per_seed)]
         rows = []
         for arm in arms:
-            reductions = [trade_offs[arm][0] for trade_offs in per_seed]
-            drops = [trade_offs[arm][1] for trade_offs in per_seed]
+            reduction, drop = pooled_trade_off(per_seed, arm)
             rows.append({"arm": arm + (" (official default)" if arm == OFFICIAL_ARM else ""),
-                         "reductions": ", ".join(f"{value:.2f}x" for value in reductions),
-                         "drops": ", ".join(f"{value:+.2f}" for value in drops),
-                         "pooled_reduction": pooled_reduction(reductions), "mean_drop": sum(drops) / len(drops),
-                         "within": sum(1 for r, d in zip(reductions, drops) if r >= 1.8 and d <= 1)})
+                         "reductions": ", ".join(f"{trade_offs[arm][0]:.2f}x" for trade_offs in per_seed),
+                         "drops": ", ".join(f"{trade_offs[arm][1]:+.2f}" for trade_offs in per_seed),
+                         "pooled_reduction": reduction, "mean_drop": drop,
+                         "within": sum(1 for trade_offs in per_seed
+                                       if trade_offs[arm][0] >= 1.8 and trade_offs[arm][1] <= 1)})
         lines += [f"Across teacher seeds {', '.join(map(str, seeds))} at {steps} steps (teacher one-point mIoU "
                   + ", ".join(f"{annotated['teacher_miou_point']:.3f}" for annotated in group)
                   + "), 8x8 -> 32x32 against the 32x32 grid of the same teacher:", "",
@@ -140,8 +147,7 @@ def held_out_choice_lines(seeds: list[int], per_seed: list[dict[str, tuple[float
     picks = []
     for held, trade_offs in enumerate(per_seed):
         others = [other for index, other in enumerate(per_seed) if index != held]
-        candidates = [(pooled_reduction([other[arm][0] for other in others]),
-                       sum(other[arm][1] for other in others) / len(others), arm)
+        candidates = [(*pooled_trade_off(others, arm), arm)
                       for arm in trade_offs if all(arm in other for other in others)]
         candidates = [candidate for candidate in candidates if candidate[1] <= 1]
         if not candidates:
@@ -160,11 +166,10 @@ def pooled_target_rows(results: dict | None) -> list[tuple[str, str, str, bool]]
     fixed in advance (not chosen on the test images), so this row does not lean optimistic."""
     out = []
     for steps, group in seeds_by_steps(results or {}).items():
-        trade_offs = [arm_trade_offs(annotated).get(OFFICIAL_ARM) for annotated in group]
-        if None in trade_offs:
+        per_seed = [arm_trade_offs(annotated) for annotated in group]
+        if not all(OFFICIAL_ARM in trade_offs for trade_offs in per_seed):
             continue
-        reduction = pooled_reduction([r for r, _ in trade_offs])
-        drop = sum(d for _, d in trade_offs) / len(trade_offs)
+        reduction, drop = pooled_trade_off(per_seed, OFFICIAL_ARM)
         out.append((f"hierarchical 8x8 -> 32x32 on ShapesSA with annotated background, official {OFFICIAL_ARM}, "
                     f"{len(group)} teacher seeds pooled ({steps} steps; calls summed, mIoU drop averaged)",
                     f"{reduction:.2f}x at {drop:+.2f} points", ">= 1.8x at <= 1 point",
