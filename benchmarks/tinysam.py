@@ -60,9 +60,11 @@ from tinysam_prompted import (  # noqa: E402
     train_student_arms,
     train_teacher,
 )
-from tinysam_quant import ONNX_INT8_WEIGHTS, full_size_int8_measurements, full_size_summary, quantization_rows  # noqa: E402,E501
+from tinysam_quant import (ONNX_INT8_WEIGHTS, full_size_int8_measurements, full_size_summary,  # noqa: E402
+                           quantization_rows, quantization_summary)
 from tinysam_report import render_markdown  # noqa: E402
 
+BEST_ARM = "distill_hard_prompts"  # the student the quantization table and the overlays use
 SETTINGS = {
     "default": {"train_images": 400, "test_images": 40, "teacher_steps": 3000, "student_steps": 3000,
                 "seeds": [0, 1, 2], "everything_images": 40, "calibration_images": 8, "search_candidates": 8},
@@ -118,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotated-teacher-seed", type=int, default=0,
                         help="with --annotated-everything-only: the teacher's seed (initialisation, batches; default "
                              "0, the full run's); another seed is stored beside it")
+    parser.add_argument("--quantization-only", action="store_true",
+                        help="retrain the teacher and the first-seed hard-prompt student as the full run does (about "
+                             "25 min) and re-measure the quantization table and the full-size int8 latency into an "
+                             "existing tinysam.json; stops unless the stored models are reproduced")
     parser.add_argument("--everything-only", action="store_true",
                         help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
                              "arms into an existing tinysam.json, then rewrite the report")
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return update_bounds(Path(args.out), 5 if args.quick else 50, args.quick)
     if args.everything_only:
         return update_everything(Path(args.out))
+    if args.quantization_only:
+        return update_quantization(Path(args.out), args.quick)
     if args.prompted_only:
         return update_prompted(Path(args.out), args.scene_text, args.arms.split(",") if args.arms else None)
     if args.arms:
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     print("== prompted evaluation", flush=True)
     rows, skimage_rows, scene_text = prompted_evaluation(teacher, students, seed_rows, test, settings, args.scene_text)
     diagnostics = first_seed_diagnostics(teacher, students, test)
-    best_name = "distill_hard_prompts"
+    best_name = BEST_ARM
     sanity = skimage_samples(teacher.image_size)
 
     print("== everything mode", flush=True)
@@ -175,16 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     calibration = ShapesDataset(settings["calibration_images"], "calib")
     quant_rows = quantization_rows(students[best_name], test, [calibration[i] for i in range(len(calibration))],
                                    settings["search_candidates"])
-    rows_by_variant = {row["variant"]: row for row in quant_rows}
-    float_row = quant_rows[0]
-    torch_int8_row = rows_by_variant["real int8 (torch.ao dynamic Linear)"]
-    ort_float_row = rows_by_variant["float32 (onnxruntime)"]
-    int8_row = rows_by_variant["real int8 (onnxruntime dynamic MatMul)"]
     print("== full-size int8 latency", flush=True)
     full_size = full_size_int8_measurements(args.quick)
     profile = int8_speedup_ceiling("shapes_student", 5 if args.quick else 50)
     call_bound = hierarchical_call_bound(everything_samples)
-    w8_row = quant_rows[1]
 
     figures = save_overlays({"teacher": teacher, "student": students[best_name]}, test[0],
                             {"grid": (everything_samples[0].image, [r["segmentation"] for r in MaskGenerator(
@@ -200,13 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         **prompted_summary(rows),
         **everything_summary(everything_rows),
         **everything_summary(annotated["rows"], annotated_suffix(annotated, settings)),
-        # int8 speed-up within one runtime (onnxruntime float graph -> the same graph with int8 MatMuls)
-        "int8_cpu_speedup": ort_float_row["latency_ms"] / int8_row["latency_ms"],
-        "int8_cpu_speedup_vs_pytorch_float": float_row["latency_ms"] / int8_row["latency_ms"],
-        "int8_cpu_speedup_torch_ao": float_row["latency_ms"] / torch_int8_row["latency_ms"],
-        "int8_miou_drop": float_row["miou_point"] - int8_row["miou_point"],
-        "int8_miou_drop_torch_ao": float_row["miou_point"] - torch_int8_row["miou_point"],
-        "w8a8_fake_miou_drop": float_row["miou_point"] - w8_row["miou_point"],
+        **quantization_summary(quant_rows),
         **full_size_summary(full_size),
         **bound_summary(profile, call_bound),
     }
@@ -297,6 +293,31 @@ def update_everything(out_dir: Path) -> int:
     result["everything_command"] = "python benchmarks/tinysam.py --everything-only"
     write_report(out_dir, result)
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def update_quantization(out_dir: Path, quick: bool) -> int:
+    """Retrain the teacher and the hard-prompt student's first seed exactly as the full run does and re-measure the
+    quantization rows (every runtime) and the full-size int8 latency into an existing report."""
+    path = out_dir / "tinysam.json"
+    result = stored_result(out_dir)
+    settings = result["settings"]
+    stored = {row["model"]: row for row in result["prompted"]}
+    teacher, _, train, test = train_teacher(settings)
+    check_reproduced(stored, "teacher (ViT)", 0, float(prompted_ious(teacher, test, "point")["iou"].mean()), path)
+    _, students, _ = train_student_arms(teacher, teacher_embeddings(teacher, train), train, test, settings, stored,
+                                        path, [BEST_ARM])
+    print("== quantization", flush=True)
+    calibration = ShapesDataset(settings["calibration_images"], "calib")
+    result["quantization"] = quantization_rows(students[BEST_ARM], test, [calibration[i] for i in
+                                                                         range(len(calibration))],
+                                               settings["search_candidates"])
+    print("== full-size int8 latency", flush=True)
+    result.update(full_size_int8_measurements(quick))
+    result["summary"].update({**quantization_summary(result["quantization"]), **full_size_summary(result)})
+    result["quantization_command"] = "python benchmarks/tinysam.py --quantization-only"
+    write_report(out_dir, result)
+    print(json.dumps(quantization_summary(result["quantization"]), indent=1))
     return 0
 
 

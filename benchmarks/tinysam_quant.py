@@ -1,5 +1,9 @@
 """The TinySAM benchmark's quantization part: float vs fake W8A8 vs real int8 on the distilled student (mIoU and
-CPU latency), and the float / int8 latency of the full-size TinySAM layout (random weights, speed only)."""
+CPU latency), and the float / int8 latency of the full-size TinySAM layout (random weights, speed only).
+
+Real int8 runs on three runtimes, each against its own float: torch.ao dynamic Linear (eager PyTorch),
+onnxruntime dynamic MatMul (the same exported graph in float), and inductor static W8A8 (PT2E; the same encoder
+compiled in float with the same weight freezing; the decoder is the eager float one in both)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 
 from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import center_points, median_latency, prompted_ious
+from slimlab.sam.inductor_int8 import InductorSam
 from slimlab.sam.onnx_runtime import OnnxRuntimeSam
 from slimlab.sam.quantize import calibrate, dynamic_int8
 from tinysam_bounds import int8_speedup_ceiling
@@ -23,7 +28,8 @@ INT8_VARIANT_REPEATS = 20  # timed calls per int8 scheme of the full-size encode
 
 def quantization_rows(model, test, calibration, candidates: int) -> list[dict]:
     """Float vs W8A8 fake quantization (three calibrations) vs real int8 (torch.ao dynamic Linear; onnxruntime
-    dynamic MatMul next to the same graphs in float): mIoU and CPU latency."""
+    dynamic MatMul next to the same graphs in float; inductor static W8A8 next to the same encoder compiled in
+    float): mIoU and CPU latency."""
     images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() for s in calibration])
     coords, owners = [], []
     for index, sample in enumerate(calibration):
@@ -69,6 +75,13 @@ def quantization_rows(model, test, calibration, candidates: int) -> list[dict]:
         paired = dict(zip((ort_float, ort_int8), paired_latency_ms(
             lambda: ort_float.decode(ort_float.encode(image), *prompt),
             lambda: ort_int8.decode(ort_int8.encode(image), *prompt))))
+        inductor_float = InductorSam.from_model(model, int8=False)
+        inductor_int8 = InductorSam.from_model(model, images)
+        candidates_int8 += [("float32 (inductor, compiled)", inductor_float),
+                            ("real int8 (inductor static W8A8)", inductor_int8)]
+        paired.update(zip((inductor_float, inductor_int8), paired_latency_ms(
+            lambda: inductor_float.decode(inductor_float.encode(image), *prompt),
+            lambda: inductor_int8.decode(inductor_int8.encode(image), *prompt))))
         for name, candidate in candidates_int8:
             rows.append({"variant": name, "miou_point": float(prompted_ious(candidate, test, "point")["iou"].mean()),
                          "latency_ms": paired[candidate] if candidate in paired else latency(candidate),
@@ -76,6 +89,27 @@ def quantization_rows(model, test, calibration, candidates: int) -> list[dict]:
                          "agreement_with_float": float(prompted_ious(candidate, test, "point", reference=model)
                                                        ["agreement"].mean())})
     return rows
+
+
+def quantization_summary(rows: list[dict]) -> dict:
+    """Summary keys from ``quantization_rows``: each runtime's int8 speed-up over its own float, mIoU drops
+    against the PyTorch float model. The headline ``int8_cpu_speedup`` is onnxruntime's (the exported graphs)."""
+    by_variant = {row["variant"]: row for row in rows}
+    float_row, w8_row = rows[0], rows[1]
+    torch_int8 = by_variant["real int8 (torch.ao dynamic Linear)"]
+    ort_float, ort_int8 = by_variant["float32 (onnxruntime)"], by_variant["real int8 (onnxruntime dynamic MatMul)"]
+    summary = {"int8_cpu_speedup": ort_float["latency_ms"] / ort_int8["latency_ms"],
+               "int8_cpu_speedup_vs_pytorch_float": float_row["latency_ms"] / ort_int8["latency_ms"],
+               "int8_cpu_speedup_torch_ao": float_row["latency_ms"] / torch_int8["latency_ms"],
+               "int8_miou_drop": float_row["miou_point"] - ort_int8["miou_point"],
+               "int8_miou_drop_torch_ao": float_row["miou_point"] - torch_int8["miou_point"],
+               "w8a8_fake_miou_drop": float_row["miou_point"] - w8_row["miou_point"]}
+    if "real int8 (inductor static W8A8)" in by_variant:  # runs stored before the inductor path lack these rows
+        inductor_float = by_variant["float32 (inductor, compiled)"]
+        inductor_int8 = by_variant["real int8 (inductor static W8A8)"]
+        summary["int8_cpu_speedup_inductor"] = inductor_float["latency_ms"] / inductor_int8["latency_ms"]
+        summary["int8_miou_drop_inductor"] = float_row["miou_point"] - inductor_int8["miou_point"]
+    return summary
 
 
 def paired_latency_ms(first, second, repeats: int = 300, warmup: int = 20) -> tuple[float, float]:
@@ -88,7 +122,8 @@ def paired_latency_ms(first, second, repeats: int = 300, warmup: int = 20) -> tu
 def full_size_int8_latency(repeats: int, warmup: int) -> dict:
     """Latency of the full-size TinySAM layout (random weights: only speed is measured) in float vs dynamic int8:
     the image encoder at 1024 px and the mask decoder on a 16-prompt batch. Each float / int8 pair is timed in
-    alternation (medians), so load on the machine hits both alike."""
+    alternation (medians), so load on the machine hits both alike. Inductor (``ind_``): the encoder only (the
+    decoder is the float model's in both), calibrated on four random images, and one image with one point prompt."""
     model = build_model("vit_t").eval()
     image = torch.randn(1, 3, 1024, 1024)
     coords, labels = torch.rand(16, 1, 2) * 1024, torch.ones(16, 1)
@@ -106,6 +141,17 @@ def full_size_int8_latency(repeats: int, warmup: int) -> dict:
                 lambda: int8_model.decode(embeddings, coords, labels), repeats, warmup)
             for part in ("encoder", "decoder"):
                 out[f"{prefix}{part}_speedup"] = out[f"{part}_ms_{prefix}float32"] / out[f"{part}_ms_{prefix}int8"]
+    float_model = InductorSam.from_model(model, int8=False)
+    int8_model = InductorSam.from_model(model, torch.randn(4, 3, 1024, 1024))
+    out["encoder_ms_ind_float32"], out["encoder_ms_ind_int8"] = paired_latency_ms(
+        lambda: float_model.encode(image), lambda: int8_model.encode(image), repeats, warmup)
+    out["ind_encoder_speedup"] = out["encoder_ms_ind_float32"] / out["encoder_ms_ind_int8"]
+    # what a user waits for per image with one point prompt: the float decoder is in both, so the gain is smaller
+    point = (coords[:1], labels[:1])
+    out["image_ms_ind_float32"], out["image_ms_ind_int8"] = paired_latency_ms(
+        lambda: float_model.decode(float_model.encode(image), *point),
+        lambda: int8_model.decode(int8_model.encode(image), *point), repeats, warmup)
+    out["ind_image_speedup"] = out["image_ms_ind_float32"] / out["image_ms_ind_int8"]
     return out
 
 
@@ -131,5 +177,7 @@ def full_size_summary(measurements: dict) -> dict:
             "int8_full_size_encoder_best_scheme": best["scheme"],
             "int8_cpu_speedup_full_size_encoder": full_size["ort_encoder_speedup"],
             "int8_cpu_speedup_full_size_decoder": full_size["ort_decoder_speedup"],
+            "int8_cpu_speedup_full_size_encoder_inductor": full_size.get("ind_encoder_speedup"),
+            "int8_cpu_speedup_full_size_image_inductor": full_size.get("ind_image_speedup"),
             "int8_cpu_speedup_full_size_encoder_torch_ao": full_size["encoder_speedup"],
             "int8_cpu_speedup_full_size_decoder_torch_ao": full_size["decoder_speedup"]}

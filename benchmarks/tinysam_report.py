@@ -8,7 +8,7 @@ from tinysam_markdown import table
 from tinysam_report_diagnostics import arm_comparison, diagnostics_section, other_arm_lines
 from tinysam_report_everything import (EVERYTHING_COLUMNS, annotated_everything_section, annotated_target_rows,
                                        call_bound_paragraph)
-from tinysam_report_int8 import full_size_caption, full_size_int8_paragraphs, profile_paragraph
+from tinysam_report_int8 import int8_target_rows, quantization_section
 
 
 def scene_text_table(rows: list[dict] | None) -> list[str]:
@@ -116,7 +116,7 @@ def seed_lines(result: dict) -> list[str]:
 
 
 def render_markdown(result: dict, figures: list[str]) -> str:
-    s, full = result["summary"], result["full_size_int8"]
+    s = result["summary"]
     targets = [
         ("student mIoU / teacher mIoU (one point)", f"{s['student_teacher_miou_ratio']:.3f}", ">= 0.90",
          s["student_teacher_miou_ratio"] >= 0.9),
@@ -133,11 +133,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
            ("hierarchical at the spec's density: mIoU drop (points)", f"{100 * s['hierarchical_miou_drop_32']:.2f}",
             "<= 1", s["hierarchical_miou_drop_32"] <= 0.01)] if "hierarchical_miou_drop_32" in s else []),
         *annotated_target_rows(result.get("everything_annotated_background")),
-        ("real int8 CPU speed-up (onnxruntime int8 vs the same graphs in float)", f"{s['int8_cpu_speedup']:.2f}x" + (
-            f" (at most {s['int8_speedup_ceiling_weight_products']:.2f}x at this size, see below)"
-            if "int8_speedup_ceiling_weight_products" in s else ""),
-         ">= 1.5x", s["int8_cpu_speedup"] >= 1.5),
-        ("real int8 mIoU drop (points)", f"{100 * s['int8_miou_drop']:.2f}", "<= 1", s["int8_miou_drop"] <= 0.01),
+        *int8_target_rows(s),
     ]
     parts = [
         "# TinySAM benchmark (CPU, ShapesSA)", "",
@@ -206,34 +202,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
               *call_bound_paragraph(result.get("hierarchical_bound")),
               *annotated_everything_section(result.get("everything_annotated_background"),
                                             result.get("annotated_everything_commands")),
-              "## Post-training quantization (distilled student, hard prompts)", "",
-              table(result["quantization"], [("variant", "variant", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
-                                             ("mask IoU vs float", "agreement_with_float", "{:.3f}"),
-                                             ("CPU ms / image", "latency_ms", "{:.2f}"),
-                                             ("calibration s", "calibration_seconds", "{:.1f}")]), "",
-              "Fake quantization runs quantize-dequantize in float, so it is slower than float. Two real int8 "
-              "paths: torch.ao dynamic quantization swaps `nn.Linear` modules only (eager PyTorch); onnxruntime "
-              "dynamic quantization (`slimlab sam quantize --int8-onnx`) replaces every MatMul / Gemm with a "
-              "weight input (per-channel int8 weights, activations quantized per call) by integer kernels; "
-              "attention's products of two activations stay float. The target row compares the "
-              "onnxruntime int8 graphs with the same graphs in float, so the speed-up is the int8 kernels' own (these "
-              "two rows are timed alternately, 300 calls each after warm-up: medians); "
-              f"against the PyTorch float model it is {s['int8_cpu_speedup_vs_pytorch_float']:.2f}x "
-              f"(torch.ao: {s['int8_cpu_speedup_torch_ao']:.2f}x). Convolutions stay float in both."
-              + ("" if result.get("onnx_int8_weights") == "per-channel" else
-                 " This run's onnxruntime int8 row above was measured with one int8 scale per weight matrix, the "
-                 "default then" + (" (the full-size rows below use per-channel scales)."
-                                   if result["full_size_int8"].get("onnx_int8_weights") == "per-channel" else ".")),
-              "",
-              *full_size_caption(full),
-              table([{"part": f"{part_name}, {runtime}", "f": full[f"{part}_ms_{prefix}float32"],
-                      "q": full[f"{part}_ms_{prefix}int8"], "x": full[f"{'ort_' if prefix else ''}{part}_speedup"]}
-                     for runtime, prefix in (("PyTorch / torch.ao", ""), ("onnxruntime", "ort_"))
-                     for part, part_name in (("encoder", "image encoder 1024 px"), ("decoder", "mask decoder 16 prompts"))],
-                    [("part", "part", ""), ("float32 ms", "f", "{:.0f}"), ("int8 ms", "q", "{:.0f}"),
-                     ("speed-up", "x", "{:.2f}x")]), "",
-              *full_size_int8_paragraphs(result.get("full_size_int8_profile"), result.get("int8_variants")),
-              *profile_paragraph(result.get("int8_profile")),
+              *quantization_section(result),
               "## Limits of this run", "",
               *limits_of_scale(result),
               *seed_lines(result),
@@ -242,9 +211,12 @@ def render_markdown(result: dict, figures: list[str]) -> str:
                  "here."]),
               "- The KL grid search of the PTQ calibration covers the decoder only.",
               "- torch.ao's int8 path quantizes Linear layers only; at this model size the per-call overhead of "
-              "dynamic quantization eats its gain. Neither int8 path quantizes convolutions (TinyViT's stem and "
-              "MBConv stages)" + ("; onnxruntime's integer convolutions were slower than float ones here (int8 "
-                                  "schemes table)." if result.get("int8_variants") else "."),
+              "dynamic quantization eats its gain. Neither it nor onnxruntime's path quantizes convolutions "
+              "(TinyViT's stem and MBConv stages)" + ("; onnxruntime's integer convolutions were slower than float "
+                                                      "ones here (int8 schemes table)." if result.get("int8_variants")
+                                                      else ".")
+              + (" Inductor's static path quantizes them, the encoder only." if "int8_cpu_speedup_inductor" in s
+                 else ""),
               "", "## Figures", ""]
     parts += [f"![{name}]({name})" for name in figures]
     parts += ["", "`tinysam_point_prompts.png`: image, teacher, distilled student (one centre point per instance, "

@@ -117,6 +117,8 @@ def segment_command(argv: list[str]) -> int:
                              "the official mode; 0.25-1 trade prompts for mIoU with small models)")
     parser.add_argument("--single-mask", action="store_true",
                         help="prompt mode: one mask per prompt instead of SAM's 3")
+    parser.add_argument("--int8-encoder", help="encoder_int8.pt2 written by `slimlab sam quantize --int8-inductor` "
+                        "from this checkpoint: run the image encoder in int8 (CPU, compiled on load)")
     parser.add_argument("--out", default="runs/sam_segment")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(protect_negative_pairs(argv))
@@ -124,6 +126,13 @@ def segment_command(argv: list[str]) -> int:
     image = load_image(args.image)
     model = load_model(args.checkpoint, args.model).to(select_device(args.device))
     check_resizable(*image.shape[:2], model.image_size, args.image)  # before any output: name the file
+    if args.int8_encoder:
+        from slimlab.sam.inductor_int8 import InductorSam
+
+        if model.pixel_mean.device.type != "cpu":
+            raise SlimlabError(f"--int8-encoder runs on the CPU (x86 int8 kernels); --device {args.device} chose "
+                               f"{model.pixel_mean.device.type}, so add --device cpu")
+        model = InductorSam.load(model, args.int8_encoder)
     if args.everything:
         generator = MaskGenerator(model, args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
                                   stability_score_thresh=args.stability_thresh, hierarchical=args.hierarchical,
@@ -151,7 +160,7 @@ def segment_command(argv: list[str]) -> int:
         records = [{"segmentation": masks[i], "area": int(masks[i].sum()), "predicted_iou": float(scores[i])}
                    for i in order]
         summary = {"mode": "prompt", "masks": len(records), "best_predicted_iou": float(scores.max())}
-    with atomic_directory(args.out, overwrite=True, inputs=(args.image, args.checkpoint)) as folder:
+    with atomic_directory(args.out, overwrite=True, inputs=(args.image, args.checkpoint, args.int8_encoder)) as folder:
         for index, record in enumerate(records):
             cv2.imwrite(str(folder / f"mask_{index:03d}.png"), record["segmentation"].astype(np.uint8) * 255)
         plain = [{**{k: v for k, v in r.items() if k != "segmentation"},

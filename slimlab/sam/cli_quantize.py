@@ -1,4 +1,5 @@
-"""``slimlab sam quantize``: W8A8 fake quantization with a saved scale table, or real int8 onnxruntime graphs."""
+"""``slimlab sam quantize``: W8A8 fake quantization with a saved scale table, real int8 onnxruntime graphs, or a
+real int8 image encoder for inductor (PT2E static W8A8)."""
 
 from __future__ import annotations
 
@@ -33,17 +34,20 @@ def calibration_batch(model, count: int, folder: str | None):
 
 
 def check_quantize_flags(args: argparse.Namespace) -> None:
-    """Refuse fake-quantization settings that --int8-onnx (onnxruntime's own int8) or a non-search method would
-    silently ignore, then fill in the defaults."""
-    if args.int8_onnx:
+    """Refuse fake-quantization settings that --int8-onnx / --int8-inductor (their own int8 schemes) or a
+    non-search method would silently ignore, then fill in the defaults."""
+    if args.int8_onnx and args.int8_inductor:
+        raise SlimlabError("--int8-onnx and --int8-inductor are two runtimes' int8 paths; choose one per run")
+    real = "--int8-onnx" if args.int8_onnx else "--int8-inductor" if args.int8_inductor else None
+    if real:
         ignored = [flag for flag, value in (("--method", args.method), ("--candidates", args.candidates),
                                             ("--rounds", args.rounds), ("--no-twin", args.no_twin or None))
                    if value is not None]
         if args.bits not in (None, 8):
             ignored.insert(0, f"--bits {args.bits}")
         if ignored:
-            raise SlimlabError(f"{', '.join(ignored)}: settings of the calibrated fake quantization; --int8-onnx uses "
-                               "onnxruntime's dynamic int8 (8 bits, no search), so drop them or drop --int8-onnx")
+            raise SlimlabError(f"{', '.join(ignored)}: settings of the calibrated fake quantization; {real} has its "
+                               f"own 8-bit scheme (no search), so drop them or drop {real}")
     elif args.method not in (None, "search") and (args.candidates is not None or args.rounds is not None):
         raise SlimlabError(f"--candidates / --rounds set the grid search; --method {args.method} does not search")
     args.bits = 8 if args.bits is None else args.bits
@@ -72,6 +76,10 @@ def quantize_command(argv: list[str]) -> int:
     parser.add_argument("--int8-onnx", action="store_true",
                         help="instead: export ONNX graphs and quantize them to real int8 (onnxruntime dynamic "
                              "MatMul); writes encoder.onnx, decoder.onnx and encoder_int8.onnx, decoder_int8.onnx")
+    parser.add_argument("--int8-inductor", action="store_true",
+                        help="instead: quantize the image encoder to static int8 for inductor (PT2E; x86 CPU) and "
+                             "write encoder_int8.pt2, used by `slimlab sam segment --int8-encoder` with this "
+                             "checkpoint (needs a C++ compiler)")
     parser.add_argument("--out", default="runs/sam_quantized")
     args = parser.parse_args(argv)
     check_quantize_flags(args)
@@ -83,6 +91,8 @@ def quantize_command(argv: list[str]) -> int:
     images, coords, labels, owners = calibration_batch(model, args.calibration_images, args.images)
     if args.int8_onnx:
         return int8_onnx(model, images, coords, labels, owners, args.out, (args.checkpoint, args.images))
+    if args.int8_inductor:
+        return int8_inductor(model, images, coords, labels, owners, args.out, (args.checkpoint, args.images))
     quantized, table = calibrate(model, images, coords, labels, owners, args.bits, args.method, not args.no_twin,
                                  args.candidates, args.rounds)
     with torch.no_grad():
@@ -101,25 +111,49 @@ def quantize_command(argv: list[str]) -> int:
 
 
 @torch.no_grad()
+def agreement_with_float(model, runtime, images, coords, labels, owners) -> float:
+    """IoU of the int8 runtime's masks with the float model's over every calibration prompt, one image at a time
+    (the exported / compiled graphs take one image)."""
+    intersection = union = 0.0
+    for index in range(len(images)):
+        chosen = owners == index
+        if not bool(chosen.any()):
+            continue
+        reference = model.decode(model.encode(images[index:index + 1]), coords[chosen], labels[chosen])[0] > 0
+        output = runtime.decode(runtime.encode(images[index:index + 1]), coords[chosen], labels[chosen])[0] > 0
+        intersection += float((reference & output).sum())
+        union += float((reference | output).sum())
+    return intersection / max(union, 1.0)
+
+
 def int8_onnx(model, images, coords, labels, owners, out: str, inputs: tuple) -> int:
     """Float + int8 ONNX graphs in ``out``; prints the int8 masks' IoU with the float model's on the prompts."""
     from slimlab.sam.onnx_runtime import OnnxRuntimeSam
 
     with atomic_directory(out, overwrite=True, inputs=inputs) as folder:
         runtime = OnnxRuntimeSam.from_model(model, folder, int8=True)
-        intersection = union = 0.0
-        for index in range(len(images)):
-            chosen = owners == index
-            if not bool(chosen.any()):
-                continue
-            reference = model.decode(model.encode(images[index:index + 1]), coords[chosen], labels[chosen])[0] > 0
-            output = runtime.decode(runtime.encode(images[index:index + 1]), coords[chosen], labels[chosen])[0] > 0
-            intersection += float((reference & output).sum())
-            union += float((reference | output).sum())
-        agreement = intersection / max(union, 1.0)
+        agreement = agreement_with_float(model, runtime, images, coords, labels, owners)
         (folder / "quantize.json").write_text(json.dumps(
             {"backend": "onnxruntime dynamic int8 (MatMul, Gemm; per-channel weights)", "calibration_mask_iou_vs_float": agreement},
             indent=1))
     print(f"wrote {out}/encoder_int8.onnx and decoder_int8.onnx (and the float graphs); mask IoU vs float on "
           f"{len(images)} images' prompts {agreement:.4f}")
+    return 0
+
+
+def int8_inductor(model, images, coords, labels, owners, out: str, inputs: tuple) -> int:
+    """``encoder_int8.pt2`` in ``out`` (static scales from ``images``); prints the masks' IoU with the float model's
+    on the calibration prompts, the encoder compiled as `segment --int8-encoder` runs it."""
+    from slimlab.sam.inductor_int8 import InductorSam, quantize_encoder
+
+    program = quantize_encoder(model.image_encoder, images)
+    with atomic_directory(out, overwrite=True, inputs=inputs) as folder:
+        InductorSam.save(program, model, folder / "encoder_int8.pt2")
+        runtime = InductorSam.load(model, folder / "encoder_int8.pt2")
+        agreement = agreement_with_float(model, runtime, images, coords, labels, owners)
+        (folder / "quantize.json").write_text(json.dumps(
+            {"backend": "inductor static int8 (PT2E x86 quantizer: per-channel weights, per-tensor activations; "
+                        "image encoder)", "calibration_images": len(images),
+             "calibration_mask_iou_vs_float": agreement}, indent=1))
+    print(f"wrote {out}/encoder_int8.pt2; mask IoU vs float on {len(images)} images' prompts {agreement:.4f}")
     return 0

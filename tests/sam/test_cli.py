@@ -117,6 +117,22 @@ def test_export_and_int8_onnx_commands(tmp_path, checkpoint):
     assert report["calibration_mask_iou_vs_float"] > 0.8  # int8 MatMuls keep most of the float masks
 
 
+def test_int8_inductor_quantize_then_segment_with_the_int8_encoder(tmp_path, checkpoint, image):
+    out = tmp_path / "quantized"
+    assert main(["sam", "quantize", "--checkpoint", str(checkpoint), "--int8-inductor", "--calibration-images", "2",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "quantize.json").read_text())
+    assert (out / "encoder_int8.pt2").is_file() and report["calibration_images"] == 2
+    assert report["calibration_mask_iou_vs_float"] > 0.8  # static int8 keeps most of the float masks
+    runs = {}
+    for name, extra in (("float", []), ("int8", ["--int8-encoder", str(out / "encoder_int8.pt2")])):
+        assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--points", "45,30",
+                     "--single-mask", *extra, "--out", str(tmp_path / name)]) == 0
+        runs[name] = cv2.imread(str(tmp_path / name / "mask_000.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert runs["int8"].shape == runs["float"].shape == (60, 90)
+    assert mask_iou(torch.from_numpy(runs["float"]), torch.from_numpy(runs["int8"])) > 0.8
+
+
 def test_distill_command_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["sam", "distill", "steps=2", "images_per_step=2", "prompts_per_image=2", "max_rounds=2",
@@ -223,6 +239,8 @@ def test_segment_refuses_flags_it_would_ignore(tmp_path, checkpoint, image, caps
     (["--int8-onnx", "--method", "minmax", "--no-twin"], "--method, --no-twin: settings of the calibrated"),
     (["--int8-onnx", "--candidates", "5", "--rounds", "1"], "--candidates, --rounds: settings"),
     (["--method", "percentile", "--rounds", "1"], "--method percentile does not search"),
+    (["--int8-inductor", "--bits", "6"], "--bits 6: settings of the calibrated fake quantization; --int8-inductor"),
+    (["--int8-onnx", "--int8-inductor"], "choose one per run"),
 ])
 def test_quantize_refuses_flags_it_would_ignore(tmp_path, checkpoint, capsys, flags, message):
     out = tmp_path / "never"

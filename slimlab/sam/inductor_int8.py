@@ -1,0 +1,138 @@
+"""Real int8 image encoder on PyTorch's own compiler: static W8A8 via PT2E quantization (torchao's
+``X86InductorQuantizer``), compiled by inductor with weight freezing, so the int8 convolutions and linears run as
+oneDNN kernels (VNNI / AMX on x86) fused with their neighbours.
+
+The float baseline is the same encoder compiled the same way (``int8=False``): the speed-up compares one runtime
+with itself, not int8 against eager PyTorch. Activations get static per-tensor scales observed on calibration
+images; weights are per output channel. The mask decoder stays the float model's (eager) in both.
+
+A quantized encoder is saved as a ``torch.export`` archive (``.pt2``: graph + int8 constants, no pickled Python)
+and compiled again when loaded; compiling needs a C++ compiler (inductor writes C++ kernels).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from slimlab.core.errors import SlimlabError
+from slimlab.sam.model import Sam
+
+FORMAT_VERSION = 1
+
+
+def _quantizer_api():
+    """torchao's PT2E entry points; its optional GPU kernels log a warning each on a CPU-only machine."""
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    try:
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+    except ImportError as error:
+        raise SlimlabError(f"the inductor int8 path needs torchao (pip install torchao): {error}") from error
+    quantizer = x86_inductor_quantizer.X86InductorQuantizer()
+    quantizer.set_global(x86_inductor_quantizer.get_default_x86_inductor_quantization_config())
+    return prepare_pt2e, convert_pt2e, quantizer
+
+
+@torch.no_grad()
+def quantize_encoder(encoder: torch.nn.Module, calibration: torch.Tensor) -> torch.export.ExportedProgram:
+    """Exported int8 (quantize / dequantize around int8 weights) program of ``encoder`` for one (1, 3, S, S) image.
+
+    calibration: (N, 3, S, S) preprocessed images, run one at a time through the observed graph. ``encoder`` is
+    not modified (export traces a copy of its graph; convert folds the weights into new int8 constants)."""
+    if calibration.ndim != 4 or calibration.shape[0] < 1:
+        raise SlimlabError(f"calibration images: expected a (N, 3, S, S) batch with N >= 1, got {tuple(calibration.shape)}")
+    prepare_pt2e, convert_pt2e, quantizer = _quantizer_api()
+    example = calibration[:1]
+    prepared = prepare_pt2e(torch.export.export(encoder.eval(), (example,)).module(), quantizer)
+    for image in calibration:
+        prepared(image[None])
+    converted = convert_pt2e(prepared)
+    return torch.export.export(converted, (example,))
+
+
+def compile_frozen(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """``torch.compile`` with weight freezing (constants folded, weights pre-packed for oneDNN), compiled now on
+    ``example`` (static shape) so a missing compiler fails here with a clear message, not on the first image."""
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(module, dynamic=False)
+    try:  # freezing is read when the first call compiles, not at torch.compile(..., options=...)
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            compiled(example)
+    except Exception as error:  # inductor's errors come from deep inside its C++ build
+        raise SlimlabError(f"torch.compile (inductor, CPU) failed: {type(error).__name__}: {str(error)[:300]}; "
+                           "it needs a working C++ compiler (set CXX)") from error
+    return compiled
+
+
+class InductorSam:
+    """A ``Sam`` whose image encoder is compiled by inductor, int8 or float; everything else is the float model's.
+    ``encode`` runs one compiled call per image (the graph has a static batch of one)."""
+
+    def __init__(self, model: Sam, encoder: torch.nn.Module, int8: bool) -> None:
+        self.model, self.int8 = model.eval(), int8
+        self.image_size, self.pixel_mean, self.pixel_std = model.image_size, model.pixel_mean, model.pixel_std
+        example = torch.zeros(1, 3, model.image_size, model.image_size)
+        self.encoder = compile_frozen(encoder, example)
+
+    @classmethod
+    def from_model(cls, model: Sam, calibration: torch.Tensor | None = None, int8: bool = True) -> "InductorSam":
+        """int8: quantize the encoder on ``calibration`` ((N, 3, S, S) preprocessed images) first."""
+        if not int8:
+            return cls(model, model.image_encoder, int8=False)
+        if calibration is None:
+            raise SlimlabError("the int8 encoder needs calibration images (static activation scales)")
+        return cls(model, quantize_encoder(model.image_encoder, calibration).module(), int8=True)
+
+    @classmethod
+    def load(cls, model: Sam, path: str | Path) -> "InductorSam":
+        """An int8 encoder saved by ``save`` next to the float ``model`` it was quantized from."""
+        path = Path(path)
+        if not path.is_file():
+            raise SlimlabError(f"{path}: no such int8 encoder archive")
+        extra = {"slimlab.json": ""}
+        try:
+            program = torch.export.load(str(path), extra_files=extra)
+        except Exception as error:
+            raise SlimlabError(f"{path}: not a torch.export archive ({type(error).__name__}: {error})") from error
+        import json
+
+        info = json.loads(extra["slimlab.json"] or "{}")
+        if info.get("format") != "slimlab.sam.inductor_int8" or info.get("version") != FORMAT_VERSION:
+            raise SlimlabError(f"{path}: not a slimlab int8 encoder of format version {FORMAT_VERSION} ({info or 'no header'})")
+        if info.get("image_size") != model.image_size:
+            raise SlimlabError(f"{path}: quantized for {info.get('image_size')} px input, the model takes {model.image_size}")
+        return cls(model, program.module(), int8=True)
+
+    @staticmethod
+    def save(program: torch.export.ExportedProgram, model: Sam, path: str | Path) -> None:
+        """Write ``program`` (from ``quantize_encoder``) with a small header; the caller writes atomically."""
+        import json
+
+        header = {"format": "slimlab.sam.inductor_int8", "version": FORMAT_VERSION, "image_size": model.image_size,
+                  "model": dict(getattr(model, "spec", {}) or {})}
+        torch.export.save(program, str(path), extra_files={"slimlab.json": json.dumps(header)})
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.preprocess(images)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) preprocessed -> (B, C, h, w)."""
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):  # a recompile (new dtype, device) must freeze too
+            return torch.cat([self.encoder(image[None]) for image in images])
+
+    def decode(self, *args, **kwargs):
+        return self.model.decode(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        """Everything else (post-processing, mask threshold, prompt encoder) is the float model's, so the
+        predictor and the everything-mode generator take this object as they take a ``Sam``."""
+        if name == "model":  # not yet set (e.g. during unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+import torch
+
+from slimlab.core.errors import SlimlabError
+from slimlab.sam.build import build_model
+from slimlab.sam.inductor_int8 import FORMAT_VERSION, InductorSam, quantize_encoder
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    return build_model("shapes_student")
+
+
+@pytest.fixture(scope="module")
+def calibration(student):
+    generator = torch.Generator().manual_seed(1)
+    return student.preprocess(torch.rand(3, 3, 128, 128, generator=generator) * 255)  # (3, 3, 128, 128)
+
+
+@pytest.fixture(scope="module")
+def program(student, calibration):
+    return quantize_encoder(student.image_encoder, calibration)
+
+
+def test_quantized_encoder_has_int8_weights_and_leaves_the_float_model_alone(student, calibration):
+    before = {name: tensor.clone() for name, tensor in student.state_dict().items()}
+    program = quantize_encoder(student.image_encoder, calibration)
+    assert all(torch.equal(before[name], tensor) for name, tensor in student.state_dict().items())
+    int8_constants = [t for t in list(program.constants.values()) + list(program.state_dict.values())
+                      if isinstance(t, torch.Tensor) and t.dtype == torch.int8]
+    # every conv and linear weight the encoder runs is stored as int8 (not the unused ImageNet head)
+    layers = [module for name, module in student.image_encoder.named_modules()
+              if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and name != "head"]
+    assert len(int8_constants) == len(layers)
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert any("quantize_per_tensor" in target for target in targets)
+    with torch.no_grad():  # the reference (quantize / dequantize) graph, uncompiled: quantization error only
+        reference = student.image_encoder(calibration[:1])
+        output = program.module()(calibration[:1])
+    error = float((output - reference).norm() / reference.norm())
+    assert 0 < error < 0.1
+
+
+def test_compiled_int8_encoder_round_trips_through_its_archive(tmp_path, student, calibration, program):
+    path = tmp_path / "encoder_int8.pt2"
+    InductorSam.save(program, student, path)
+    runtime = InductorSam.load(student, path)
+    with torch.no_grad():
+        reference = student.encode(calibration)  # (3, 64, 8, 8)
+        output = runtime.encode(calibration)
+        uncompiled = torch.cat([program.module()(image[None]) for image in calibration])
+    assert output.shape == reference.shape
+    assert float((output - reference).norm() / reference.norm()) < 0.1
+    # the compiled int8 kernels compute what the quantize / dequantize graph describes
+    assert float((output - uncompiled).norm() / uncompiled.norm()) < 0.05
+    # everything but the encoder is the float model's
+    coords, labels = torch.tensor([[[40.0, 50.0]]]), torch.ones(1, 1)
+    masks, _, _ = runtime.decode(output[:1], coords, labels)
+    expected, _, _ = student.decode(output[:1], coords, labels)
+    assert torch.equal(masks, expected) and runtime.mask_threshold == student.mask_threshold
+
+
+def test_archives_that_do_not_fit_are_refused_by_name(tmp_path, student, program):
+    with pytest.raises(SlimlabError, match="no such int8 encoder archive"):
+        InductorSam.load(student, tmp_path / "missing.pt2")
+    garbage = tmp_path / "garbage.pt2"
+    garbage.write_bytes(b"not a zip archive")
+    with pytest.raises(SlimlabError, match=f"{garbage}: not a torch.export archive"):
+        InductorSam.load(student, garbage)
+    for header, message in (({"format": "slimlab.sam.inductor_int8", "version": FORMAT_VERSION + 1,
+                              "image_size": 128}, "format version"),
+                            ({"format": "slimlab.sam.inductor_int8", "version": FORMAT_VERSION, "image_size": 64},
+                             "quantized for 64 px input, the model takes 128")):
+        path = tmp_path / f"header_{header['version']}_{header['image_size']}.pt2"
+        torch.export.save(program, str(path), extra_files={"slimlab.json": json.dumps(header)})
+        with pytest.raises(SlimlabError, match=message):
+            InductorSam.load(student, path)
+
+
+def test_calibration_must_be_a_batch_of_images(student):
+    with pytest.raises(SlimlabError, match=r"expected a \(N, 3, S, S\) batch"):
+        quantize_encoder(student.image_encoder, torch.zeros(3, 128, 128))
+    with pytest.raises(SlimlabError, match="needs calibration images"):
+        InductorSam.from_model(student)
