@@ -5,6 +5,7 @@ import torch
 
 from slimlab.core.errors import SlimlabError
 from slimlab.sam.build import build_model
+from slimlab.sam.everything import MaskGenerator
 from slimlab.sam.inductor_int8 import FORMAT_VERSION, InductorSam, quantize_encoder
 
 
@@ -61,6 +62,11 @@ def test_compiled_int8_encoder_round_trips_through_its_archive(tmp_path, student
     masks, _, _ = runtime.decode(output[:1], coords, labels)
     expected, _, _ = student.decode(output[:1], coords, labels)
     assert torch.equal(masks, expected) and runtime.mask_threshold == student.mask_threshold
+    # so the predictor and the everything-mode generator take it as they take a Sam
+    picture = (torch.rand(60, 90, 3, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8).numpy()
+    generator = MaskGenerator(runtime, points_per_side=4, pred_iou_thresh=-10, stability_score_thresh=0)
+    records = generator.generate(picture)
+    assert generator.stats.decoder_prompts == 16 and all(r["segmentation"].shape == (60, 90) for r in records)
 
 
 def test_archives_that_do_not_fit_are_refused_by_name(tmp_path, student, program):
