@@ -3,7 +3,7 @@ CPU latency), and the float / int8 latency of the full-size TinySAM layout (rand
 
 Real int8 runs on three runtimes, each against its own float: torch.ao dynamic Linear (eager PyTorch),
 onnxruntime dynamic MatMul (the same exported graph in float), and inductor static W8A8 (PT2E; the same encoder
-compiled in float with the same weight freezing; the decoder is the eager float one in both)."""
+compiled in float with the same weight freezing; the decoder is float, compiled likewise, in both)."""
 
 from __future__ import annotations
 
@@ -122,8 +122,8 @@ def paired_latency_ms(first, second, repeats: int = 300, warmup: int = 20) -> tu
 def full_size_int8_latency(repeats: int, warmup: int) -> dict:
     """Latency of the full-size TinySAM layout (random weights: only speed is measured) in float vs dynamic int8:
     the image encoder at 1024 px and the mask decoder on a 16-prompt batch. Each float / int8 pair is timed in
-    alternation (medians), so load on the machine hits both alike. Inductor (``ind_``): the encoder only (the
-    decoder is the float model's in both), calibrated on four random images, and one image with one point prompt."""
+    alternation (medians), so load on the machine hits both alike. Inductor (``ind_``): the encoder, calibrated on
+    four random images, and one image with one point prompt (the decoder is float, compiled, in both)."""
     model = build_model("vit_t").eval()
     image = torch.randn(1, 3, 1024, 1024)
     coords, labels = torch.rand(16, 1, 2) * 1024, torch.ones(16, 1)

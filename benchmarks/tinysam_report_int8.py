@@ -120,7 +120,7 @@ def full_size_rows(full: dict) -> list[dict]:
     if "ind_encoder_speedup" in full:
         rows += [{"part": "image encoder 1024 px, inductor static W8A8 (vs compiled float)",
                   "f": full["encoder_ms_ind_float32"], "q": full["encoder_ms_ind_int8"], "x": full["ind_encoder_speedup"]},
-                 {"part": "one image + one point prompt, inductor encoder (float decoder in both)",
+                 {"part": "one image + one point prompt, inductor (decoder: float, compiled, in both)",
                   "f": full["image_ms_ind_float32"], "q": full["image_ms_ind_int8"], "x": full["ind_image_speedup"]}]
     return rows
 
@@ -148,7 +148,7 @@ def quantization_section(result: dict) -> list[str]:
         + ("; inductor static W8A8 (`slimlab sam quantize --int8-inductor`, PT2E with torchao's x86 quantizer) "
            "quantizes the image encoder's convolutions and linears (per-channel weights, per-tensor activation "
            "scales observed on the calibration images) and compiles them with weight freezing into oneDNN int8 "
-           "kernels fused with their neighbours; the decoder stays float" if inductor else "")
+           "kernels fused with their neighbours; the decoder stays float (compiled the same way in both inductor rows)" if inductor else "")
         + ". Each int8 path is timed against its own float: the onnxruntime int8 graphs against the same graphs in "
         "float" + (", the inductor int8 encoder against the same encoder compiled in float (same freezing)"
                    if inductor else "")
@@ -175,7 +175,7 @@ def inductor_paragraph(s: dict) -> list[str]:
         return []
     return [f"Inductor's int8 encoder is {s['int8_cpu_speedup_full_size_encoder_inductor']:.2f}x faster than the "
             f"same encoder compiled in float at full size ({s['int8_cpu_speedup_full_size_image_inductor']:.2f}x for "
-            f"an image with one point prompt, the float decoder included), but "
+            f"an image with one point prompt, the compiled float decoder included), but "
             f"{s['int8_cpu_speedup_inductor']:.2f}x on the benchmark-size student, whose products are too small for "
             "int8 kernels to pay back the quantization of their inputs (the bounds below). Its mIoU drop is measured "
             "on the student, at the size the speed-up is not; the quantization scheme is the same at both sizes.", ""]

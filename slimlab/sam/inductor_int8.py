@@ -4,7 +4,7 @@ oneDNN kernels (VNNI / AMX on x86) fused with their neighbours.
 
 The float baseline is the same encoder compiled the same way (``int8=False``): the speed-up compares one runtime
 with itself, not int8 against eager PyTorch. Activations get static per-tensor scales observed on calibration
-images; weights are per output channel. The mask decoder stays the float model's (eager) in both.
+images; weights are per output channel. The mask decoder stays float, compiled the same way in both.
 
 A quantized encoder is saved as a ``torch.export`` archive (``.pt2``: graph + int8 constants, no pickled Python)
 and compiled again when loaded; compiling needs a C++ compiler (inductor writes C++ kernels).
@@ -72,11 +72,15 @@ class InductorSam:
     """A ``Sam`` whose image encoder is compiled by inductor, int8 or float; everything else is the float model's.
     ``encode`` runs one compiled call per image (the graph has a static batch of one)."""
 
-    def __init__(self, model: Sam, encoder: torch.nn.Module, int8: bool) -> None:
+    def __init__(self, model: Sam, encoder: torch.nn.Module, int8: bool, compile_decoder: bool = True) -> None:
         self.model, self.int8 = model.eval(), int8
         self.image_size, self.pixel_mean, self.pixel_std = model.image_size, model.pixel_mean, model.pixel_std
         example = torch.zeros(1, 3, model.image_size, model.image_size)
         self.encoder = compile_frozen(encoder, example)
+        # The decoder stays float but is compiled too (in the float runtime as well): at full size its eager
+        # Python-level overhead would otherwise be a large share of one image's time. Prompt counts vary, so it
+        # compiles lazily and turns dynamic on the second count (inductor's automatic dynamic shapes).
+        self._decode = torch.compile(model.decode) if compile_decoder else model.decode
 
     @classmethod
     def from_model(cls, model: Sam, calibration: torch.Tensor | None = None, int8: bool = True) -> "InductorSam":
@@ -88,7 +92,7 @@ class InductorSam:
         return cls(model, quantize_encoder(model.image_encoder, calibration).module(), int8=True)
 
     @classmethod
-    def load(cls, model: Sam, path: str | Path) -> "InductorSam":
+    def load(cls, model: Sam, path: str | Path, compile_decoder: bool = True) -> "InductorSam":
         """An int8 encoder saved by ``save`` next to the float ``model`` it was quantized from."""
         path = Path(path)
         if not path.is_file():
@@ -105,7 +109,7 @@ class InductorSam:
             raise SlimlabError(f"{path}: not a slimlab int8 encoder of format version {FORMAT_VERSION} ({info or 'no header'})")
         if info.get("image_size") != model.image_size:
             raise SlimlabError(f"{path}: quantized for {info.get('image_size')} px input, the model takes {model.image_size}")
-        return cls(model, program.module(), int8=True)
+        return cls(model, program.module(), int8=True, compile_decoder=compile_decoder)
 
     @staticmethod
     def save(program: torch.export.ExportedProgram, model: Sam, path: str | Path) -> None:
@@ -127,8 +131,13 @@ class InductorSam:
         with inductor_config.patch(freezing=True):  # a recompile (new dtype, device) must freeze too
             return torch.cat([self.encoder(image[None]) for image in images])
 
+    @torch.no_grad()
     def decode(self, *args, **kwargs):
-        return self.model.decode(*args, **kwargs)
+        """``Sam.decode`` (float weights, frozen into the compiled graph when it compiles)."""
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return self._decode(*args, **kwargs)
 
     def __getattr__(self, name: str):
         """Everything else (post-processing, mask threshold, prompt encoder) is the float model's, so the

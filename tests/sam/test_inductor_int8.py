@@ -57,11 +57,15 @@ def test_compiled_int8_encoder_round_trips_through_its_archive(tmp_path, student
     assert float((output - reference).norm() / reference.norm()) < 0.1
     # the compiled int8 kernels compute what the quantize / dequantize graph describes
     assert float((output - uncompiled).norm() / uncompiled.norm()) < 0.05
-    # everything but the encoder is the float model's
-    coords, labels = torch.tensor([[[40.0, 50.0]]]), torch.ones(1, 1)
-    masks, _, _ = runtime.decode(output[:1], coords, labels)
-    expected, _, _ = student.decode(output[:1], coords, labels)
-    assert torch.equal(masks, expected) and runtime.mask_threshold == student.mask_threshold
+    # the decoder is the float model's, compiled: same logits up to float rounding, for any prompt count
+    for count in (1, 3):
+        coords, labels = torch.rand(count, 1, 2, generator=torch.Generator().manual_seed(count)) * 128, torch.ones(count, 1)
+        masks, iou, _ = runtime.decode(output[:1], coords, labels)
+        with torch.no_grad():
+            expected, expected_iou, _ = student.decode(output[:1], coords, labels)
+        assert masks.shape == (count, 3, 32, 32)
+        assert torch.allclose(masks, expected, atol=1e-4) and torch.allclose(iou, expected_iou, atol=1e-5)
+    assert runtime.mask_threshold == student.mask_threshold
     # so the predictor and the everything-mode generator take it as they take a Sam
     picture = (torch.rand(60, 90, 3, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8).numpy()
     generator = MaskGenerator(runtime, points_per_side=4, pred_iou_thresh=-10, stability_score_thresh=0)
