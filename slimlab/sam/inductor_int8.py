@@ -13,6 +13,7 @@ and compiled again when loaded; compiling needs a C++ compiler (inductor writes 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,13 +25,19 @@ FORMAT_VERSION = 1
 
 
 def _quantizer_api():
-    """torchao's PT2E entry points; its optional GPU kernels log a warning each on a CPU-only machine."""
+    """torchao's PT2E entry points. Its import logs a warning per optional GPU kernel on a CPU-only machine and
+    one about an enum it registers with torch's pytree; neither concerns this path, so both are muted here."""
     logging.getLogger("torchao").setLevel(logging.ERROR)
+    pytree_logger = logging.getLogger("torch.utils._pytree")
+    level = pytree_logger.level
+    pytree_logger.setLevel(logging.ERROR)
     try:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
     except ImportError as error:
         raise SlimlabError(f"the inductor int8 path needs torchao (pip install torchao): {error}") from error
+    finally:
+        pytree_logger.setLevel(level)
     quantizer = x86_inductor_quantizer.X86InductorQuantizer()
     quantizer.set_global(x86_inductor_quantizer.get_default_x86_inductor_quantization_config())
     return prepare_pt2e, convert_pt2e, quantizer
@@ -60,7 +67,9 @@ def compile_frozen(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.M
 
     compiled = torch.compile(module, dynamic=False)
     try:  # freezing is read when the first call compiles, not at torch.compile(..., options=...)
-        with torch.no_grad(), inductor_config.patch(freezing=True):
+        with torch.no_grad(), inductor_config.patch(freezing=True), warnings.catch_warnings():
+            # inductor's int8 lowering copies its zero points with torch.tensor(tensor): a style warning, per layer
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
             compiled(example)
     except Exception as error:  # inductor's errors come from deep inside its C++ build
         raise SlimlabError(f"torch.compile (inductor, CPU) failed: {type(error).__name__}: {str(error)[:300]}; "
