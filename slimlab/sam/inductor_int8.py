@@ -6,14 +6,19 @@ The float baseline is the same encoder compiled the same way (``int8=False``): t
 with itself, not int8 against eager PyTorch. Activations get static per-tensor scales observed on calibration
 images; weights are per output channel. The mask decoder stays float, compiled the same way in both.
 
-A quantized encoder is saved as a ``torch.export`` archive (``.pt2``: graph + int8 constants, no pickled Python)
-and compiled again when loaded; compiling needs a C++ compiler (inductor writes C++ kernels).
+A quantized encoder is saved as a ``torch.export`` archive (``.pt2``: graph + int8 constants, no pickled Python;
+a header with the format version and a sha256 of the rest) and compiled again when loaded; compiling needs a C++
+compiler (inductor writes C++ kernels).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -22,6 +27,22 @@ from slimlab.core.errors import SlimlabError
 from slimlab.sam.model import Sam
 
 FORMAT_VERSION = 1
+HEADER = "slimlab.json"  # extra file in the archive: format, version, input size, sha256 of the other entries
+
+
+def archive_digest(source: str | Path | io.BytesIO) -> str:
+    """sha256 over a torch.export archive's entries (names below the top folder and bytes, in name order) except
+    slimlab's header and torch's random serialization id.
+    ``torch.export.load`` does not check the tensor data it reads; reading each entry here also runs zipfile's
+    CRC check."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(source) as archive:
+        for name in sorted(archive.namelist()):
+            if name.rsplit("/", 1)[-1] in (HEADER, "serialization_id"):  # the id is drawn anew on every save
+                continue
+            digest.update(name.split("/", 1)[-1].encode())  # the top folder is named after the file: left out
+            digest.update(archive.read(name))
+    return digest.hexdigest()
 
 
 def _quantizer_api():
@@ -102,32 +123,41 @@ class InductorSam:
 
     @classmethod
     def load(cls, model: Sam, path: str | Path, compile_decoder: bool = True) -> "InductorSam":
-        """An int8 encoder saved by ``save`` next to the float ``model`` it was quantized from."""
+        """An int8 encoder saved by ``save`` next to the float ``model`` it was quantized from; refused when its
+        header, checksum or input size does not fit."""
         path = Path(path)
         if not path.is_file():
             raise SlimlabError(f"{path}: no such int8 encoder archive")
-        extra = {"slimlab.json": ""}
         try:
+            digest = archive_digest(path)
+            extra = {HEADER: ""}
             program = torch.export.load(str(path), extra_files=extra)
-        except Exception as error:
-            raise SlimlabError(f"{path}: not a torch.export archive ({type(error).__name__}: {error})") from error
-        import json
-
-        info = json.loads(extra["slimlab.json"] or "{}")
+        except Exception as error:  # zipfile's CRC check, or torch's reader on another format
+            raise SlimlabError(f"{path}: not a readable torch.export archive (damaged, or another format: "
+                               f"{type(error).__name__}: {error})") from error
+        info = json.loads(extra[HEADER] or "{}")
         if info.get("format") != "slimlab.sam.inductor_int8" or info.get("version") != FORMAT_VERSION:
             raise SlimlabError(f"{path}: not a slimlab int8 encoder of format version {FORMAT_VERSION} ({info or 'no header'})")
+        if info.get("sha256") != digest:
+            raise SlimlabError(f"{path}: checksum mismatch (sha256 of the graph and weights {digest[:12]}..., header "
+                               f"says {str(info.get('sha256'))[:12]}...): the archive was changed after it was written")
         if info.get("image_size") != model.image_size:
             raise SlimlabError(f"{path}: quantized for {info.get('image_size')} px input, the model takes {model.image_size}")
         return cls(model, program.module(), int8=True, compile_decoder=compile_decoder)
 
     @staticmethod
     def save(program: torch.export.ExportedProgram, model: Sam, path: str | Path) -> None:
-        """Write ``program`` (from ``quantize_encoder``) with a small header; the caller writes atomically."""
-        import json
-
+        """Write ``program`` (from ``quantize_encoder``) with a small header holding the format version and the
+        sha256 of everything else in the archive; the caller writes atomically."""
         header = {"format": "slimlab.sam.inductor_int8", "version": FORMAT_VERSION, "image_size": model.image_size,
                   "model": dict(getattr(model, "spec", {}) or {})}
-        torch.export.save(program, str(path), extra_files={"slimlab.json": json.dumps(header)})
+        # the digest covers the entries the header sits beside, so the program is serialized once to measure them
+        draft = io.BytesIO()
+        torch.export.save(program, draft, extra_files={HEADER: json.dumps(header)})
+        header["sha256"] = archive_digest(draft)
+        torch.export.save(program, str(path), extra_files={HEADER: json.dumps(header)})
+        if archive_digest(path) != header["sha256"]:
+            raise SlimlabError(f"{path}: the archive written differs from the one measured (non-deterministic save)")
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.preprocess(images)

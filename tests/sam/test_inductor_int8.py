@@ -1,4 +1,5 @@
 import json
+import zipfile
 
 import pytest
 import torch
@@ -78,16 +79,50 @@ def test_archives_that_do_not_fit_are_refused_by_name(tmp_path, student, program
         InductorSam.load(student, tmp_path / "missing.pt2")
     garbage = tmp_path / "garbage.pt2"
     garbage.write_bytes(b"not a zip archive")
-    with pytest.raises(SlimlabError, match=f"{garbage}: not a torch.export archive"):
+    with pytest.raises(SlimlabError, match=f"{garbage}: not a readable torch.export archive"):
         InductorSam.load(student, garbage)
-    for header, message in (({"format": "slimlab.sam.inductor_int8", "version": FORMAT_VERSION + 1,
-                              "image_size": 128}, "format version"),
-                            ({"format": "slimlab.sam.inductor_int8", "version": FORMAT_VERSION, "image_size": 64},
-                             "quantized for 64 px input, the model takes 128")):
-        path = tmp_path / f"header_{header['version']}_{header['image_size']}.pt2"
-        torch.export.save(program, str(path), extra_files={"slimlab.json": json.dumps(header)})
+    good = tmp_path / "good.pt2"
+    InductorSam.save(program, student, good)
+    header = json.loads(zipfile.ZipFile(good).read(header_name(good)))
+    for changes, message in (({"version": FORMAT_VERSION + 1}, "format version"),
+                             ({"image_size": 64}, "quantized for 64 px input, the model takes 128"),
+                             ({"sha256": "0" * 64}, "checksum mismatch")):
+        path = tmp_path / f"header_{'_'.join(changes)}.pt2"
+        torch.export.save(program, str(path), extra_files={"slimlab.json": json.dumps({**header, **changes})})
         with pytest.raises(SlimlabError, match=message):
             InductorSam.load(student, path)
+
+
+def header_name(path):
+    return next(name for name in zipfile.ZipFile(path).namelist() if name.endswith("/slimlab.json"))
+
+
+def rewritten(source, target, change):
+    """Copy a zip archive entry by entry, ``change(name, data) -> data`` on each (zipfile recomputes the CRCs)."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            new.writestr(info, change(info.filename, old.read(info.filename)))
+
+
+def test_a_damaged_or_altered_archive_is_refused(tmp_path, student, program):
+    path = tmp_path / "encoder_int8.pt2"
+    InductorSam.save(program, student, path)
+    with zipfile.ZipFile(path) as archive:  # the largest tensor blob
+        entry = max((i for i in archive.infolist() if not i.filename.endswith(".json")), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    # flip one byte inside the blob's stored bytes (entries are stored uncompressed): the CRC no longer matches
+    start = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra)
+    data[start + entry.file_size // 2] ^= 0xFF
+    damaged = tmp_path / "damaged.pt2"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(SlimlabError, match=f"{damaged}: not a readable torch.export archive.*CRC"):
+        InductorSam.load(student, damaged)
+    # the same change with fresh CRCs (a tool that rewrote the archive) is caught by the header's sha256
+    altered = tmp_path / "altered.pt2"
+    rewritten(path, altered, lambda name, blob: (blob[:len(blob) // 2] + bytes([blob[len(blob) // 2] ^ 0xFF])
+                                                 + blob[len(blob) // 2 + 1:]) if name == entry.filename else blob)
+    with pytest.raises(SlimlabError, match=f"{altered}: checksum mismatch"):
+        InductorSam.load(student, altered)
 
 
 def test_calibration_must_be_a_batch_of_images(student):
