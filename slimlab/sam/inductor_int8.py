@@ -45,23 +45,30 @@ def archive_digest(source: str | Path | io.BytesIO) -> str:
     return digest.hexdigest()
 
 
-def _quantizer_api():
-    """torchao's PT2E entry points. Its import logs a warning per optional GPU kernel on a CPU-only machine and
-    one about an enum it registers with torch's pytree; neither concerns this path, so both are muted here."""
+def _torchao_pt2e():
+    """torchao's PT2E modules; importing them also registers the quantize / dequantize operators an int8 archive's
+    graph calls, so loading one needs it too. The import logs a warning per optional GPU kernel on a CPU-only
+    machine and one about an enum it registers with torch's pytree; neither concerns this path, so both are muted."""
     logging.getLogger("torchao").setLevel(logging.ERROR)
     pytree_logger = logging.getLogger("torch.utils._pytree")
     level = pytree_logger.level
     pytree_logger.setLevel(logging.ERROR)
     try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e import quantize_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
     except ImportError as error:
         raise SlimlabError(f"the inductor int8 path needs torchao (pip install torchao): {error}") from error
     finally:
         pytree_logger.setLevel(level)
+    return quantize_pt2e, x86_inductor_quantizer
+
+
+def _quantizer_api():
+    """prepare / convert and the x86 quantizer: per-channel int8 weights, static per-tensor activations."""
+    quantize_pt2e, x86_inductor_quantizer = _torchao_pt2e()
     quantizer = x86_inductor_quantizer.X86InductorQuantizer()
     quantizer.set_global(x86_inductor_quantizer.get_default_x86_inductor_quantization_config())
-    return prepare_pt2e, convert_pt2e, quantizer
+    return quantize_pt2e.prepare_pt2e, quantize_pt2e.convert_pt2e, quantizer
 
 
 @torch.no_grad()
@@ -128,6 +135,7 @@ class InductorSam:
         path = Path(path)
         if not path.is_file():
             raise SlimlabError(f"{path}: no such int8 encoder archive")
+        _torchao_pt2e()  # the graph calls torchao's quantize / dequantize operators
         try:
             digest = archive_digest(path)
             extra = {HEADER: ""}
