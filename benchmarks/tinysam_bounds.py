@@ -20,9 +20,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from slimlab.sam.build import build_model
 from slimlab.sam.everything import build_point_grid, dense_points
+from slimlab.sam.inductor_int8 import InductorSam
 from slimlab.sam.onnx_export import export_onnx
 from slimlab.sam.onnx_runtime import quantize_onnx_int8
 
@@ -117,6 +119,42 @@ def int8_speedup_ceiling(model_name: str = "shapes_student", runs: int = 50) -> 
             "int8_product_kernel_speedup": quantized / int8_products if int8_products else None,
             "int8_node_ms_per_call": sum(int8_times.values()),
             "int8_node_speedup": total / sum(int8_times.values())}
+
+
+# kernel groups of the inductor profile, first match wins (generated kernels are named after the ops they fuse)
+INDUCTOR_GROUPS = (("int8 convolutions", ("qconv",)), ("int8 linears", ("qlinear",)),
+                   ("float convolutions", ("_convolution_pointwise",)), ("float linears", ("linear",)),
+                   ("attention products (float bmm)", ("aten::bmm",)),
+                   ("generated: GELU (+ quantize)", ("gelu",)),
+                   ("generated: softmax / layer norm / window copies", ("softmax", "layer_norm")),
+                   ("generated: other", ("cpp_fused",)))
+
+
+def inductor_kernel_times_ms(runs: int) -> dict:
+    """Where the full-size image encoder compiled by inductor spends its time, float and int8: milliseconds per
+    call by kernel group (torch profiler with inductor's kernel profile on; self time; random weights, the int8
+    encoder calibrated on two random images). ``other`` is the rest: the compiled graph's Python wrapper and
+    small ops."""
+    import torch._inductor.config as inductor_config
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model("vit_t").eval()
+    image = torch.randn(1, 3, 1024, 1024)
+    out = {"runs": runs, "threads": torch.get_num_threads()}
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):  # read when the graph compiles
+        runtimes = {"float32": InductorSam.from_model(model, int8=False, compile_decoder=False),
+                    "int8": InductorSam.from_model(model, torch.randn(2, 3, 1024, 1024), compile_decoder=False)}
+    for name, runtime in runtimes.items():
+        runtime.encode(image)
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            for _ in range(runs):
+                runtime.encode(image)
+        groups = collections.Counter()
+        for event in profiler.key_averages():
+            group = next((label for label, keys in INDUCTOR_GROUPS if any(key in event.key for key in keys)), "other")
+            groups[group] += event.self_cpu_time_total / 1000 / runs
+        out[name] = {group: groups[group] for group, _ in INDUCTOR_GROUPS + (("other", ()),)}
+    return out
 
 
 def hierarchical_prompts(covered: np.ndarray, points_per_side: int) -> int:

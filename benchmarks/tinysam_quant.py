@@ -17,7 +17,7 @@ from slimlab.sam.evaluate import center_points, median_latency, prompted_ious
 from slimlab.sam.inductor_int8 import InductorSam
 from slimlab.sam.onnx_runtime import OnnxRuntimeSam
 from slimlab.sam.quantize import calibrate, dynamic_int8
-from tinysam_bounds import int8_speedup_ceiling
+from tinysam_bounds import inductor_kernel_times_ms, int8_speedup_ceiling
 from tinysam_int8_variants import int8_variant_latency, rotated_latency_ms
 
 ONNX_INT8_WEIGHTS = "per-channel"  # what slimlab.sam.onnx_runtime.quantize_onnx_int8 writes; recorded per run
@@ -162,6 +162,7 @@ def full_size_int8_measurements(quick: bool) -> dict:
     full_size["onnx_int8_weights"] = ONNX_INT8_WEIGHTS
     return {"full_size_int8": full_size,
             "full_size_int8_profile": int8_speedup_ceiling("vit_t", 1 if quick else FULL_SIZE_PROFILE_RUNS),
+            "inductor_kernel_ms": inductor_kernel_times_ms(1 if quick else FULL_SIZE_PROFILE_RUNS),
             "int8_variants": int8_variant_latency(*((1, 0) if quick else (INT8_VARIANT_REPEATS, 2)))}
 
 

@@ -164,6 +164,7 @@ def quantization_section(result: dict) -> list[str]:
         table(full_size_rows(full), [("part", "part", ""), ("float32 ms", "f", "{:.0f}"), ("int8 ms", "q", "{:.0f}"),
                                      ("speed-up", "x", "{:.2f}x")]), "",
         *inductor_paragraph(s, full),
+        *inductor_kernel_table(result.get("inductor_kernel_ms")),
         *full_size_int8_paragraphs(result.get("full_size_int8_profile"), result.get("int8_variants")),
         *profile_paragraph(result.get("int8_profile"))]
     return lines
@@ -181,4 +182,33 @@ def inductor_paragraph(s: dict, full: dict) -> list[str]:
             f"{full['encoder_ms_float32'] / int8_ms:.2f}x faster than eager PyTorch's), but "
             f"{s['int8_cpu_speedup_inductor']:.2f}x on the benchmark-size student, whose products are too small for "
             "int8 kernels to pay back the quantization of their inputs (the bounds below). Its mIoU drop is measured "
-            "on the student, at the size the speed-up is not; the quantization scheme is the same at both sizes.", ""]
+            "on the student, at the size the speed-up is not; the quantization scheme is the same at both sizes. "
+            f"The per-image figure is the less steady one: the one-prompt decoder, float and compiled alike in both, "
+            f"took {full['image_ms_ind_float32'] - full['encoder_ms_ind_float32']:.0f} ms in the float runtime and "
+            f"{full['image_ms_ind_int8'] - full['encoder_ms_ind_int8']:.0f} ms in the int8 one in this run (image "
+            "minus encoder time): inside the benchmark's process, after the ONNX exports and the other runtimes, the "
+            "compiled decoder's time varies from run to run and between the two runtimes, so the encoder row is the "
+            "steadier measure.", ""]
+
+
+def inductor_kernel_table(kernels: dict | None) -> list[str]:
+    """Where the compiled full-size encoder spends its time, float against int8, by kernel group."""
+    if not kernels:
+        return []
+    rows = [{"group": group, "f": kernels["float32"][group], "q": kernels["int8"][group]}
+            for group in kernels["float32"] if kernels["float32"][group] or kernels["int8"][group]]
+    rows.append({"group": "total", "f": sum(kernels["float32"].values()), "q": sum(kernels["int8"].values())})
+    total_float, total_int8 = rows[-1]["f"], rows[-1]["q"]
+    products = ("int8 convolutions", "int8 linears", "float convolutions", "float linears")
+    kept_float = total_float - sum(kernels["float32"][group] for group in products)
+    kept_int8 = total_int8 - sum(kernels["int8"][group] for group in products)
+    return [f"Where the compiled full-size encoder spends its time (torch profiler with inductor's kernel profile, "
+            f"{kernels['threads']} thread(s), mean of {kernels['runs']} calls, self time in ms; profiling slows both):",
+            "", table(rows, [("kernel group", "group", ""), ("float32 ms", "f", "{:.0f}"), ("int8 ms", "q", "{:.0f}")]),
+            "", f"The int8 kernels run the convolutions and linears "
+            f"{(total_float - kept_float) / max(total_int8 - kept_int8, 1e-9):.2f}x as fast as the float ones, but "
+            f"the rest grows from {kept_float:.0f} to {kept_int8:.0f} ms: in the int8 graph each GELU after a "
+            "convolution also dequantizes its input and quantizes its output in a kernel of its own (inductor has "
+            "int8 fusion patterns for GELU after a linear, none after a convolution), and the layer norm, softmax "
+            "and window-copy kernels quantize their outputs for the int8 linears. Attention's products stay float.",
+            ""]

@@ -120,13 +120,15 @@ class InductorSam:
         self._decode = torch.compile(model.decode) if compile_decoder else model.decode
 
     @classmethod
-    def from_model(cls, model: Sam, calibration: torch.Tensor | None = None, int8: bool = True) -> "InductorSam":
+    def from_model(cls, model: Sam, calibration: torch.Tensor | None = None, int8: bool = True,
+                   compile_decoder: bool = True) -> "InductorSam":
         """int8: quantize the encoder on ``calibration`` ((N, 3, S, S) preprocessed images) first."""
         if not int8:
-            return cls(model, model.image_encoder, int8=False)
+            return cls(model, model.image_encoder, int8=False, compile_decoder=compile_decoder)
         if calibration is None:
             raise SlimlabError("the int8 encoder needs calibration images (static activation scales)")
-        return cls(model, quantize_encoder(model.image_encoder, calibration).module(), int8=True)
+        return cls(model, quantize_encoder(model.image_encoder, calibration).module(), int8=True,
+                   compile_decoder=compile_decoder)
 
     @classmethod
     def load(cls, model: Sam, path: str | Path, compile_decoder: bool = True) -> "InductorSam":
