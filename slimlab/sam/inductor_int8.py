@@ -106,8 +106,10 @@ def compile_frozen(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.M
 
 
 class InductorSam:
-    """A ``Sam`` whose image encoder is compiled by inductor, int8 or float; everything else is the float model's.
-    ``encode`` runs one compiled call per image (the graph has a static batch of one)."""
+    """A ``Sam`` whose image encoder is compiled by inductor, int8 or float, and whose float decoder is compiled too
+    (unless ``compile_decoder=False``); everything else is the float model's. ``encode`` runs one compiled call per
+    image (the graph has a static batch of one). Weights are frozen into the compiled graphs: a later change to
+    ``model``'s weights is not seen."""
 
     def __init__(self, model: Sam, encoder: torch.nn.Module, int8: bool, compile_decoder: bool = True) -> None:
         self.model, self.int8 = model.eval(), int8
