@@ -23,6 +23,7 @@ from tinysam_int8_variants import int8_variant_latency, rotated_latency_ms
 ONNX_INT8_WEIGHTS = "per-channel"  # what slimlab.sam.onnx_runtime.quantize_onnx_int8 writes; recorded per run
 FULL_SIZE_REPEATS = 10  # timed calls per float / int8 pair at full size (about 0.3-1 s per call on one thread)
 FULL_SIZE_PROFILE_RUNS = 5  # profiled calls of the full-size float graphs (about 1.5 s each on one thread)
+INDUCTOR_FLOAT_ROW, INDUCTOR_INT8_ROW = "float32 (inductor, compiled)", "real int8 (inductor static W8A8)"
 INT8_VARIANT_REPEATS = 20  # timed calls per int8 scheme of the full-size encoder, each alternating with float
 
 
@@ -77,8 +78,7 @@ def quantization_rows(model, test, calibration, candidates: int) -> list[dict]:
             lambda: ort_int8.decode(ort_int8.encode(image), *prompt))))
         inductor_float = InductorSam.from_model(model, int8=False)
         inductor_int8 = InductorSam.from_model(model, images)
-        candidates_int8 += [("float32 (inductor, compiled)", inductor_float),
-                            ("real int8 (inductor static W8A8)", inductor_int8)]
+        candidates_int8 += [(INDUCTOR_FLOAT_ROW, inductor_float), (INDUCTOR_INT8_ROW, inductor_int8)]
         paired.update(zip((inductor_float, inductor_int8), paired_latency_ms(
             lambda: inductor_float.decode(inductor_float.encode(image), *prompt),
             lambda: inductor_int8.decode(inductor_int8.encode(image), *prompt))))
@@ -104,9 +104,8 @@ def quantization_summary(rows: list[dict]) -> dict:
                "int8_miou_drop": float_row["miou_point"] - ort_int8["miou_point"],
                "int8_miou_drop_torch_ao": float_row["miou_point"] - torch_int8["miou_point"],
                "w8a8_fake_miou_drop": float_row["miou_point"] - w8_row["miou_point"]}
-    if "real int8 (inductor static W8A8)" in by_variant:  # runs stored before the inductor path lack these rows
-        inductor_float = by_variant["float32 (inductor, compiled)"]
-        inductor_int8 = by_variant["real int8 (inductor static W8A8)"]
+    if INDUCTOR_INT8_ROW in by_variant:  # runs stored before the inductor path lack these rows
+        inductor_float, inductor_int8 = by_variant[INDUCTOR_FLOAT_ROW], by_variant[INDUCTOR_INT8_ROW]
         summary["int8_cpu_speedup_inductor"] = inductor_float["latency_ms"] / inductor_int8["latency_ms"]
         summary["int8_miou_drop_inductor"] = float_row["miou_point"] - inductor_int8["miou_point"]
     return summary

@@ -86,9 +86,6 @@ def full_size_int8_paragraphs(profile: dict | None, variants: dict | None) -> li
     return lines
 
 
-INDUCTOR_FLOAT, INDUCTOR_INT8 = "float32 (inductor, compiled)", "real int8 (inductor static W8A8)"
-
-
 def int8_target_rows(summary: dict) -> list[tuple]:
     """Target rows for real int8: onnxruntime at the benchmark size (the headline key), then inductor at the
     benchmark size and on the full-size encoder when measured. mIoU drops are against the PyTorch float model."""

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+import torch._inductor.config as inductor_config
 
 from slimlab.core.errors import SlimlabError
 from slimlab.sam.model import Sam
@@ -91,8 +92,6 @@ def quantize_encoder(encoder: torch.nn.Module, calibration: torch.Tensor) -> tor
 def compile_frozen(module: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
     """``torch.compile`` with weight freezing (constants folded, weights pre-packed for oneDNN), compiled now on
     ``example`` (static shape) so a missing compiler fails here with a clear message, not on the first image."""
-    import torch._inductor.config as inductor_config
-
     compiled = torch.compile(module, dynamic=False)
     try:  # freezing is read when the first call compiles, not at torch.compile(..., options=...)
         with torch.no_grad(), inductor_config.patch(freezing=True), warnings.catch_warnings():
@@ -111,8 +110,8 @@ class InductorSam:
     image (the graph has a static batch of one). Weights are frozen into the compiled graphs: a later change to
     ``model``'s weights is not seen."""
 
-    def __init__(self, model: Sam, encoder: torch.nn.Module, int8: bool, compile_decoder: bool = True) -> None:
-        self.model, self.int8 = model.eval(), int8
+    def __init__(self, model: Sam, encoder: torch.nn.Module, compile_decoder: bool = True) -> None:
+        self.model = model.eval()
         self.image_size, self.pixel_mean, self.pixel_std = model.image_size, model.pixel_mean, model.pixel_std
         example = torch.zeros(1, 3, model.image_size, model.image_size)
         self.encoder = compile_frozen(encoder, example)
@@ -126,11 +125,10 @@ class InductorSam:
                    compile_decoder: bool = True) -> "InductorSam":
         """int8: quantize the encoder on ``calibration`` ((N, 3, S, S) preprocessed images) first."""
         if not int8:
-            return cls(model, model.image_encoder, int8=False, compile_decoder=compile_decoder)
+            return cls(model, model.image_encoder, compile_decoder)
         if calibration is None:
             raise SlimlabError("the int8 encoder needs calibration images (static activation scales)")
-        return cls(model, quantize_encoder(model.image_encoder, calibration).module(), int8=True,
-                   compile_decoder=compile_decoder)
+        return cls(model, quantize_encoder(model.image_encoder, calibration).module(), compile_decoder)
 
     @classmethod
     def load(cls, model: Sam, path: str | Path, compile_decoder: bool = True) -> "InductorSam":
@@ -155,7 +153,7 @@ class InductorSam:
                                f"says {str(info.get('sha256'))[:12]}...): the archive was changed after it was written")
         if info.get("image_size") != model.image_size:
             raise SlimlabError(f"{path}: quantized for {info.get('image_size')} px input, the model takes {model.image_size}")
-        return cls(model, program.module(), int8=True, compile_decoder=compile_decoder)
+        return cls(model, program.module(), compile_decoder)
 
     @staticmethod
     def save(program: torch.export.ExportedProgram, model: Sam, path: str | Path) -> None:
@@ -177,16 +175,12 @@ class InductorSam:
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) preprocessed -> (B, C, h, w)."""
-        import torch._inductor.config as inductor_config
-
         with inductor_config.patch(freezing=True):  # a recompile (new dtype, device) must freeze too
             return torch.cat([self.encoder(image[None]) for image in images])
 
     @torch.no_grad()
     def decode(self, *args, **kwargs):
         """``Sam.decode`` (float weights, frozen into the compiled graph when it compiles)."""
-        import torch._inductor.config as inductor_config
-
         with inductor_config.patch(freezing=True):
             return self._decode(*args, **kwargs)
 
