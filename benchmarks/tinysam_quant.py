@@ -14,7 +14,7 @@ import torch
 
 from slimlab.sam.build import build_model
 from slimlab.sam.evaluate import center_points, median_latency, prompted_ious
-from slimlab.sam.inductor_int8 import InductorSam
+from slimlab.sam.inductor_int8 import InductorSam, compile_frozen
 from slimlab.sam.onnx_runtime import OnnxRuntimeSam
 from slimlab.sam.quantize import calibrate, dynamic_int8
 from tinysam_bounds import inductor_kernel_times_ms, int8_speedup_ceiling
@@ -118,11 +118,32 @@ def paired_latency_ms(first, second, repeats: int = 300, warmup: int = 20) -> tu
     return times["first"], times["second"]
 
 
+def bf16_encoder(model, image: torch.Tensor):
+    """A callable running ``model``'s float encoder compiled by inductor under bf16 autocast: not int8, a reference
+    for CPUs with bf16 matrix units (AMX), where bf16 may beat int8."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        compiled = compile_frozen(model.image_encoder, image)
+
+    def encode() -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return compiled(image)
+    return encode
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU advertises AMX bf16 tiles (Linux' /proc/cpuinfo flags)."""
+    try:
+        return " amx_bf16" in open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+
+
 def full_size_int8_latency(repeats: int, warmup: int) -> dict:
     """Latency of the full-size TinySAM layout (random weights: only speed is measured) in float vs dynamic int8:
     the image encoder at 1024 px and the mask decoder on a 16-prompt batch. Each float / int8 pair is timed in
     alternation (medians), so load on the machine hits both alike. Inductor (``ind_``): the encoder, calibrated on
-    four random images, and one image with one point prompt (the decoder is float, compiled, in both)."""
+    four random images, and one image with one point prompt (the decoder is float, compiled, in both); then the
+    float encoder against itself compiled under bf16 autocast."""
     model = build_model("vit_t").eval()
     image = torch.randn(1, 3, 1024, 1024)
     coords, labels = torch.rand(16, 1, 2) * 1024, torch.ones(16, 1)
@@ -145,6 +166,12 @@ def full_size_int8_latency(repeats: int, warmup: int) -> dict:
     out["encoder_ms_ind_float32"], out["encoder_ms_ind_int8"] = paired_latency_ms(
         lambda: float_model.encode(image), lambda: int8_model.encode(image), repeats, warmup)
     out["ind_encoder_speedup"] = out["encoder_ms_ind_float32"] / out["encoder_ms_ind_int8"]
+    # a reference, not int8, in a pair of its own: timed in one rotation with the other two, the float32 encoder
+    # after each bf16 call took 535 ms, more than float32 encoder + decoder in the int8 pair below (533 ms)
+    out["encoder_ms_ind_float32_bf16_pair"], out["encoder_ms_ind_bf16"] = paired_latency_ms(
+        lambda: float_model.encode(image), bf16_encoder(model, image), repeats, warmup)
+    out["ind_bf16_encoder_speedup"] = out["encoder_ms_ind_float32_bf16_pair"] / out["encoder_ms_ind_bf16"]
+    out["cpu_bf16_matrix_units"] = cpu_has_bf16_matrix_units()
     # what a user waits for per image with one point prompt: the float decoder is in both, so the gain is smaller
     point = (coords[:1], labels[:1])
     out["image_ms_ind_float32"], out["image_ms_ind_int8"] = paired_latency_ms(

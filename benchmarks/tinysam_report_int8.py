@@ -144,7 +144,8 @@ def quantization_section(result: dict) -> list[str]:
         "integer kernels; attention's products of two activations stay float"
         + ("; inductor static W8A8 (`slimlab sam quantize --int8-inductor`, PT2E with torchao's x86 quantizer) "
            "quantizes the image encoder's convolutions and linears (per-channel weights, per-tensor activation "
-           "scales observed on the calibration images) and compiles them with weight freezing into oneDNN int8 "
+           "scales observed on the calibration images; the depthwise convolutions stay float, " + depthwise_note(full)
+           + ") and compiles them with weight freezing into oneDNN int8 "
            "kernels fused with their neighbours; the decoder stays float (compiled the same way in both inductor rows)" if inductor else "")
         + ". Each int8 path is timed against its own float: the onnxruntime int8 graphs against the same graphs in "
         "float" + (", the inductor int8 encoder against the same encoder compiled in float (same freezing)"
@@ -185,7 +186,30 @@ def inductor_paragraph(s: dict, full: dict) -> list[str]:
             f"{full['image_ms_ind_int8'] - full['encoder_ms_ind_int8']:.0f} ms in the int8 one in this run (image "
             "minus encoder time): inside the benchmark's process, after the ONNX exports and the other runtimes, the "
             "compiled decoder's time varies from run to run and between the two runtimes, so the encoder row is the "
-            "steadier measure.", ""]
+            "steadier measure." + bf16_sentence(full), ""]
+
+
+def depthwise_note(full: dict) -> str:
+    """Why the int8 encoder keeps its depthwise convolutions float (runs stored before that quantized them)."""
+    if "encoder_ms_ind_bf16" not in full:
+        return "in runs since this one's: the full-size rows below quantized them"
+    return ("a few percent of the multiply-adds, bound by memory: in int8 their quantize / dequantize kernels cost "
+            "more than their products save")
+
+
+def bf16_sentence(full: dict) -> str:
+    """The bf16 reference: faster than int8 on CPUs with bf16 matrix units."""
+    if "encoder_ms_ind_bf16" not in full:
+        return ""
+    bf16_ms, int8_ms = full["encoder_ms_ind_bf16"], full["encoder_ms_ind_int8"]
+    units = ("this CPU has AMX bf16 tiles" if full.get("cpu_bf16_matrix_units") else
+             "this CPU has no AMX bf16 tiles")
+    verdict = ("so on such a CPU bf16, not int8, is the faster way to run the encoder; int8's place is CPUs with "
+               "int8 dot-product instructions (VNNI) but no bf16 matrix units (none measured here)" if bf16_ms < int8_ms else
+               "so int8 stays the faster way to run the encoder here")
+    return (f" For reference, not int8: the same float encoder compiled under bf16 autocast took {bf16_ms:.0f} ms "
+            f"against {full['encoder_ms_ind_float32_bf16_pair']:.0f} ms for float32 timed alternately with it "
+            f"({full['ind_bf16_encoder_speedup']:.2f}x; {units}; int8 above: {int8_ms:.0f} ms), {verdict}.")
 
 
 def inductor_kernel_table(kernels: dict | None) -> list[str]:
@@ -202,10 +226,26 @@ def inductor_kernel_table(kernels: dict | None) -> list[str]:
     return [f"Where the compiled full-size encoder spends its time (torch profiler with inductor's kernel profile, "
             f"{kernels['threads']} thread(s), mean of {kernels['runs']} calls, self time in ms; profiling slows both):",
             "", table(rows, [("kernel group", "group", ""), ("float32 ms", "f", "{:.0f}"), ("int8 ms", "q", "{:.0f}")]),
-            "", f"The int8 kernels run the convolutions and linears "
-            f"{(total_float - kept_float) / max(total_int8 - kept_int8, 1e-9):.2f}x as fast as the float ones, but "
-            f"the rest grows from {kept_float:.0f} to {kept_int8:.0f} ms: in the int8 graph each GELU after a "
-            "convolution also dequantizes its input and quantizes its output in a kernel of its own (inductor has "
-            "int8 fusion patterns for GELU after a linear, none after a convolution), and the layer norm, softmax "
-            "and window-copy kernels quantize their outputs for the int8 linears. Attention's products stay float.",
+            "", f"The int8 graph runs its convolutions and linears ({depthwise_words(kernels)}) "
+            f"{(total_float - kept_float) / max(total_int8 - kept_int8, 1e-9):.2f}x as fast as the float one, but "
+            f"the rest grows from {kept_float:.0f} to {kept_int8:.0f} ms: " + rest_words(kernels)
+            + "the layer norm, softmax and window-copy kernels quantize their outputs for the int8 linears. "
+            "Attention's products stay float.",
             ""]
+
+
+def depthwise_words(kernels: dict) -> str:
+    """Which convolutions the int8 graph ran in int8 (profiles stored before the depthwise ones stayed float)."""
+    return ("the depthwise convolutions float in both" if kernels["int8"].get("float convolutions") else
+            "every one int8")
+
+
+def rest_words(kernels: dict) -> str:
+    """Why the kernels around the products grow, by what the profile shows for GELU."""
+    gelu_float, gelu_int8 = (kernels[name]["generated: GELU (+ quantize)"] for name in ("float32", "int8"))
+    if gelu_int8 > 1.2 * gelu_float:
+        return ("each GELU after an int8 convolution also dequantizes its input and quantizes its output in a kernel "
+                "of its own (oneDNN's int8 convolution takes no GELU post-op; inductor fuses GELU into int8 linears "
+                "only), and ")
+    return ("quantize kernels feed the int8 products (the GELU kernels take about as long as in the float graph), "
+            "and ")

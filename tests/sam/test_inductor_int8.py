@@ -7,7 +7,7 @@ import torch
 from slimlab.core.errors import SlimlabError
 from slimlab.sam.build import build_model
 from slimlab.sam.everything import MaskGenerator
-from slimlab.sam.inductor_int8 import FORMAT_VERSION, InductorSam, quantize_encoder
+from slimlab.sam.inductor_int8 import FORMAT_VERSION, InductorSam, depthwise_convolutions, quantize_encoder
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,21 @@ def test_quantized_encoder_has_int8_weights_and_leaves_the_float_model_alone(stu
     assert all(torch.equal(before[name], tensor) for name, tensor in student.state_dict().items())
     int8_constants = [t for t in list(program.constants.values()) + list(program.state_dict.values())
                       if isinstance(t, torch.Tensor) and t.dtype == torch.int8]
-    # every conv and linear weight the encoder runs is stored as int8 (not the unused ImageNet head)
+    # every conv and linear weight the encoder runs is stored as int8 (not the unused ImageNet head), but the
+    # depthwise convolutions', which stay float
     layers = [module for name, module in student.image_encoder.named_modules()
               if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and name != "head"]
-    assert len(int8_constants) == len(layers)
+    depthwise = depthwise_convolutions(student.image_encoder)
+    assert depthwise and all(student.image_encoder.get_submodule(name).groups > 1 for name in depthwise)
+    assert len(int8_constants) == len(layers) - len(depthwise)
+    # in the graph: a convolution's weight is either a dequantized int8 constant or, for a depthwise one, the
+    # float parameter itself
+    weight_sources = [node.args[1] for node in program.graph.nodes
+                      if node.op == "call_function" and node.target == torch.ops.aten.conv2d.default]
+    float_weights = [source.name for source in weight_sources if source.op == "placeholder"]
+    assert len(float_weights) == len(depthwise)
+    assert sorted(float_weights) == sorted("p_" + name.replace(".", "_") + "_weight" for name in depthwise)
+    assert all("dequantize_per_channel" in str(source.target) for source in weight_sources if source.op != "placeholder")
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     assert any("quantize_per_tensor" in target for target in targets)
     with torch.no_grad():  # the reference (quantize / dequantize) graph, uncompiled: quantization error only
