@@ -190,9 +190,10 @@ def inductor_paragraph(s: dict, full: dict) -> list[str]:
 
 
 def depthwise_note(full: dict) -> str:
-    """Why the int8 encoder keeps its depthwise convolutions float (runs stored before that quantized them)."""
+    """Why the int8 encoder keeps its depthwise convolutions float. Runs stored before it did quantized them; they
+    are the ones without the bf16 reference, which came with the change."""
     if "encoder_ms_ind_bf16" not in full:
-        return "in runs since this one's: the full-size rows below quantized them"
+        return "in later versions; this run quantized them too"
     return ("a few percent of the multiply-adds, bound by memory: in int8 their quantize / dequantize kernels cost "
             "more than their products save")
 

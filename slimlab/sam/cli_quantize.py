@@ -77,7 +77,8 @@ def quantize_command(argv: list[str]) -> int:
                         help="instead: export ONNX graphs and quantize them to real int8 (onnxruntime dynamic "
                              "MatMul); writes encoder.onnx, decoder.onnx and encoder_int8.onnx, decoder_int8.onnx")
     parser.add_argument("--int8-inductor", action="store_true",
-                        help="instead: quantize the image encoder to static int8 for inductor (PT2E; x86 CPU) and "
+                        help="instead: quantize the image encoder to static int8 for inductor (PT2E; x86 CPU; depthwise "
+                             "convolutions stay float) and "
                              "write encoder_int8.pt2, used by `slimlab sam segment --int8-encoder` with this "
                              "checkpoint (needs a C++ compiler)")
     parser.add_argument("--out", default="runs/sam_quantized")
@@ -144,7 +145,7 @@ def int8_onnx(model, images, coords, labels, owners, out: str, inputs: tuple) ->
 def int8_inductor(model, images, coords, labels, owners, out: str, inputs: tuple) -> int:
     """``encoder_int8.pt2`` in ``out`` (static scales from ``images``); prints the masks' IoU with the float model's
     on the calibration prompts."""
-    from slimlab.sam.inductor_int8 import InductorSam, quantize_encoder
+    from slimlab.sam.inductor_int8 import InductorSam, depthwise_convolutions, quantize_encoder
 
     program = quantize_encoder(model.image_encoder, images)
     with atomic_directory(out, overwrite=True, inputs=inputs) as folder:
@@ -156,6 +157,7 @@ def int8_inductor(model, images, coords, labels, owners, out: str, inputs: tuple
         (folder / "quantize.json").write_text(json.dumps(
             {"backend": "inductor static int8 (PT2E x86 quantizer: per-channel weights, per-tensor activations; "
                         "image encoder)", "calibration_images": len(images),
+             "float_layers": depthwise_convolutions(model.image_encoder),
              "calibration_mask_iou_vs_float": agreement}, indent=1))
     print(f"wrote {out}/encoder_int8.pt2; mask IoU vs float on {len(images)} images' prompts {agreement:.4f}")
     return 0

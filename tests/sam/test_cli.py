@@ -126,6 +126,7 @@ def test_int8_inductor_quantize_then_segment_with_the_int8_encoder(tmp_path, che
     report = json.loads((out / "quantize.json").read_text())
     assert (out / "encoder_int8.pt2").is_file() and report["calibration_images"] == 2
     assert report["calibration_mask_iou_vs_float"] > 0.8  # static int8 keeps most of the float masks
+    assert report["float_layers"] and all(name.startswith("layers.") for name in report["float_layers"])  # depthwise
     assert main(["sam", "segment", str(image), "--checkpoint", str(checkpoint), "--points", "45,30",
                  "--single-mask", "--out", str(tmp_path / "float")]) == 0
     # segment runs in a fresh process, as a user's next command would: nothing quantize imported is there
