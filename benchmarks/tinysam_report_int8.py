@@ -144,8 +144,9 @@ def quantization_section(result: dict) -> list[str]:
         "integer kernels; attention's products of two activations stay float"
         + ("; inductor static W8A8 (`slimlab sam quantize --int8-inductor`, PT2E with torchao's x86 quantizer) "
            "quantizes the image encoder's convolutions and linears (per-channel weights, per-tensor activation "
-           "scales observed on the calibration images; the depthwise convolutions stay float, " + depthwise_note(full)
-           + ") and compiles them with weight freezing into oneDNN int8 "
+           "scales observed on the calibration images; the depthwise convolutions stay float, a few percent of the "
+           "multiply-adds, bound by memory: in int8 their quantize / dequantize kernels cost more than their products "
+           "save) and compiles them with weight freezing into oneDNN int8 "
            "kernels fused with their neighbours; the decoder stays float (compiled the same way in both inductor rows)" if inductor else "")
         + ". Each int8 path is timed against its own float: the onnxruntime int8 graphs against the same graphs in "
         "float" + (", the inductor int8 encoder against the same encoder compiled in float (same freezing)"
@@ -187,15 +188,6 @@ def inductor_paragraph(s: dict, full: dict) -> list[str]:
             "minus encoder time): inside the benchmark's process, after the ONNX exports and the other runtimes, the "
             "compiled decoder's time varies from run to run and between the two runtimes, so the encoder row is the "
             "steadier measure." + bf16_sentence(full), ""]
-
-
-def depthwise_note(full: dict) -> str:
-    """Why the int8 encoder keeps its depthwise convolutions float. Runs stored before it did quantized them; they
-    are the ones without the bf16 reference, which came with the change."""
-    if "encoder_ms_ind_bf16" not in full:
-        return "in later versions; this run quantized them too"
-    return ("a few percent of the multiply-adds, bound by memory: in int8 their quantize / dequantize kernels cost "
-            "more than their products save")
 
 
 def bf16_sentence(full: dict) -> str:
