@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -133,7 +134,7 @@ def bf16_encoder(model, image: torch.Tensor):
 def cpu_has_bf16_matrix_units() -> bool:
     """Whether this CPU advertises AMX bf16 tiles (Linux' /proc/cpuinfo flags)."""
     try:
-        return " amx_bf16" in open("/proc/cpuinfo").read()
+        return " amx_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
 
