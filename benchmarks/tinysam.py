@@ -15,6 +15,7 @@ Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
                                             # the same with a longer-trained teacher of another seed (40 min)
     python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (140 min)
     python benchmarks/tinysam.py --prompted-only --arms distill_encoder_only,distill_hard_prompts  # some arms only
+    python benchmarks/tinysam.py --trained-full-size-only  # train the full-size layout, int8 speed + mIoU (40 min)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from tinysam_prompted import (  # noqa: E402
 from tinysam_quant import (ONNX_INT8_WEIGHTS, full_size_int8_measurements, full_size_summary,  # noqa: E402
                            quantization_rows, quantization_summary)
 from tinysam_report import render_markdown  # noqa: E402
+from tinysam_trained_full_size import trained_full_size_int8, trained_full_size_summary  # noqa: E402
 
 BEST_ARM = "distill_hard_prompts"  # the student the quantization table and the overlays use
 SETTINGS = {
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="retrain the teacher and the first-seed hard-prompt student as the full run does (about "
                              "25 min) and re-measure the quantization table and the full-size int8 latency into an "
                              "existing tinysam.json; stops unless the stored models are reproduced")
+    parser.add_argument("--trained-full-size-only", action="store_true",
+                        help="train the full-size TinySAM layout on ShapesSA (128 px, then 1024 px) and measure its "
+                             "inductor int8 encoder's speed-up and mIoU drop into the stored report (about 40 min)")
     parser.add_argument("--everything-only", action="store_true",
                         help="retrain the teacher as the full run does (about 8 min) and re-measure the everything-mode "
                              "arms into an existing tinysam.json, then rewrite the report")
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         return update_everything(Path(args.out))
     if args.quantization_only:
         return update_quantization(Path(args.out), args.quick)
+    if args.trained_full_size_only:
+        return update_trained_full_size(Path(args.out), args.quick)
     if args.prompted_only:
         return update_prompted(Path(args.out), args.scene_text, args.arms.split(",") if args.arms else None)
     if args.arms:
@@ -185,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                                    settings["search_candidates"])
     print("== full-size int8 latency", flush=True)
     full_size = full_size_int8_measurements(args.quick)
+    print("== trained full-size int8", flush=True)
+    trained_full_size = trained_full_size_int8(args.quick)
     profile = int8_speedup_ceiling("shapes_student", 5 if args.quick else 50)
     call_bound = hierarchical_call_bound(everything_samples)
 
@@ -204,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         **everything_summary(annotated["rows"], annotated_suffix(annotated, settings)),
         **quantization_summary(quant_rows),
         **full_size_summary(full_size),
+        **trained_full_size_summary(trained_full_size),
         **bound_summary(profile, call_bound),
     }
     result = {"summary": summary, "settings": settings, "machine": describe_machine(), "command": command,
@@ -211,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
               "scene_text_sanity": scene_text, "first_seed_diagnostics": diagnostics,
               "everything": everything_rows,
               "everything_annotated_background": {annotated_key(annotated): annotated},
-              "quantization": quant_rows, **full_size,
+              "quantization": quant_rows, **full_size, "trained_full_size_int8": trained_full_size,
               "int8_profile": profile, "hierarchical_bound": call_bound, "figures": figures,
               "onnx_int8_weights": ONNX_INT8_WEIGHTS,
               "final_losses": {k: v[-1]["loss"] for k, v in logs.items() if v}}
@@ -318,6 +328,19 @@ def update_quantization(out_dir: Path, quick: bool) -> int:
     result["quantization_command"] = "python benchmarks/tinysam.py --quantization-only"
     write_report(out_dir, result)
     print(json.dumps(quantization_summary(result["quantization"]), indent=1))
+    return 0
+
+
+def update_trained_full_size(out_dir: Path, quick: bool) -> int:
+    """Train the full-size layout and measure its int8 encoder (see tinysam_trained_full_size) into an existing
+    report."""
+    result = stored_result(out_dir)
+    result["trained_full_size_int8"] = trained_full_size_int8(quick)
+    summary = trained_full_size_summary(result["trained_full_size_int8"])
+    result["summary"].update(summary)
+    result["trained_full_size_command"] = "python benchmarks/tinysam.py --trained-full-size-only"
+    write_report(out_dir, result)
+    print(json.dumps(summary, indent=1))
     return 0
 
 

@@ -163,6 +163,9 @@ def render_markdown(result: dict, figures: list[str]) -> str:
         parts += ["", f"The 'at most' bounds, the full-size int8 rows and the int8 schemes were measured again "
                   f"afterwards with `{result['bounds_command']}` (no training; the full command above measures them "
                   "too)."]
+    if result.get("trained_full_size_command"):
+        parts += ["", f"The trained full-size int8 rows were measured afterwards with "
+                  f"`{result['trained_full_size_command']}` (the full command above measures them too)."]
     parts += ["", "## Teacher vs students (same step budget for every student: settings `student_steps`)", "",
               table(result["prompted"], [("model", "model", ""), ("mIoU 1 point", "miou_point", "{:.3f}"),
                                          ("mIoU box", "miou_box", "{:.3f}"), ("mIoU 3 clicks", "miou_3_clicks", "{:.3f}"),

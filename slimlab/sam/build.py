@@ -39,11 +39,23 @@ MODEL_SPECS: dict[str, dict] = {
 MODEL_SPECS["tinysam"] = MODEL_SPECS["vit_t"]
 
 
-def build_model(name: str, device: str | torch.device = "cpu") -> Sam:
-    """Randomly initialised model of a known layout; ``device="meta"`` builds shapes only (no memory)."""
+def build_model(name: str, device: str | torch.device = "cpu", image_size: int | None = None) -> Sam:
+    """Randomly initialised model of a known layout; ``device="meta"`` builds shapes only (no memory).
+
+    ``image_size``: another input size for a TinyViT layout (a multiple of its embedding stride). None of its
+    parameters depends on the size (the attention biases follow the window sizes), so weights trained at one size
+    load at another; SAM's ViT is refused (its position table has one size). The size is kept in ``model.spec``."""
     if name not in MODEL_SPECS:
         raise SlimlabError(f"unknown SAM model '{name}'; known: {', '.join(sorted(MODEL_SPECS))}")
     spec = copy.deepcopy(MODEL_SPECS[name])
+    if image_size is not None and image_size != spec["image_size"]:
+        if spec["encoder"] != "tiny_vit":
+            raise SlimlabError(f"image_size={image_size}: only TinyViT layouts take another input size ('{name}' "
+                               "has a position table of one size)")
+        if image_size < spec["stride"] or image_size % spec["stride"]:
+            raise SlimlabError(f"image_size={image_size}: must be a positive multiple of the embedding stride "
+                               f"{spec['stride']}")
+        spec["image_size"] = image_size
     size, dim = spec["image_size"], spec["dim"]
     grid = size // spec["stride"]
     with torch.device(device):
@@ -55,7 +67,7 @@ def build_model(name: str, device: str | torch.device = "cpu") -> Sam:
         transformer = TwoWayTransformer(2, dim, spec["heads"], spec["mlp"], 2)
         decoder = MaskDecoder(dim, transformer, 3, 3, dim)
         model = Sam(encoder, prompt_encoder, decoder)
-    model.spec = {"name": name}
+    model.spec = {"name": name} if size == MODEL_SPECS[name]["image_size"] else {"name": name, "image_size": size}
     return model.eval()
 
 
@@ -146,8 +158,11 @@ def load_model(path: str | Path, name: str | None = None) -> Sam:
     if name not in MODEL_SPECS:
         raise SlimlabError(f"{path}: layout '{name}' (from {source}) is not a known SAM model; known: "
                            f"{', '.join(sorted(MODEL_SPECS))}")
+    size = spec.get("image_size") if isinstance(spec, dict) and not guessed else None
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        raise SlimlabError(f"{path}: spec 'image_size' should be an integer but is {size!r:.40}")
     try:
-        return load_checkpoint(build_model(name), path, state)
+        return load_checkpoint(build_model(name, image_size=size), path, state)
     except SlimlabError as error:
         if not guessed or "does not match" not in str(error):
             raise

@@ -106,3 +106,32 @@ def test_checkpoint_with_a_bad_spec_is_named(tmp_path):
     with pytest.raises(SlimlabError, match=r"unknown.pth: layout 'vit_z' \(from its spec\) is not a known SAM model; "
                                            r"known: shapes_student, shapes_teacher, tinysam, vit_b, vit_t"):
         load_model(unknown)
+
+
+def test_tinyvit_layout_at_another_input_size_shares_its_weights(tmp_path):
+    torch.manual_seed(0)
+    small = build_model("shapes_student")
+    large = build_model("shapes_student", image_size=256)
+    assert large.image_size == 256 and large.spec == {"name": "shapes_student", "image_size": 256}
+    assert build_model("shapes_student", image_size=128).spec == {"name": "shapes_student"}
+    assert {k: v.shape for k, v in small.state_dict().items()} == {k: v.shape for k, v in large.state_dict().items()}
+    large.load_state_dict(small.state_dict())
+    image = torch.randn(1, 3, 256, 256)
+    embeddings = large.encode(image)
+    assert embeddings.shape == (1, 64, 16, 16)  # 256 px / stride 16
+    path = tmp_path / "large.pth"
+    save_model(large, path)
+    again = load_model(path)
+    assert again.image_size == 256 and torch.equal(again.encode(image), embeddings)
+
+
+def test_another_input_size_is_refused_where_it_cannot_work(tmp_path):
+    with pytest.raises(SlimlabError, match=r"image_size=512: only TinyViT layouts .*'shapes_teacher'"):
+        build_model("shapes_teacher", image_size=512)
+    with pytest.raises(SlimlabError, match=r"image_size=200: must be a positive multiple of the embedding stride 16"):
+        build_model("shapes_student", image_size=200)
+    path = tmp_path / "odd.pth"
+    torch.save({"spec": {"name": "shapes_student", "image_size": "256"},
+                "model": build_model("shapes_student").state_dict()}, path)
+    with pytest.raises(SlimlabError, match=r"odd.pth: spec 'image_size' should be an integer but is '256'"):
+        load_model(path)
