@@ -133,7 +133,7 @@ def render_markdown(result: dict, figures: list[str]) -> str:
            ("hierarchical at the spec's density: mIoU drop (points)", f"{100 * s['hierarchical_miou_drop_32']:.2f}",
             "<= 1", s["hierarchical_miou_drop_32"] <= 0.01)] if "hierarchical_miou_drop_32" in s else []),
         *annotated_target_rows(result.get("everything_annotated_background")),
-        *int8_target_rows(s),
+        *int8_target_rows(s, result.get("trained_full_size_int8_repeats")),
     ]
     parts = [
         "# TinySAM benchmark (CPU, ShapesSA)", "",

@@ -42,7 +42,7 @@ def train_full_size_layout(settings: dict) -> tuple[torch.nn.Module, dict]:
     low_log = train_supervised(low_res, ShapesDataset(settings["low_res_train_images"], "train", settings["low_res"]),
                                TrainConfig(steps=settings["low_res_steps"],
                                            images_per_step=settings["low_res_images_per_step"], seed=seed),
-                               "vit_t layout, 128 px")
+                               f"vit_t layout, {settings['low_res']} px")
     low_seconds = time.perf_counter() - started
     low_res_test = ShapesDataset(settings["test_images"], "test", settings["low_res"])
     low_res_miou = float(prompted_ious(low_res, low_res_test, "point")["iou"].mean())
@@ -60,10 +60,11 @@ def train_full_size_layout(settings: dict) -> tuple[torch.nn.Module, dict]:
     return model, log
 
 
-def trained_full_size_int8(quick: bool = False) -> dict:
-    """Train the full-size layout, then float vs inductor int8 (encoder quantized on calibration images at
-    1024 px): one-point mIoU at 1024 px and latencies. Keys ``*_speedup`` and ``int8_miou_drop`` (fraction)."""
-    settings = dict(SETTINGS["quick" if quick else "default"])
+def trained_full_size_int8(quick: bool = False, seed: int = 0) -> dict:
+    """Train the full-size layout (``seed``: initialisation, batches, prompts), then float vs inductor int8 (encoder
+    quantized on calibration images at 1024 px): one-point mIoU at 1024 px and latencies. Keys ``*_speedup`` and
+    ``int8_miou_drop`` (fraction)."""
+    settings = {**SETTINGS["quick" if quick else "default"], "seed": seed}
     model, log = train_full_size_layout(settings)
     test = ShapesDataset(settings["test_images"], "test", FULL_SIZE)
     calibration = ShapesDataset(settings["calibration_images"], "calib", FULL_SIZE)
