@@ -13,6 +13,7 @@ Writes docs/benchmarks/tinysam.md (+ PNGs) and docs/benchmarks/tinysam.json.
     python benchmarks/tinysam.py --annotated-everything-only  # everything mode with annotated background (20 min)
     python benchmarks/tinysam.py --annotated-everything-only --annotated-teacher-steps 15000 --annotated-teacher-seed 1
                                             # the same with a longer-trained teacher of another seed (40 min)
+    python benchmarks/tinysam.py --annotated-everything-only --annotated-teacher-steps 30000  # (about 110 min)
     python benchmarks/tinysam.py --prompted-only    # retrain teacher + students, re-measure prompted tables (140 min)
     python benchmarks/tinysam.py --prompted-only --arms distill_encoder_only,distill_hard_prompts  # some arms only
     python benchmarks/tinysam.py --trained-full-size-only  # train the full-size layout, int8 speed + mIoU (40 min)
