@@ -87,8 +87,8 @@ OFFICIAL_TAU = 8.5  # TinySAM's high_score_thresh default (a logit)
 
 def everything_summary(rows: list[dict], data_suffix: str = "") -> dict:
     """Decoder-call reduction and mIoU drop of the hierarchical arm with the fewest decoder calls against the grid
-    of the same density, and of the official tau 8.5 arm; the 16x16 figures keep the target keys, the 32x32 ones get a ``_32`` suffix; then
-    ``data_suffix`` (another data set's arms)."""
+    of the same density, and of the official tau 8.5 arm (``_official`` keys); the 16x16 figures keep the target
+    keys, the 32x32 ones get a ``_32`` suffix; then ``data_suffix`` (another data set's arms)."""
     summary = {}
     for side, density_suffix in ((16, ""), (32, "_32")):
         suffix = density_suffix + data_suffix

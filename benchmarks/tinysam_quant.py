@@ -185,7 +185,7 @@ def full_size_int8_latency(repeats: int, warmup: int) -> dict:
 def full_size_int8_measurements(quick: bool) -> dict:
     """The full-size layout's float / int8 latency (torch.ao and onnxruntime), its operator-time bound and the
     onnxruntime int8 schemes on its encoder, under the result keys the report reads."""
-    full_size = full_size_int8_latency(*((1, 0) if quick else (FULL_SIZE_REPEATS, 2)))
+    full_size = full_size_int8_latency(*((1, 1) if quick else (FULL_SIZE_REPEATS, 2)))
     full_size["onnx_int8_weights"] = ONNX_INT8_WEIGHTS
     return {"full_size_int8": full_size,
             "full_size_int8_profile": int8_speedup_ceiling("vit_t", 1 if quick else FULL_SIZE_PROFILE_RUNS),

@@ -29,7 +29,7 @@ SETTINGS = {
                 "test_images": 40, "calibration_images": 8, "repeats": 10, "warmup": 2},
     "quick": {"low_res": 128, "low_res_steps": 4, "low_res_images_per_step": 2, "low_res_train_images": 8,
               "full_size_steps": 2, "full_size_train_images": 2, "full_size_lr": 3e-4,
-              "test_images": 2, "calibration_images": 2, "repeats": 1, "warmup": 0},
+              "test_images": 2, "calibration_images": 2, "repeats": 1, "warmup": 1},
 }
 
 
